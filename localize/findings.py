@@ -1,0 +1,117 @@
+"""Result types shared by segmentation, classification and the exports.
+
+``Lesion`` is filled in two steps: ``segment`` measures it (PET frame, LPS mm,
+body-weight SUV), ``classify`` labels it. ``Findings`` is the whole result of a
+study and serialises to findings.json per the contract
+(``localize/schema/findings.schema.json``, schema ``localize.findings/1``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+SCHEMA_ID = "localize.findings/1"
+
+Point = tuple[float, float, float]  # LPS mm unless the field name says otherwise
+
+
+@dataclass
+class Lesion:
+    """One segmented lesion. SUVs are SUVbw (g/ml); points are LPS mm in the PET frame."""
+
+    label: int  # value of this lesion in the lesion label image (PET grid)
+    suv_max: float
+    suv_peak: float
+    suv_mean: float
+    volume_ml: float
+    total_uptake: float  # suv_mean x volume_ml
+    max_diameter_mm: float
+    peak_lps_mm: Point
+    centroid_lps_mm: Point
+    target_lps_mm: Point  # uptake-weighted centroid: where a planner aims
+    n_voxels: int = 0
+    id: int = 0  # 1..n by suv_max descending, set by ``number_lesions``
+    region: str | None = None  # local / nodal / distant
+    site: str | None = None
+    mitnm: str | None = None
+    laterality: str | None = None  # left / right / midline
+    bone: str | None = None  # named bone for bone lesions
+    region_uncertain: bool = False
+    region_candidates: list[str] = field(default_factory=list)
+    mipsma: int | None = None
+    fluciclovine_suspicious: bool | None = None
+    target_mr_lps_mm: Point | None = None
+
+
+@dataclass
+class Candidate:
+    """A hot spot that did not become a lesion, kept for audit."""
+
+    peak_lps_mm: Point
+    suv_max: float
+    reason: str  # e.g. "below threshold", "physiological: bladder", "too small"
+
+
+@dataclass
+class Findings:
+    """Everything ``localize run`` reports for one study (see the contract)."""
+
+    study: dict[str, Any]  # study_instance_uid, patient_id, study_date
+    frame_of_reference_uid: str
+    tracer: dict[str, Any]  # family, radiopharmaceutical, radionuclide, half_life_s, injected_activity_bq
+    series: dict[str, Any]  # pet / ct / mr: series_instance_uid, modality, description, frame_of_reference_uid
+    lesions: list[Lesion] = field(default_factory=list)
+    staging: dict[str, Any] = field(default_factory=lambda: {"summary": "no lesion"})
+    registration: dict[str, Any] | None = None
+    reference_regions: dict[str, Any] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)  # effective segmentation settings
+    outputs: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The findings.json document (schema ``localize.findings/1``)."""
+        from localize import __version__
+
+        doc: dict[str, Any] = {
+            "schema": SCHEMA_ID,
+            "software": {"name": "localize", "version": __version__},
+            **{k: v for k, v in asdict(self).items() if k != "lesions"},
+            "lesions": [_lesion_dict(lesion) for lesion in self.lesions],
+        }
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+def _lesion_dict(lesion: Lesion) -> dict[str, Any]:
+    d = asdict(lesion)
+    for key, value in d.items():
+        if isinstance(value, tuple):
+            d[key] = [float(v) for v in value]
+    return d
+
+
+def number_lesions(lesions: list[Lesion]) -> list[Lesion]:
+    """Sort by SUVmax descending and set ``id`` 1..n (the contract's order)."""
+    ordered = sorted(lesions, key=lambda lesion: -lesion.suv_max)
+    for i, lesion in enumerate(ordered, start=1):
+        lesion.id = i
+    return ordered
+
+
+def findings_schema() -> dict[str, Any]:
+    """The findings.json JSON Schema shipped with the package."""
+    text = resources.files("localize").joinpath("schema/findings.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate_findings(doc: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``doc`` breaks the contract."""
+    import jsonschema
+
+    jsonschema.validate(doc, findings_schema())
