@@ -80,12 +80,17 @@ def _slice_axes(header: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, fl
     return ipp, iop[:3], iop[3:], col_spacing, row_spacing
 
 
-def _lesion_boxes_ijk(
-    label_image: sitk.Image, grid: sitk.Image, transform: sitk.Transform | None
-) -> dict[int, tuple[np.ndarray, np.ndarray] | None]:
-    """Per label value, the ``(start, stop)`` x,y,z index box of ``grid`` that can hold it.
+def _slice_normal(series: Volume) -> np.ndarray:
+    iop = np.asarray(series.headers[0].ImageOrientationPatient, dtype=float)
+    return np.cross(iop[:3], iop[3:])
 
-    ``None`` means "the whole grid" (the transform has no inverse to map the box).
+
+def _lesion_corners_lps(
+    label_image: sitk.Image, transform: sitk.Transform | None
+) -> dict[int, np.ndarray | None]:
+    """Per label value, the 8 corners (LPS mm, series frame) of its box grown by one voxel.
+
+    ``None`` means "anywhere" (the transform has no inverse to map the box).
     """
     labels = sitk.GetArrayViewFromImage(label_image)  # z, y, x
     inverse = None
@@ -93,77 +98,91 @@ def _lesion_boxes_ijk(
         try:
             inverse = transform.GetInverse()
         except RuntimeError:
-            return {value: None for value in np.unique(labels) if value}
-    size = np.array(grid.GetSize())
-    boxes: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+            return {int(value): None for value in np.unique(labels) if value}
+    corners: dict[int, np.ndarray | None] = {}
     for value, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:
             continue
-        lo = [s.start - 1 for s in reversed(slices)]  # x, y, z, one voxel of margin
+        lo = [s.start - 1 for s in reversed(slices)]  # x, y, z
         hi = [s.stop for s in reversed(slices)]
-        corners = []
-        for cx in (lo[0], hi[0]):
-            for cy in (lo[1], hi[1]):
-                for cz in (lo[2], hi[2]):
-                    point = label_image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz))
-                    if inverse is not None:
-                        point = inverse.TransformPoint(point)
-                    corners.append(grid.TransformPhysicalPointToContinuousIndex(point))
-        corners_ijk = np.array(corners)
-        start = np.clip(np.floor(corners_ijk.min(axis=0)).astype(int) - 1, 0, size)
-        stop = np.clip(np.ceil(corners_ijk.max(axis=0)).astype(int) + 2, 0, size)
-        boxes[value] = (start, stop)
-    return boxes
+        points = [label_image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz))
+                  for cx in (lo[0], hi[0]) for cy in (lo[1], hi[1]) for cz in (lo[2], hi[2])]
+        if inverse is not None:
+            points = [inverse.TransformPoint(point) for point in points]
+        corners[value] = np.array(points)
+    return corners
 
 
-def _resample_box(
-    label_image: sitk.Image, grid: sitk.Image, box: tuple[np.ndarray, np.ndarray] | None,
+def _slice_labels(
+    label_image: sitk.Image, header: Dataset, corners_lps_mm: np.ndarray | None,
     transform: sitk.Transform | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels on the ``box`` part of ``grid`` (nearest neighbour); returns (z,y,x array, x,y,z start)."""
-    start, stop = box if box is not None else (np.zeros(3, int), np.array(grid.GetSize()))
-    reference = sitk.Image([int(v) for v in stop - start], sitk.sitkUInt16)
-    reference.SetSpacing(grid.GetSpacing())
-    reference.SetDirection(grid.GetDirection())
-    reference.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in start]))
-    resampled = sitk.Resample(
+) -> tuple[np.ndarray, int, int]:
+    """Labels sampled (nearest neighbour) at the pixel centres of one source slice.
+
+    Only the part of the slice around ``corners_lps_mm`` is sampled. Returns
+    (rows x columns array, first column, first row).
+    """
+    ipp, x_dir, y_dir, col_spacing, row_spacing = _slice_axes(header)
+    shape = np.array([int(header.Columns), int(header.Rows)])
+    start, stop = np.zeros(2, int), shape
+    if corners_lps_mm is not None:
+        offsets = corners_lps_mm - ipp
+        cr = np.column_stack([offsets @ x_dir / col_spacing, offsets @ y_dir / row_spacing])
+        start = np.clip(np.floor(cr.min(axis=0)).astype(int) - 1, 0, shape)
+        stop = np.clip(np.ceil(cr.max(axis=0)).astype(int) + 2, 0, shape)
+    if np.any(stop <= start):
+        return np.zeros((0, 0), np.uint16), 0, 0
+    reference = sitk.Image([int(stop[0] - start[0]), int(stop[1] - start[1]), 1], sitk.sitkUInt16)
+    reference.SetSpacing((col_spacing, row_spacing, 1.0))
+    reference.SetDirection(tuple(np.column_stack([x_dir, y_dir, np.cross(x_dir, y_dir)]).ravel()))
+    reference.SetOrigin(tuple(ipp + start[0] * col_spacing * x_dir + start[1] * row_spacing * y_dir))
+    sampled = sitk.Resample(
         label_image, reference, transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16
     )
-    return sitk.GetArrayFromImage(resampled), start
+    return sitk.GetArrayFromImage(sampled)[0], int(start[0]), int(start[1])
 
 
 def lesion_contours(
     label_image: sitk.Image, series: Volume, transform: sitk.Transform | None = None
 ) -> dict[int, list[Contour]]:
-    """Closed planar contours of every label value, on the slice planes of ``series``.
+    """Closed planar contours of every label value, on the source slice planes of ``series``.
 
-    ``label_image``: lesion labels (UInt16, PET grid, 0 = background).
+    ``label_image``: lesion labels (UInt16, PET grid, 0 = background), sampled at
+    the pixel centres of each source slice (its own IPP/IOP/PixelSpacing, so a
+    resampled or tilted series still gets contours on its real planes).
     ``transform`` maps series-frame LPS points to label-frame points (the
     resampling convention; None for a series in the label image's frame).
-    Returns ``{label value: [(k, points (n, 3) LPS mm), ...]}``.
+    Returns ``{label value: [(k, points (n, 3) LPS mm), ...]}``, k indexing ``series.headers``.
     """
-    grid = series.image
+    heights = np.asarray(series.positions_lps_mm, dtype=float) @ _slice_normal(series)
+    steps = np.abs(np.diff(heights))
+    reach = float(steps.max()) if len(steps) else 0.0
     contours: dict[int, list[Contour]] = {}
-    for value, box in _lesion_boxes_ijk(label_image, grid, transform).items():
-        labels_zyx, start = _resample_box(label_image, grid, box, transform)
-        mask_zyx = labels_zyx == value
+    for value, corners in _lesion_corners_lps(label_image, transform).items():
+        if corners is None:
+            candidates = range(len(series.headers))
+        else:
+            corner_heights = corners @ _slice_normal(series)
+            candidates = np.flatnonzero((heights >= corner_heights.min() - reach)
+                                        & (heights <= corner_heights.max() + reach))
         found: list[Contour] = []
-        for dk in np.flatnonzero(mask_zyx.any(axis=(1, 2))):
-            k = int(start[2] + dk)
-            ipp, x_dir, y_dir, col_spacing, row_spacing = _slice_axes(series.headers[k])
-            padded = np.pad(mask_zyx[dk], 1).astype(np.uint8)
-            for rc in find_contours(padded, 0.5):
+        for k in candidates:
+            header = series.headers[int(k)]
+            labels_rc, col0, row0 = _slice_labels(label_image, header, corners, transform)
+            mask = labels_rc == value
+            if not mask.any():
+                continue
+            ipp, x_dir, y_dir, col_spacing, row_spacing = _slice_axes(header)
+            for rc in find_contours(np.pad(mask, 1).astype(np.uint8), 0.5):
                 # drop the repeated closing point and the vertices in the middle of straight runs
                 rc = approximate_polygon(rc[:-1], tolerance=1e-3)
-                if len(rc) > 1 and np.array_equal(rc[0], rc[-1]):
-                    rc = rc[:-1]
                 if len(rc) < 3:
                     continue
-                row = rc[:, 0] - 1 + start[1]
-                col = rc[:, 1] - 1 + start[0]
+                row = rc[:, 0] - 1 + row0
+                col = rc[:, 1] - 1 + col0
                 points = ipp + np.outer(col * col_spacing, x_dir) + np.outer(row * row_spacing, y_dir)
-                found.append((k, points))
-        contours[int(value)] = found
+                found.append((int(k), points))
+        contours[value] = found
     return contours
 
 
@@ -180,7 +199,7 @@ def _image_ref(header: Dataset) -> Dataset:
 
 def _nearest_slice(series: Volume, point_lps_mm: np.ndarray) -> int | None:
     """Index of the slice whose plane is within half a slice gap of the point, else None."""
-    normal = np.asarray(series.image.GetDirection()).reshape(3, 3)[:, 2]
+    normal = _slice_normal(series)
     heights = np.asarray(series.positions_lps_mm, dtype=float) @ normal
     offsets = np.abs(heights - point_lps_mm @ normal)
     k = int(np.argmin(offsets))
@@ -349,24 +368,26 @@ def rtstruct_to_masks(
 ) -> dict[str, sitk.Image]:
     """Masks (UInt8, 1 inside) of the ROIs with CLOSED_PLANAR contours of an RTSTRUCT.
 
-    ``reference`` is the series the contours were drawn on; each contour is
-    filled (pixel centres inside the polygon; the contours of one plane combined
-    by XOR, so holes stay holes) on the slice it references, or on the slice
-    whose plane it lies in. The masks have the geometry of ``reference.image``,
-    or are resampled (nearest neighbour) onto ``grid`` when given, e.g. the PET
-    grid of the same frame of reference. ROIs without closed contours (points)
-    are left out; a repeated ROI name gets its ROI number appended.
+    ``reference`` is the series the contours were drawn on. Each contour is
+    filled on the slice of ``reference.image`` its plane lies in (pixel centres
+    inside the polygon); the contours of one slice are combined by XOR, so holes
+    stay holes. The masks have the geometry of ``reference.image``, or are
+    resampled (nearest neighbour) onto ``grid`` when given, e.g. the PET grid of
+    the same frame of reference. ROIs without closed contours (points) are left
+    out; a repeated ROI name gets its ROI number appended.
     Raises ``SeriesError`` when the RTSTRUCT belongs to another frame of
-    reference or references images that are not in ``reference``.
+    reference, references images that are not in ``reference``, or has a
+    contour that is not in the plane of a slice.
     """
     path = Path(path)
     ds = _read_structure_set(path)
     frame_uid = reference.headers[0].FrameOfReferenceUID
-    series_uids = {str(uid): k for k, uid in enumerate(reference.sop_instance_uids)}
-    shape_zyx = sitk.GetArrayViewFromImage(reference.image).shape
-    normal = np.asarray(reference.image.GetDirection()).reshape(3, 3)[:, 2]
-    heights = np.asarray(reference.positions_lps_mm, dtype=float) @ normal
-    half_gap = 0.5 * (np.min(np.abs(np.diff(heights))) if len(heights) > 1 else reference.image.GetSpacing()[2])
+    series_uids = {str(uid) for uid in reference.sop_instance_uids}
+    image = reference.image
+    shape_zyx = sitk.GetArrayViewFromImage(image).shape
+    # LPS mm -> continuous index (x, y, z): inverse of P = origin + D·diag(spacing)·ijk
+    to_index = np.linalg.inv(np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing()))
+    origin = np.asarray(image.GetOrigin())
 
     names = {}
     for roi in ds.StructureSetROISequence:
@@ -380,38 +401,26 @@ def rtstruct_to_masks(
     for roi_contour in ds.get("ROIContourSequence", []):
         number = int(roi_contour.ReferencedROINumber)
         name = names.get(number, f"ROI_{number}")
-        mask_zyx = np.zeros(shape_zyx, dtype=np.uint8)
         closed = [c for c in roi_contour.get("ContourSequence", []) if c.get("ContourGeometricType") == "CLOSED_PLANAR"]
         if not closed:
             continue
+        mask_zyx = np.zeros(shape_zyx, dtype=np.uint8)
         for contour in closed:
+            for item in contour.get("ContourImageSequence", []):
+                if str(item.ReferencedSOPInstanceUID) not in series_uids:
+                    raise SeriesError(f"ROI {name!r} has a contour on image {item.ReferencedSOPInstanceUID}, "
+                                      "which is not in the series", path)
             points = np.asarray(contour.ContourData, dtype=float).reshape(-1, 3)
-            k = _contour_slice(contour, points, series_uids, heights, normal, half_gap, name, path)
-            ipp, x_dir, y_dir, col_spacing, row_spacing = _slice_axes(reference.headers[k])
-            col = (points - ipp) @ x_dir / col_spacing
-            row = (points - ipp) @ y_dir / row_spacing
-            rr, cc = polygon(row, col, shape=shape_zyx[1:])
+            ijk = (points - origin) @ to_index.T
+            k = int(np.round(ijk[:, 2].mean()))
+            if not 0 <= k < shape_zyx[0] or np.max(np.abs(ijk[:, 2] - k)) > 0.5:
+                raise SeriesError(f"ROI {name!r} has a contour that is not in the plane of a slice "
+                                  f"(slice index {ijk[:, 2].min():.2f} to {ijk[:, 2].max():.2f})", path)
+            rr, cc = polygon(ijk[:, 1], ijk[:, 0], shape=shape_zyx[1:])
             mask_zyx[k, rr, cc] ^= 1
-        image = sitk.GetImageFromArray(mask_zyx)
-        image.CopyInformation(reference.image)
+        mask = sitk.GetImageFromArray(mask_zyx)
+        mask.CopyInformation(image)
         if grid is not None:
-            image = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        masks[f"{name} ({number})" if name in masks else name] = image
+            mask = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        masks[f"{name} ({number})" if name in masks else name] = mask
     return masks
-
-
-def _contour_slice(contour: Dataset, points: np.ndarray, series_uids: dict[str, int], heights: np.ndarray,
-                   normal: np.ndarray, half_gap: float, name: str, path: Path) -> int:
-    """Slice index of a contour: its referenced image, checked against the points' plane."""
-    plane_heights = points @ normal
-    images = contour.get("ContourImageSequence", [])
-    if images:
-        uid = str(images[0].ReferencedSOPInstanceUID)
-        if uid not in series_uids:
-            raise SeriesError(f"ROI {name!r} has a contour on image {uid}, which is not in the series", path)
-        k = series_uids[uid]
-    else:
-        k = int(np.argmin(np.abs(heights - plane_heights.mean())))
-    if np.max(np.abs(plane_heights - heights[k])) > half_gap + 1e-3:
-        raise SeriesError(f"ROI {name!r} has a contour off the plane of slice {k} of the series", path)
-    return k
