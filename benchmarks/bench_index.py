@@ -1,0 +1,137 @@
+"""Speed of ``localize.index.index_folder`` on a generated tree of >= 10,000 files.
+
+Writes small PET/CT-like DICOM files (8x8 pixels, full PET/CT headers) with
+pydicom into a temporary folder, mixed with junk text files and truncated
+DICOM files, then times, in this one process:
+
+- baseline: ``pydicom.dcmread(path, stop_before_pixels=True)`` on every file
+  (one process, errors caught), the plain way to read headers;
+- ``index_folder(root, workers=1)`` and ``index_folder(root)`` (process pool).
+
+Prints files/s for each and the ratio to the baseline. Target: >= 1,000
+files/s on a 2-core machine.
+
+    python3 benchmarks/bench_index.py [--studies 16] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from localize.index import index_folder
+
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
+
+
+def _series_template(modality: str, patient: str, study_uid: str, frame_uid: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = PET_STORAGE if modality == "PT" else CT_STORAGE
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.PatientName, ds.PatientID = f"BENCH^{patient}", patient
+    ds.PatientBirthDate, ds.PatientSex, ds.PatientWeight, ds.PatientSize = "19500101", "M", 80, 1.8
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.FrameOfReferenceUID = frame_uid
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240102"
+    ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime = "100000", "110000", "110000"
+    ds.Modality, ds.SeriesNumber = modality, 2 if modality == "PT" else 1
+    ds.StudyDescription, ds.SeriesDescription = "PSMA PET/CT", f"{modality} WB"
+    ds.Manufacturer, ds.InstitutionName, ds.AccessionNumber = "BENCH", "BENCH HOSPITAL", "A1"
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [4.0, 4.0] if modality == "PT" else [0.98, 0.98]
+    ds.SliceThickness = 3.0
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, (0 if modality == "PT" else -1024)
+    if modality == "PT":
+        ds.Units, ds.DecayCorrection, ds.CorrectedImage = "BQML", "START", ["ATTN", "DECY"]
+        info = Dataset()
+        info.Radiopharmaceutical = "Ga68 PSMA-11"
+        info.RadiopharmaceuticalStartDateTime = "20240102100000"
+        info.RadionuclideTotalDose, info.RadionuclideHalfLife = 150e6, 4062.6
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "C118961", "NCIT", "PSMA-11 Ga^68^"
+        info.RadiopharmaceuticalCodeSequence = [code]
+        ds.RadiopharmaceuticalInformationSequence = [info]
+        ds.FrameReferenceTime, ds.ActualFrameDuration = 0, 120000
+    ds.PixelData = np.arange(64, dtype=np.uint16).tobytes()
+    return ds
+
+
+def make_tree(root: Path, studies: int) -> int:
+    """Write ``studies`` PET/CT studies (250 PT + 350 CT slices each) plus junk; return file count."""
+    count = 0
+    for s in range(studies):
+        patient = f"P{s:03d}"
+        study_uid, frame_uid = generate_uid(), generate_uid()
+        for modality, n_slices in (("PT", 250), ("CT", 350)):
+            ds = _series_template(modality, patient, study_uid, frame_uid)
+            folder = root / patient / f"study{s}" / modality
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n_slices):
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.InstanceNumber = i + 1
+                ds.ImagePositionPatient = [-16.0, -16.0, -3.0 * i]
+                ds.save_as(folder / f"{i:05d}", enforce_file_format=True)
+                count += 1
+        (root / patient / "notes.txt").write_text("reading notes\n" * 20)
+        count += 1
+    # truncated copies of real headers and junk named like DICOM
+    sample = next((root / "P000" / "study0" / "PT").iterdir()).read_bytes()
+    junk = root / "junk"
+    junk.mkdir()
+    for i in range(200):
+        (junk / f"trunc{i}.dcm").write_bytes(sample[: 100 + 7 * i])
+        (junk / f"data{i}.json").write_text('{"a": 1}')
+        count += 2
+    return count
+
+
+def _baseline(files: list[str]) -> float:
+    start = time.perf_counter()
+    for path in files:
+        try:
+            pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # junk and truncated files
+            pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=int, default=16)
+    parser.add_argument("--keep", type=Path, help="write the tree here and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        t0 = time.perf_counter()
+        n_files = make_tree(root, args.studies)
+        print(f"wrote {n_files} files in {time.perf_counter() - t0:.1f} s under {root}")
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+        _baseline(files)  # warm the page cache for every contestant alike
+        base_s = _baseline(files)
+        print(f"baseline dcmread(stop_before_pixels=True): {base_s:.2f} s, {n_files / base_s:.0f} files/s")
+        for label, workers in (("index_folder workers=1", 1), ("index_folder workers=auto", None)):
+            start = time.perf_counter()
+            archive = index_folder(root, workers=workers)
+            elapsed = time.perf_counter() - start
+            n_series = sum(1 for _ in archive.all_series())
+            print(f"{label}: {elapsed:.2f} s, {n_files / elapsed:.0f} files/s, "
+                  f"{base_s / elapsed:.2f}x baseline speed; {n_series} series, "
+                  f"{len(archive.unreadable)} unreadable, {archive.skipped} skipped")
+
+
+if __name__ == "__main__":
+    main()
