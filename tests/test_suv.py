@@ -92,21 +92,24 @@ def base_series() -> list[Dataset]:
     return out
 
 
-def _write(datasets: list[Dataset], folder: Path) -> tuple[list[Dataset], list[Path]]:
-    """Write real DICOM files (tiny pixel data) and read their headers back."""
+def _write(
+    datasets: list[Dataset], folder: Path, pixels: list[np.ndarray] | None = None, names: list[str] | None = None
+) -> tuple[list[Dataset], list[Path]]:
+    """Write real DICOM files (2x2 pixels of 100 unless given) and read their headers back."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, ds in enumerate(datasets):
+        stored = np.full((2, 2), 100, np.uint16) if pixels is None else pixels[k].astype(np.uint16)
         ds = Dataset(ds)
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.Rows = ds.Columns = 2
+        ds.Rows, ds.Columns = stored.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = np.full((2, 2), 100, np.uint16).tobytes()
-        path = folder / f"img{k:03d}.dcm"
+        ds.PixelData = stored.tobytes()
+        path = folder / (names[k] if names else f"img{k:03d}.dcm")
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
