@@ -53,3 +53,27 @@ def index_command(path: Path, as_json: bool) -> None:
 
     archive = index_folder(path)
     click.echo(archive.to_json() if as_json else format_index(archive))
+
+
+@main.command("convert")
+@click.argument("path", type=_existing_dir)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder for .nii.gz + .json per series (never inside PATH).")
+@click.option("--strict", is_flag=True, help="Refuse series with missing slices or uneven spacing.")
+@_one_line_errors
+def convert_command(path: Path, out: Path, strict: bool) -> None:
+    """Convert every image series under PATH to NIfTI (RAS affine; PET in SUVbw) + JSON sidecar."""
+    from localize.convert import convert_folder
+
+    results = convert_folder(path, out, strict=strict)
+    for result in results:
+        if result.error:
+            click.echo(f"failed  {result.modality or '?'} {result.series_instance_uid}: {result.error}")
+        else:
+            click.echo(f"wrote   {result.nifti}")
+            for warning in result.warnings:
+                click.echo(f"        warning: {warning}")
+    failed = sum(1 for r in results if r.error)
+    click.echo(f"{len(results) - failed} series converted, {failed} failed")
+    if failed:
+        sys.exit(1)
