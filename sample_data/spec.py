@@ -1,0 +1,89 @@
+"""What study to generate: ``StudySpec`` (defaults = the demo study) and ``LesionSpec``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from localize.errors import ConfigError
+
+GENERATOR_VERSION = "1"
+
+TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
+VENDORS = ("siemens", "ge", "philips")
+DEFECTS = (None, "no_radiopharmaceutical_sequence", "truncated_file", "missing_slice", "no_pet")
+SITES = ("prostate_bed", "prostate_bed_bladder", "prostate", "obturator", "external_iliac", "internal_iliac",
+         "presacral", "common_iliac", "retroperitoneal", "inguinal", "supradiaphragmatic", "bone_pelvis",
+         "bone_spine", "bone_rib", "lung", "liver")
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    """One lesion: ``site`` from ``SITES`` (placed by site, jittered by the seed); side "left"/"right"/None."""
+
+    site: str
+    diameter_mm: float
+    suv_max: float
+    side: str | None = None
+
+
+# The demo set: every site the classifier distinguishes, SUVmax 3-30, 5-25 mm.
+DEFAULT_LESIONS: tuple[LesionSpec, ...] = (
+    LesionSpec("prostate_bed", 12, 9.0), LesionSpec("prostate_bed_bladder", 10, 7.0),
+    LesionSpec("obturator", 8, 6.0, "left"), LesionSpec("external_iliac", 10, 12.0, "right"),
+    LesionSpec("internal_iliac", 7, 5.0, "left"), LesionSpec("presacral", 8, 4.0),
+    LesionSpec("common_iliac", 9, 8.0, "right"), LesionSpec("retroperitoneal", 12, 14.0, "left"),
+    LesionSpec("inguinal", 9, 3.5, "left"), LesionSpec("supradiaphragmatic", 11, 10.0, "left"),
+    LesionSpec("bone_pelvis", 16, 18.0, "right"), LesionSpec("bone_spine", 14, 25.0),
+    LesionSpec("bone_rib", 9, 6.0, "left"), LesionSpec("lung", 10, 5.0, "right"), LesionSpec("liver", 20, 30.0))
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A phantom study. Defaults give the demo study (whole body, 512 CT, all lesion sites, MR)."""
+
+    seed: int = 1
+    tracer: str = "dcfpyl"
+    vendor: str = "siemens"
+    patient_position: str = "HFS"
+    status: str = "post_prostatectomy"
+    extent: str = "whole_body"
+    ct_matrix: int = 512
+    ct_slice_mm: float = 3.0
+    pet_voxel_mm: float = 4.0
+    pet_fwhm_mm: float = 6.0
+    pet_noise: float = 1.0
+    lesions: str | tuple[LesionSpec, ...] = "default"
+    with_mr: bool = True
+    mr_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    mr_oblique: bool = False
+    layout: str = "nested"
+    random_names: bool = False
+    shuffle: bool = False
+    defect: str | None = None
+
+    def __post_init__(self):
+        choices = {"tracer": TRACERS, "vendor": VENDORS, "patient_position": ("HFS", "FFS"),
+                   "status": ("post_prostatectomy", "post_radiotherapy"), "extent": ("whole_body", "pelvis"),
+                   "layout": ("nested", "flat"), "defect": DEFECTS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"StudySpec.{name}={getattr(self, name)!r} is not one of {allowed}")
+        if not (self.lesions == "default" or isinstance(self.lesions, tuple)):
+            raise ConfigError("StudySpec.lesions must be 'default' or a tuple of LesionSpec")
+        for les in self.lesion_specs():
+            if les.site not in SITES:
+                raise ConfigError(f"LesionSpec.site={les.site!r} is not one of {SITES}")
+
+    def lesion_specs(self) -> tuple[LesionSpec, ...]:
+        if self.lesions != "default":
+            return self.lesions
+        if self.status == "post_radiotherapy":
+            swap = {"prostate_bed": "prostate", "prostate_bed_bladder": "prostate"}
+            return tuple(LesionSpec(swap.get(s.site, s.site), s.diameter_mm, s.suv_max, s.side)
+                         for s in DEFAULT_LESIONS if s.site != "prostate_bed_bladder")
+        return DEFAULT_LESIONS
+
+    def key(self) -> str:
+        """A stable text key of the spec and generator version (cache key)."""
+        d = asdict(self)
+        return f"v{GENERATOR_VERSION}:{sorted(d.items())!r}"
