@@ -1,0 +1,201 @@
+"""Physiological uptake: which organ masks hide lesion candidates, per tracer.
+
+PSMA ligands are taken up by the salivary glands, kidneys, liver, spleen and
+bowel and excreted in urine (kidneys -> ureters -> bladder), DOMAIN.md §3.6;
+18F-PSMA-1007 is mainly hepatobiliary. 18F-fluciclovine shows liver, pancreas,
+marrow and muscle uptake with little early urine (§3.7). Masks are numpy bool
+arrays (z, y, x) on the PET grid.
+
+Three kinds of suppression:
+
+* ``organ``: a hot spot inside the (slightly dilated) organ is physiological;
+* ``excess``: a hot spot inside the organ is kept only when it clearly exceeds the
+  organ's own uptake (mean + k SD), so a liver metastasis can still come out;
+* ``halo``: around urine-filled organs a hot spot is kept only when it exceeds the
+  spill-over seen at the same distance from the organ elsewhere, so a local
+  recurrence touching the bladder base stays detectable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from localize.metrics import ball
+
+# Organ groups: a name of the anatomy, or a group of names (unions).
+ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
+    "salivary_glands": (
+        "parotid_gland_left",
+        "parotid_gland_right",
+        "submandibular_gland_left",
+        "submandibular_gland_right",
+    ),
+    "kidneys": ("kidney_left", "kidney_right"),
+    "urinary_bladder": ("urinary_bladder",),
+    "liver": ("liver",),
+    "spleen": ("spleen",),
+    "bowel": ("bowel", "small_bowel", "colon", "duodenum"),
+    "pancreas": ("pancreas",),
+}
+
+
+@dataclass
+class Suppression:
+    """Physiology masks on the PET grid (z, y, x) and what each one means."""
+
+    organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
+    excess: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # mask, SUV a lesion must exceed
+    halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
+    detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
+
+    def any_organ(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Union of the ``organ`` masks."""
+        out = np.zeros(shape, bool)
+        for mask in self.organ.values():
+            out |= mask
+        return out
+
+
+def group_mask(masks: dict[str, np.ndarray], group: str) -> np.ndarray | None:
+    """Union of the anatomy masks that make up ``group`` (None if none is present)."""
+    parts = [masks[name] for name in ORGAN_GROUPS.get(group, (group,)) if name in masks]
+    if not parts:
+        return None
+    return np.logical_or.reduce(parts)
+
+
+def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.ndarray:
+    if radius_mm <= 0:
+        return mask
+    return ndimage.binary_dilation(mask, structure=ball(radius_mm, spacing_zyx))
+
+
+def ureter_tracks(
+    suv: np.ndarray,
+    kidneys: np.ndarray,
+    bladder_zone: np.ndarray | None,
+    spacing_zyx: np.ndarray,
+    *,
+    threshold_suv: float,
+    min_length_mm: float,
+    margin_mm: float,
+) -> np.ndarray:
+    """Hot tubular tracks leaving the kidneys (ureters with urine), as a bool mask (z, y, x).
+
+    A component of ``suv >= threshold_suv`` outside kidneys and bladder zone that
+    touches the kidneys and runs at least ``min_length_mm`` in z.
+    """
+    near_kidney = _dilate(kidneys, 2.0 * float(spacing_zyx.max()), spacing_zyx)
+    hot = (suv >= threshold_suv) & ~kidneys
+    if bladder_zone is not None:
+        hot &= ~bladder_zone
+    labels, n = ndimage.label(hot, structure=np.ones((3, 3, 3)))
+    out = np.zeros(suv.shape, bool)
+    if n == 0:
+        return out
+    touching = np.unique(labels[near_kidney & hot])
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if lab not in touching or sl is None:
+            continue
+        length_mm = (sl[0].stop - sl[0].start) * spacing_zyx[0]
+        if length_mm >= min_length_mm:
+            out[sl] |= labels[sl] == lab
+    return _dilate(out, margin_mm, spacing_zyx)
+
+
+def suppression_for(
+    suv: np.ndarray,
+    masks: dict[str, np.ndarray],
+    spacing_zyx: np.ndarray,
+    *,
+    organs: tuple[str, ...],
+    excess_organs: tuple[str, ...],
+    halo_organs: tuple[str, ...],
+    organ_margin_mm: float,
+    halo_mm: float,
+    excess_sd: float,
+    ureter_threshold_suv: float | None,
+    ureter_min_length_mm: float,
+) -> Suppression:
+    """Build the physiology masks for one study from its anatomy ``masks`` and SUV array (z, y, x)."""
+    out = Suppression(detection=suv.copy())
+    for group in organs:
+        mask = group_mask(masks, group)
+        if mask is not None and mask.any():
+            out.organ[group] = _dilate(mask, organ_margin_mm, spacing_zyx)
+    for group in excess_organs:
+        mask = group_mask(masks, group)
+        if mask is None or not mask.any():
+            continue
+        core = ndimage.binary_erosion(mask, iterations=1)
+        values = suv[core if core.sum() > 20 else mask]
+        out.excess[group] = (mask, float(values.mean() + excess_sd * values.std()))
+    for group in halo_organs:
+        mask = group_mask(masks, group)
+        if mask is None or not mask.any():
+            continue
+        if group in out.organ:
+            out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
+        out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
+    if ureter_threshold_suv is not None:
+        kidneys = group_mask(masks, "kidneys")
+        if kidneys is not None and kidneys.any():
+            bladder = group_mask(masks, "urinary_bladder")
+            zone = _dilate(bladder, halo_mm, spacing_zyx) if bladder is not None else None
+            tracks = ureter_tracks(
+                suv,
+                kidneys,
+                zone,
+                spacing_zyx,
+                threshold_suv=ureter_threshold_suv,
+                min_length_mm=ureter_min_length_mm,
+                margin_mm=organ_margin_mm,
+            )
+            if tracks.any():
+                out.organ["ureters"] = tracks
+    return out
+
+
+def flatten_halo(
+    suv: np.ndarray, detection: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, halo_mm: float
+) -> tuple[np.ndarray, float]:
+    """Remove the spill-over of a hot ``organ`` from ``detection`` (in place); return (residual SD map, background).
+
+    The spill-over at distance d from the organ is the median SUV of the shell
+    at d (a lesion fills only a small part of a shell); in the halo the
+    detection image becomes background + (SUV - shell median), so a lesion
+    touching the organ keeps its own maximum. Inside the organ it becomes the
+    background. The returned map holds the robust SD (1.4826 MAD) of the
+    residual of each voxel's shell, 0 outside the halo.
+    """
+    step = float(spacing_zyx.min())
+    lo, hi = _bbox(organ, int(np.ceil(halo_mm / step)) + 2, suv.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    distance = ndimage.distance_transform_edt(~organ[crop], sampling=spacing_zyx)
+    bins = np.rint(distance / step).astype(int)
+    values = suv[crop]
+    outer = bins == int(np.rint(halo_mm / step)) + 1
+    background = float(np.median(values[outer])) if outer.any() else 0.0
+    noise = np.zeros(suv.shape, np.float32)
+    flat = detection[crop]
+    sd = noise[crop]
+    for b in range(1, int(np.rint(halo_mm / step)) + 1):
+        shell = bins == b
+        if not shell.any():
+            continue
+        shell_values = values[shell]
+        median = float(np.median(shell_values))
+        flat[shell] = background + shell_values - median
+        sd[shell] = 1.4826 * float(np.median(np.abs(shell_values - median)))
+    flat[organ[crop]] = background
+    return noise, background
+
+
+def _bbox(mask: np.ndarray, pad: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    coords = np.argwhere(mask)
+    lo = np.maximum(coords.min(0) - pad, 0)
+    hi = np.minimum(coords.max(0) + pad + 1, shape)
+    return lo, hi

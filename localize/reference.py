@@ -1,0 +1,169 @@
+"""Reference regions (DOMAIN.md §4.2): liver, blood pool, parotid, spleen, L3 marrow.
+
+Each region gives SUVmean, SD, centre (LPS mm) and voxel count on the native PET
+grid; arrays are numpy ``z, y, x``. A value implausible for the tracer raises
+no error but carries a warning: it often means a wrong weight, dose or time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.signal import fftconvolve
+
+from localize.anatomy.model import Anatomy
+from localize.metrics import ball, spacing_zyx_mm, zyx_to_lps
+
+LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, §4.2)
+BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter x 2 cm cylinder in the aorta (PERCIST, §4.2 [R])
+BLOOD_POOL_LENGTH_MM = 20.0
+AORTA_WALL_MM = 2.0  # eroded 2 mm from the wall (§4.2)
+VESSELS = ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein")
+
+# Plausible SUVmean ranges per tracer family. 18F-DCFPyL liver: mean +- 3 SD of
+# 5.1 +- 0.7 (Li et al. JNM 2017, PMC5450367; DOMAIN.md §4.2). Other ranges were
+# not found in the literature; these wide bounds [REC] only catch gross errors.
+PLAUSIBLE_SUV: dict[tuple[str, str], tuple[float, float]] = {
+    ("psma_f18_renal", "liver"): (2.9, 7.1),
+    ("psma_ga68", "liver"): (1.5, 12.0),
+    ("psma_f18_hepatobiliary", "liver"): (3.0, 25.0),
+    ("psma_f18_hepatobiliary", "spleen"): (3.0, 25.0),
+    ("fluciclovine", "liver"): (2.0, 15.0),
+}
+GENERIC_PLAUSIBLE_SUV = (0.3, 40.0)
+
+
+@dataclass
+class ReferenceRegion:
+    """SUVbw statistics of one reference VOI; ``centre_lps_mm`` is its centroid."""
+
+    name: str
+    suv_mean: float
+    suv_sd: float
+    centre_lps_mm: tuple[float, float, float]
+    n_voxels: int
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["centre_lps_mm"] = list(self.centre_lps_mm)
+        return d
+
+
+def reference_regions(
+    pet_suv: sitk.Image,
+    anatomy: Anatomy,
+    tracer_family: str,
+    *,
+    exclude: np.ndarray | None = None,
+) -> dict[str, ReferenceRegion]:
+    """Reference VOIs found in ``anatomy`` on the SUVbw image; ``exclude`` (bool z, y, x) marks lesions."""
+    suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
+    spacing = spacing_zyx_mm(pet_suv)
+    masks = anatomy.masks
+    avoid = np.zeros(suv.shape, bool) if exclude is None else exclude.astype(bool).copy()
+    for vessel in VESSELS:
+        if vessel in masks:
+            avoid |= masks[vessel]
+    avoid = ndimage.binary_dilation(avoid, structure=ball(5.0, spacing)) if avoid.any() else avoid
+    vois: dict[str, np.ndarray] = {}
+    if "liver" in masks:
+        voi = liver_sphere(suv, masks["liver"] & ~avoid, spacing)
+        if voi is not None:
+            vois["liver"] = voi
+    if "aorta" in masks:
+        level = anatomy.levels_z_mm.get("L3") if tracer_family == "fluciclovine" else anatomy.levels_z_mm.get("diaphragm")
+        voi = aorta_cylinder(pet_suv, masks["aorta"], spacing, level)
+        if voi is not None:
+            vois["blood_pool"] = voi
+    for name, group in (("parotid", ("parotid_gland_left", "parotid_gland_right")), ("spleen", ("spleen",))):
+        parts = [masks[g] for g in group if g in masks]
+        if parts:
+            whole = np.logical_or.reduce(parts)
+            core = ndimage.binary_erosion(whole, iterations=1)  # 1 voxel off the edge (§4.2)
+            vois[name] = (core if core.any() else whole) & ~(exclude if exclude is not None else False)
+    if "vertebrae_L3" in masks:
+        vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"])
+    out = {}
+    for name, voi in vois.items():
+        if voi.sum() == 0:
+            continue
+        values = suv[voi].astype(np.float64)
+        mean, sd = float(values.mean()), float(values.std())
+        centre = zyx_to_lps(pet_suv, np.argwhere(voi).mean(0))
+        lo, hi = PLAUSIBLE_SUV.get((tracer_family, name), GENERIC_PLAUSIBLE_SUV)
+        warning = None
+        if not lo <= mean <= hi:
+            warning = (
+                f"{name} SUVmean {mean:.2f} outside the plausible {lo:g}-{hi:g} for {tracer_family}: "
+                "check patient weight, injected activity and times"
+            )
+        out[name] = ReferenceRegion(name, mean, sd, (float(centre[0]), float(centre[1]), float(centre[2])), int(voi.sum()), warning)
+    return out
+
+
+def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
+    """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata 2014, §4.2)."""
+    if not liver.any():
+        return None
+    coords = np.argwhere(liver)
+    lo, hi = coords.min(0), coords.max(0) + 1
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    organ = liver[crop]
+    depth = ndimage.distance_transform_edt(np.pad(organ, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    radius = min(LIVER_SPHERE_RADIUS_MM, float(depth.max()))
+    kernel = ball(radius, spacing).astype(np.float64)
+    values = suv[crop].astype(np.float64) * organ
+    n = kernel.sum()
+    s1 = fftconvolve(values, kernel, mode="same")
+    s2 = fftconvolve(values**2, kernel, mode="same")
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean**2, 0.0)
+    centres = depth >= radius - 1e-6
+    cov = np.where(centres & (mean > 0), np.sqrt(var) / np.maximum(mean, 1e-9), np.inf)
+    best = np.unravel_index(int(np.argmin(cov)), cov.shape)
+    out = np.zeros(liver.shape, bool)
+    half = np.array(kernel.shape) // 2
+    centre = np.array(best) + lo
+    for offset in np.argwhere(kernel) - half:
+        p = tuple(centre + offset)
+        if all(0 <= a < b for a, b in zip(p, liver.shape)):
+            out[p] = True
+    return out & liver
+
+
+def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray, level_z_mm: float | None) -> np.ndarray | None:
+    """Blood-pool VOI: 1 cm x 2 cm cylinder on the aorta centreline, 2 mm inside the wall, nearest ``level_z_mm``."""
+    core = ndimage.binary_erosion(aorta, structure=ball(AORTA_WALL_MM, spacing)) if aorta.sum() > 50 else aorta
+    slices = np.flatnonzero(core.reshape(core.shape[0], -1).any(1))
+    if slices.size == 0:
+        return None
+    if level_z_mm is None:
+        k = int(slices[len(slices) // 2])
+    else:
+        z_mm = np.array([zyx_to_lps(pet_suv, np.array([k, 0, 0]))[2] for k in slices])
+        k = int(slices[int(np.argmin(np.abs(z_mm - level_z_mm)))])
+    half = max(int(round(BLOOD_POOL_LENGTH_MM / 2 / spacing[0])), 0)
+    out = np.zeros(aorta.shape, bool)
+    yy, xx = np.ogrid[: aorta.shape[1], : aorta.shape[2]]
+    for z in range(max(k - half, 0), min(k + half + 1, aorta.shape[0])):
+        if not core[z].any():
+            continue
+        cy, cx = np.argwhere(core[z]).mean(0)
+        disc = ((yy - cy) * spacing[1]) ** 2 + ((xx - cx) * spacing[2]) ** 2 <= BLOOD_POOL_RADIUS_MM**2
+        out[z] = disc & core[z]
+    return out
+
+
+def vertebral_body(vertebra: np.ndarray) -> np.ndarray:
+    """Cancellous body of one vertebra: the mask eroded one voxel, anterior half (LPS y below the median)."""
+    core = ndimage.binary_erosion(vertebra, iterations=1)
+    core = core if core.any() else vertebra
+    ys = np.argwhere(core)[:, 1]
+    anterior = np.zeros_like(core)
+    anterior[:, : int(np.median(ys)) + 1, :] = True
+    return core & anterior

@@ -1,0 +1,395 @@
+"""Lesion segmentation on the SUV image (DOMAIN.md §3.8).
+
+physiological-uptake suppression -> candidate hot spots (local maxima) ->
+threshold test -> per-lesion growing (% of SUVmax, capped radius) -> touching
+lesions separated by a watershed on the SUV -> minimum size -> measurement.
+Hot spots that do not become lesions are kept as ``Candidate`` for audit.
+
+Arrays are numpy ``z, y, x`` views of the PET image; points are LPS mm; SUV is
+body-weight SUV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.segmentation import watershed
+
+from localize.anatomy.model import Anatomy
+from localize.errors import ConfigError
+from localize.findings import Candidate, Lesion, number_lesions
+from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
+from localize.physiology import Suppression, suppression_for
+from localize.reference import ReferenceRegion, reference_regions
+
+METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
+DELINEATIONS = ("percent_max", "threshold")
+
+
+@dataclass
+class SegmentationSettings:
+    """Every parameter of the segmentation; ``to_dict()`` is recorded in the findings.
+
+    Detection threshold per method (soft tissue / inside the CT bone mask):
+    ``fixed_suv``: ``detect_suv``; ``percent_max``: ``detect_suv`` (the lesion is
+    then delineated at ``percent_of_max``); ``percist``: ``reference_mean_factor``
+    x mean + ``reference_sd_factor`` x SD of ``reference_region`` (PERCIST uses
+    1.5 x liver mean + 2 SD, DOMAIN.md §3.1), never below ``detect_suv``;
+    ``qpsma``: soft tissue ``qpsma_constant`` / mean x (mean + SD) of the
+    reference (qPSMA liver threshold, Gafita et al. JNM 2019, formula [R] in
+    DOMAIN.md §3.1), bone ``bone_suv`` (qPSMA: SUV >= 3 in the CT bone mask).
+    """
+
+    method: str = "fixed_suv"
+    detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, §3.1)
+    bone_suv: float | None = None  # threshold inside the bone mask; None: as soft tissue
+    reference_region: str = "liver"
+    reference_mean_factor: float = 1.5
+    reference_sd_factor: float = 2.0
+    qpsma_constant: float = 4.30
+    delineation: str = "percent_max"  # grow at percent_of_max x SUVmax, or at the detection threshold
+    percent_of_max: float = 0.41  # 41 % SUVmax (MUST-segmenter, §3.1)
+    grow_floor_suv: float = 1.5  # never grow below this SUV
+    max_radius_mm: float = 30.0  # growth cap around the hottest voxel (§3.8)
+    min_separation_mm: float = 10.0  # two hot spots closer than this are one candidate
+    prominence: float = 0.15  # a hot spot is distinct if the SUV dips by this fraction before a hotter one
+    smoothing_fwhm_mm: float = 0.0  # Gaussian smoothing for detection only (0: none)
+    min_voxels: int = 3  # §3.8 step 5
+    min_volume_ml: float = 0.0
+    audit_min_suv: float = 2.0  # hot spots from this SUV on are reported as candidates
+    suppress_organs: tuple[str, ...] = ()
+    suppress_excess_organs: tuple[str, ...] = ()
+    halo_organs: tuple[str, ...] = ()
+    organ_margin_mm: float = 4.0
+    halo_mm: float = 12.0  # spill-over halo around urine-filled organs
+    halo_sd_factor: float = 4.0  # a hot spot in the halo must exceed the spill-over by this x its residual SD
+    excess_sd: float = 4.0  # a hot spot in an "excess" organ must exceed organ mean + this x SD
+    ureters: bool = False
+    ureter_min_length_mm: float = 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every parameter."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+_PSMA_RENAL = dict(
+    method="fixed_suv",
+    detect_suv=3.0,
+    bone_suv=3.0,
+    suppress_organs=("salivary_glands", "kidneys", "urinary_bladder", "bowel"),
+    suppress_excess_organs=("liver", "spleen"),
+    halo_organs=("urinary_bladder",),
+    ureters=True,
+)
+
+# Tracer presets (DOMAIN.md §3.6-§3.8): excretion and organ masks per family.
+PRESETS: dict[str, dict[str, Any]] = {
+    "psma_ga68": {**_PSMA_RENAL, "reference_region": "liver"},
+    "psma_f18_renal": {**_PSMA_RENAL, "reference_region": "liver"},
+    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (§4.1).
+    "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen"},
+    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (§3.7); blood pool reference (§4.4).
+    "fluciclovine": dict(
+        method="fixed_suv",
+        detect_suv=3.0,
+        bone_suv=3.0,
+        reference_region="blood_pool",
+        suppress_organs=("pancreas", "bowel"),
+        suppress_excess_organs=("liver",),
+        halo_organs=("urinary_bladder",),
+        ureters=False,
+    ),
+}
+
+
+def settings_for(tracer_family: str, overrides: SegmentationSettings | dict[str, Any] | None = None) -> SegmentationSettings:
+    """The preset of ``tracer_family`` updated with ``overrides`` (unknown keys -> ConfigError)."""
+    if isinstance(overrides, SegmentationSettings):
+        return _checked(overrides)
+    if tracer_family not in PRESETS:
+        raise ConfigError(f"no segmentation preset for tracer family {tracer_family!r} (known: {', '.join(PRESETS)})")
+    known = {f.name for f in dataclasses.fields(SegmentationSettings)}
+    values = dict(PRESETS[tracer_family])
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise ConfigError(f"unknown segmentation setting {key!r}")
+        values[key] = tuple(value) if isinstance(value, list) else value
+    return _checked(SegmentationSettings(**values))
+
+
+def _checked(s: SegmentationSettings) -> SegmentationSettings:
+    if s.method not in METHODS:
+        raise ConfigError(f"segmentation method {s.method!r} is not one of {', '.join(METHODS)}")
+    if s.delineation not in DELINEATIONS:
+        raise ConfigError(f"delineation {s.delineation!r} is not one of {', '.join(DELINEATIONS)}")
+    if not 0.0 < s.percent_of_max < 1.0:
+        raise ConfigError(f"percent_of_max must lie in (0, 1), got {s.percent_of_max}")
+    return s
+
+
+@dataclass
+class Segmentation:
+    """Lesions found on one PET: label image (UInt16, PET grid; lesion i has value ``Lesion.label``)."""
+
+    labels: sitk.Image
+    lesions: list[Lesion] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    settings: SegmentationSettings = field(default_factory=SegmentationSettings)
+    thresholds: dict[str, float] = field(default_factory=dict)  # effective soft-tissue / bone thresholds
+    warnings: list[str] = field(default_factory=list)
+
+
+def detection_thresholds(s: SegmentationSettings, references: dict[str, ReferenceRegion]) -> tuple[float, float]:
+    """(soft tissue, bone) detection thresholds in SUV for settings ``s``."""
+    soft = s.detect_suv
+    if s.method in ("percist", "qpsma"):
+        ref = references.get(s.reference_region)
+        if ref is None:
+            raise ConfigError(f"method {s.method} needs the {s.reference_region} reference region, not found in this study")
+        if s.method == "percist":
+            soft = max(s.detect_suv, s.reference_mean_factor * ref.suv_mean + s.reference_sd_factor * ref.suv_sd)
+        else:
+            soft = max(s.detect_suv, s.qpsma_constant / ref.suv_mean * (ref.suv_mean + ref.suv_sd))
+    bone = soft if s.bone_suv is None else s.bone_suv
+    return soft, bone
+
+
+def segment_lesions(
+    pet_suv: sitk.Image,
+    anatomy: Anatomy,
+    *,
+    tracer_family: str,
+    settings: SegmentationSettings | dict[str, Any] | None = None,
+    references: dict[str, ReferenceRegion] | None = None,
+) -> Segmentation:
+    """Find and measure the avid lesions of ``pet_suv`` (SUVbw image), outside physiological uptake.
+
+    ``references`` defaults to ``reference_regions(pet_suv, anatomy, tracer_family)``
+    when the method needs one.
+    """
+    s = settings_for(tracer_family, settings)
+    suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
+    spacing = spacing_zyx_mm(pet_suv)
+    if references is None and s.method in ("percist", "qpsma"):
+        references = reference_regions(pet_suv, anatomy, tracer_family)
+    soft_t, bone_t = detection_thresholds(s, references or {})
+    bone = anatomy.mask("bone")
+    threshold = np.full(suv.shape, soft_t, np.float32)
+    if bone is not None:
+        threshold[bone] = bone_t
+
+    physio = suppression_for(
+        suv,
+        anatomy.masks,
+        spacing,
+        organs=s.suppress_organs,
+        excess_organs=s.suppress_excess_organs,
+        halo_organs=s.halo_organs,
+        organ_margin_mm=s.organ_margin_mm,
+        halo_mm=s.halo_mm,
+        excess_sd=s.excess_sd,
+        ureter_threshold_suv=soft_t if s.ureters else None,
+        ureter_min_length_mm=s.ureter_min_length_mm,
+    )
+    organ_any = physio.any_organ(suv.shape)
+    detect = physio.detection  # SUV with urine spill-over flattened: lesions touching the bladder keep their maximum
+
+    seeds = _hot_spots(detect, spacing, s)
+    candidates: list[Candidate] = []
+    accepted: list[np.ndarray] = []
+    candidates += _organ_hot_spots(pet_suv, suv, physio, s.audit_min_suv)
+    reported: set[str] = set()
+    for seed in seeds:
+        value = float(detect[tuple(seed)])
+        reason = _physiology_reason(seed, value, physio, s.halo_sd_factor)
+        if reason is not None:
+            if reason not in reported and not any(physio.organ[name][tuple(seed)] for name in physio.organ):
+                reported.add(reason)  # the hottest hot spot of each kind; organs are listed once above
+                candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), reason))
+            continue
+        if value < threshold[tuple(seed)]:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
+            continue
+        if not _distinct(detect, seed, value, accepted, s.prominence, s.max_radius_mm, spacing):
+            continue  # a shoulder of a hotter accepted hot spot: the same lesion
+        accepted.append(seed)
+
+    masks = _grow(detect, accepted, organ_any, threshold, spacing, s)
+    labels = np.zeros(suv.shape, np.uint16)
+    lesions: list[Lesion] = []
+    for seed, mask in zip(accepted, masks):
+        n = int(mask.sum())
+        if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
+            continue
+        lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1))
+        labels[mask] = len(lesions)  # provisional, renumbered below
+    lesions = number_lesions(lesions)
+    final = np.zeros_like(labels)
+    for lesion_index, lesion in enumerate(lesions, start=1):
+        old = lesion.label
+        lesion.label = lesion_index
+        final[labels == old] = lesion_index
+    label_image = sitk.GetImageFromArray(final)
+    label_image.CopyInformation(pet_suv)
+    return Segmentation(
+        labels=label_image,
+        lesions=lesions,
+        candidates=sorted(candidates, key=lambda c: -c.suv_max),
+        settings=s,
+        thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
+    )
+
+
+def _hot_spots(suv: np.ndarray, spacing: np.ndarray, s: SegmentationSettings) -> np.ndarray:
+    """Local maxima (z, y, x rows) at least ``audit_min_suv``, hottest first, ``min_separation_mm`` apart."""
+    detect = suv
+    if s.smoothing_fwhm_mm > 0:
+        sigma = s.smoothing_fwhm_mm / 2.3548 / spacing  # FWHM = 2 sqrt(2 ln 2) sigma
+        detect = ndimage.gaussian_filter(suv, sigma).astype(np.float32)
+    hot = detect >= s.audit_min_suv
+    peaks = hot & (detect == ndimage.maximum_filter(detect, size=3))
+    coords = np.argwhere(peaks)
+    order = np.argsort(-suv[tuple(coords.T)], kind="stable")
+    coords = coords[order]
+    if len(coords) == 0:
+        return coords
+    tree = cKDTree(coords * spacing)
+    taken = np.zeros(len(coords), bool)
+    keep = []
+    for i, point in enumerate(coords * spacing):
+        if taken[i]:
+            continue
+        keep.append(i)
+        taken[tree.query_ball_point(point, s.min_separation_mm)] = True
+    return coords[keep]
+
+
+def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression, audit_min_suv: float) -> list[Candidate]:
+    """The hottest voxel of each suppressed organ (each connected part), for the audit list."""
+    out = []
+    for name, mask in physio.organ.items():
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            continue
+        for index in range(1, n + 1):
+            at = ndimage.maximum_position(suv, labels, index)
+            if suv[at] >= audit_min_suv:
+                out.append(_candidate(pet_suv, np.array(at), float(suv[at]), f"physiological: {name}"))
+    return out
+
+
+def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression, halo_sd_factor: float) -> str | None:
+    """Why the hot spot at ``seed`` (detection value ``value``) is physiological, or None when it may be a lesion."""
+    at = tuple(seed)
+    for name, mask in physio.organ.items():
+        if mask[at]:
+            return f"physiological: {name}"
+    for name, (mask, limit) in physio.excess.items():
+        if mask[at] and value < limit:
+            return f"physiological: {name}"
+    for name, (noise, background) in physio.halo.items():
+        if noise[at] > 0 and value - background < halo_sd_factor * noise[at]:
+            return f"physiological: {name} spill-over"
+    return None
+
+
+def _distinct(
+    suv: np.ndarray,
+    seed: np.ndarray,
+    value: float,
+    accepted: list[np.ndarray],
+    prominence: float,
+    radius_mm: float,
+    spacing: np.ndarray,
+) -> bool:
+    """True unless the region above (1 - prominence) x value around ``seed`` reaches a hotter accepted seed."""
+    if not accepted:
+        return True
+    lo, crop = _crop_around(seed, radius_mm, spacing, suv.shape)
+    region = _component_at(suv[crop] >= value * (1.0 - prominence), seed - lo)
+    for other in accepted:
+        local = other - lo
+        if np.all(local >= 0) and np.all(local < region.shape) and region[tuple(local)]:
+            return False
+    return True
+
+
+def _grow(
+    suv: np.ndarray,
+    seeds: list[np.ndarray],
+    organ_any: np.ndarray,
+    threshold: np.ndarray,
+    spacing: np.ndarray,
+    s: SegmentationSettings,
+) -> list[np.ndarray]:
+    """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV."""
+    if not seeds:
+        return []
+    union = np.zeros(suv.shape, bool)
+    regions = []
+    for seed in seeds:
+        value = float(suv[tuple(seed)])
+        level = threshold[tuple(seed)] if s.delineation == "threshold" else s.percent_of_max * value
+        level = max(level, s.grow_floor_suv)
+        lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
+        inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
+        region = _component_at((suv[crop] >= level) & inside & ~organ_any[crop], seed - lo)
+        regions.append((crop, region))
+        union[crop] |= region
+    # watershed per connected component of the union; organs compete as one extra marker
+    comp, _ = ndimage.label(union | organ_any, structure=np.ones((3, 3, 3)))
+    markers = np.zeros(suv.shape, np.int32)
+    organ_marker = len(seeds) + 1
+    markers[organ_any] = organ_marker
+    for i, seed in enumerate(seeds):
+        markers[tuple(seed)] = i + 1
+    split = np.zeros(suv.shape, np.int32)
+    seed_comps = sorted({int(comp[tuple(seed)]) for seed in seeds})
+    objects = ndimage.find_objects(comp)
+    for c in seed_comps:
+        sl = objects[c - 1]
+        in_comp = comp[sl] == c
+        split[sl][in_comp] = watershed(-suv[sl], markers[sl] * in_comp, mask=in_comp)[in_comp]
+    out = []
+    for i, (seed, (crop, region)) in enumerate(zip(seeds, regions)):
+        mask = np.zeros(suv.shape, bool)
+        mask[crop] = region & (split[crop] == i + 1)
+        lo = np.array([c.start for c in crop])
+        local = _component_at(mask[crop], seed - lo)
+        mask[crop] = local
+        out.append(mask)
+    return out
+
+
+def ball_mask(centre: np.ndarray, shape: tuple[int, ...], radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Bool array of ``shape`` (z, y, x): voxels whose centres lie within ``radius_mm`` of index ``centre``."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    dist2 = sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, centre, spacing))
+    return dist2 <= radius_mm**2
+
+
+def _crop_around(seed: np.ndarray, radius_mm: float, spacing: np.ndarray, shape: tuple[int, ...]):
+    half = np.ceil(radius_mm / spacing).astype(int) + 1
+    lo = np.maximum(seed - half, 0)
+    hi = np.minimum(seed + half + 1, shape)
+    return lo, tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
+def _component_at(mask: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The 26-connected component of ``mask`` containing index ``at`` (empty if ``at`` is off)."""
+    if not mask[tuple(at)]:
+        return np.zeros_like(mask)
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    return labels == labels[tuple(at)]
+
+
+def _candidate(pet_suv: sitk.Image, seed: np.ndarray, value: float, reason: str) -> Candidate:
+    p = zyx_to_lps(pet_suv, seed)
+    return Candidate(peak_lps_mm=(float(p[0]), float(p[1]), float(p[2])), suv_max=value, reason=reason)

@@ -1,0 +1,139 @@
+"""Segmentation on a synthetic SUV scene: blurred spheres, a bladder with urine, a kidney, a liver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from localize.anatomy.model import Anatomy
+from localize.errors import ConfigError
+from localize.segment import SegmentationSettings, segment_lesions, settings_for
+
+SPACING = 4.0  # mm, isotropic
+SHAPE = (50, 60, 60)  # z, y, x
+ORIGIN = (-120.0, -120.0, -100.0)  # LPS mm of voxel (0, 0, 0)
+FWHM_MM = 6.0
+
+
+def _grid_mm():
+    z, y, x = np.indices(SHAPE, dtype=float)
+    return ORIGIN[2] + z * SPACING, ORIGIN[1] + y * SPACING, ORIGIN[0] + x * SPACING
+
+
+def _ellipsoid(centre, radii):
+    z, y, x = _grid_mm()
+    return ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2 <= 1
+
+
+LESIONS = {  # name: (centre LPS mm, diameter mm, uptake added over background)
+    "node": ((60.0, 0.0, 0.0), 12.0, 10.0),
+    "touching_a": ((-60.0, 40.0, 20.0), 14.0, 12.0),
+    "touching_b": ((-60.0, 40.0, 38.0), 14.0, 8.0),
+    "bladder_base": ((0.0, -30.0, -45.0), 12.0, 12.0),
+    "faint": ((40.0, 60.0, -60.0), 12.0, 1.6),
+}
+BLADDER = ((0.0, -30.0, -10.0), (35.0, 28.0, 28.0))
+KIDNEY = ((-70.0, 60.0, 100.0), (25.0, 20.0, 35.0))
+
+
+def _scene(noise: float = 0.0, seed: int = 0):
+    """(PET SUV image, anatomy, noise-free blurred SUV array z, y, x)."""
+    activity = np.full(SHAPE, 1.0)
+    bladder, kidney = _ellipsoid(*BLADDER), _ellipsoid(*KIDNEY)
+    activity[bladder] = 40.0
+    activity[kidney] = 20.0
+    for centre, diameter, uptake in LESIONS.values():
+        activity[_ellipsoid(centre, (diameter / 2,) * 3)] += uptake
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    suv = clean
+    if noise:
+        rng = np.random.default_rng(seed)
+        suv = np.maximum(clean + noise * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    anatomy = Anatomy(grid=image, masks={"urinary_bladder": bladder, "kidney_left": kidney})
+    return image, anatomy, clean
+
+
+def _nearest(lesions, point):
+    return min(lesions, key=lambda les: np.linalg.norm(np.subtract(les.peak_lps_mm, point)))
+
+
+def test_finds_every_lesion_and_nothing_physiological():
+    image, anatomy, clean = _scene()
+    seg = segment_lesions(image, anatomy, tracer_family="psma_f18_renal")
+    assert len(seg.lesions) == 4  # node, two touching, bladder base; the faint one stays a candidate
+    for name in ("node", "touching_a", "touching_b", "bladder_base"):
+        centre = LESIONS[name][0]
+        lesion = _nearest(seg.lesions, centre)
+        assert np.linalg.norm(np.subtract(lesion.target_lps_mm, centre)) <= SPACING
+        truth_max = clean[_ellipsoid(centre, (LESIONS[name][1] / 2,) * 3)].max()
+        assert lesion.suv_max == pytest.approx(truth_max, rel=1e-5)
+    reasons = {c.reason for c in seg.candidates}
+    assert "physiological: kidneys" in reasons and "physiological: urinary_bladder" in reasons
+    assert any(c.reason == "below threshold" and np.linalg.norm(np.subtract(c.peak_lps_mm, LESIONS["faint"][0])) <= 8
+               for c in seg.candidates)
+
+
+def test_touching_lesions_are_split_and_label_image_matches():
+    image, anatomy, _ = _scene()
+    seg = segment_lesions(image, anatomy, tracer_family="psma_ga68")
+    labels = sitk.GetArrayFromImage(seg.labels)
+    assert seg.labels.GetPixelID() == sitk.sitkUInt16
+    a = _nearest(seg.lesions, LESIONS["touching_a"][0])
+    b = _nearest(seg.lesions, LESIONS["touching_b"][0])
+    assert a.label != b.label
+    for lesion in seg.lesions:
+        assert int((labels == lesion.label).sum()) == lesion.n_voxels
+    assert [les.id for les in seg.lesions] == list(range(1, len(seg.lesions) + 1))
+    assert [les.suv_max for les in seg.lesions] == sorted((les.suv_max for les in seg.lesions), reverse=True)
+    # nothing of the bladder or kidney is labelled as lesion
+    assert not (labels[anatomy.masks["urinary_bladder"]] > 0).any()
+    assert not (labels[anatomy.masks["kidney_left"]] > 0).any()
+
+
+def test_noise_gives_no_false_positive_and_keeps_the_lesions():
+    image, anatomy, _ = _scene(noise=1.0, seed=3)
+    seg = segment_lesions(image, anatomy, tracer_family="psma_f18_renal")
+    found = [any(np.linalg.norm(np.subtract(les.peak_lps_mm, LESIONS[n][0])) <= 8 for les in seg.lesions)
+             for n in ("node", "touching_a", "touching_b", "bladder_base")]
+    assert all(found)
+    assert len(seg.lesions) == 4
+
+
+def test_settings_are_recorded_and_checked():
+    s = settings_for("psma_ga68", {"percent_of_max": 0.5, "detect_suv": 2.5})
+    d = s.to_dict()
+    assert d["percent_of_max"] == 0.5 and d["detect_suv"] == 2.5 and d["method"] == "fixed_suv"
+    assert "urinary_bladder" in d["suppress_organs"]
+    with pytest.raises(ConfigError, match="unknown segmentation setting 'thresh'"):
+        settings_for("psma_ga68", {"thresh": 3})
+    with pytest.raises(ConfigError):
+        settings_for("fdg")
+    with pytest.raises(ConfigError):
+        settings_for("psma_ga68", {"method": "magic"})
+
+
+def test_higher_percent_of_max_gives_smaller_lesions():
+    image, anatomy, _ = _scene()
+    small = segment_lesions(image, anatomy, tracer_family="psma_ga68", settings={"percent_of_max": 0.7})
+    large = segment_lesions(image, anatomy, tracer_family="psma_ga68", settings={"percent_of_max": 0.3})
+    node = LESIONS["node"][0]
+    assert _nearest(small.lesions, node).volume_ml < _nearest(large.lesions, node).volume_ml
+
+
+def test_percist_threshold_uses_the_liver_reference():
+    image, anatomy, _ = _scene()
+    suv = sitk.GetArrayFromImage(image)
+    liver = _ellipsoid((40.0, -60.0, 100.0), (30.0, 30.0, 20.0))
+    suv[liver] = 5.0
+    image2 = sitk.GetImageFromArray(suv)
+    image2.CopyInformation(image)
+    anatomy.masks["liver"] = liver
+    seg = segment_lesions(image2, anatomy, tracer_family="psma_ga68", settings=SegmentationSettings(method="percist"))
+    assert seg.thresholds["soft_tissue_suv"] == pytest.approx(1.5 * 5.0, abs=0.05)  # uniform liver: SD 0
+    found = {n for n in LESIONS if any(np.linalg.norm(np.subtract(les.peak_lps_mm, LESIONS[n][0])) <= 8 for les in seg.lesions)}
+    assert "node" in found and "touching_b" not in found or _nearest(seg.lesions, LESIONS["touching_b"][0]).suv_max >= 7.5
