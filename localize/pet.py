@@ -45,8 +45,7 @@ def load_pet(files: Sequence[Path], *, strict: bool = False) -> PetImage:
     depth = volume.image.GetSize()[2]
     if depth != len(factors):
         factors = _factors_on_grid(volume, factors, calibration)
-    suv = sitk.GetArrayFromImage(volume.image)  # z, y, x copy
-    suv *= factors.astype(np.float32)[:, None, None]
+    suv = sitk.GetArrayViewFromImage(volume.image) * factors.astype(np.float32)[:, None, None]  # z, y, x
     image = sitk.GetImageFromArray(suv, isVector=False)
     image.CopyInformation(volume.image)
     return PetImage(image=image, volume=volume, calibration=calibration)

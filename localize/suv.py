@@ -236,10 +236,24 @@ def _radiopharmaceutical(ds: pydicom.Dataset, path: str) -> pydicom.Dataset | No
     return seq[0] if len(seq) else None
 
 
+def _fingerprint(ds: pydicom.Dataset, keyword: str, path: str) -> str | None:
+    """An attribute's value as written, compared without pydicom's (slow) value conversion."""
+    try:
+        elem = ds.get_item(keyword)
+    except Exception as exc:  # malformed element
+        raise SuvError(f"{keyword} is unreadable ({exc})", path) from None
+    value = None if elem is None else elem.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    elif isinstance(value, pydicom.multival.MultiValue):
+        value = "\\".join(str(v) for v in value)
+    return None if value is None else (str(value).strip(" \x00") or None)
+
+
 def _signature(ds: pydicom.Dataset, path: str) -> tuple[Any, ...]:
     info = _radiopharmaceutical(ds, path)
-    return tuple(_text(ds, k, path) for k in _SERIES_KEYWORDS) + tuple(
-        None if info is None else _text(info, k, path) for k in _DOSE_KEYWORDS)
+    return tuple(_fingerprint(ds, k, path) for k in _SERIES_KEYWORDS) + tuple(
+        None if info is None else _fingerprint(info, k, path) for k in _DOSE_KEYWORDS)
 
 
 def _check_one_series(headers: Sequence[pydicom.Dataset], paths: Sequence[str]) -> None:
