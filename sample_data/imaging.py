@@ -64,8 +64,9 @@ def ct_hu(labels: np.ndarray, marrow: np.ndarray, lesion_ids: np.ndarray, lesion
     table = np.array([t.hu for t in an.TISSUES], np.float32)
     hu = table[labels]
     hu[marrow] = MARROW_HU
-    for i, les in enumerate(lesions):
-        hu[lesion_ids == i + 1] = LESION_HU.get(les.kind, 40.0)
+    lesion_lut = np.array([0.0] + [LESION_HU.get(les.kind, 40.0) for les in lesions], np.float32)
+    in_lesion = lesion_ids > 0
+    hu[in_lesion] = lesion_lut[lesion_ids[in_lesion]]
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * CT_NOISE_HU
     return hu
 
