@@ -61,8 +61,16 @@ def build_seg(findings: Findings, label_image: sitk.Image, pet: Volume) -> hd.se
             tracking_id=f"lesion {lesion.id}",
             display_color=hd.color.CIELabColor.from_rgb(*rgb),
         ))
+    first = pet.headers[0]
+    spacing_mm = pet.image.GetSpacing()
+    pixel_measures = hd.PixelMeasuresSequence(
+        pixel_spacing=[float(v) for v in first.PixelSpacing],
+        slice_thickness=float(first.get("SliceThickness") or spacing_mm[2]),  # Type 2: may be empty
+        spacing_between_slices=float(spacing_mm[2]),
+    )
     return hd.seg.Segmentation(
         source_images=list(pet.headers),
+        pixel_measures=pixel_measures,
         pixel_array=segments_zyx,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
