@@ -36,6 +36,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
 from localize.errors import DicomReadError, SeriesError
@@ -191,7 +192,9 @@ def _read_file(path: Path) -> list[_Slice]:
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise SeriesError("colour image (SamplesPerPixel > 1) is not a scalar volume", path)
     try:
-        pixels = pydicom.pixels.pixel_array(ds)
+        pixels = _native_pixels(ds)
+        if pixels is None:
+            pixels = pydicom.pixels.pixel_array(ds)
     except Exception as exc:  # missing decoder plugin, corrupt fragments, short data
         syntax = ds.file_meta.get("TransferSyntaxUID", "?") if hasattr(ds, "file_meta") else "?"
         name = getattr(syntax, "name", syntax)
@@ -206,6 +209,24 @@ def _read_file(path: Path) -> list[_Slice]:
         return [_Slice(ds, path, None, pixels)]
     pixels = pixels.reshape(frames, int(ds.Rows), int(ds.Columns))
     return [_Slice(_frame_header(ds, f), path, f + 1, pixels[f]) for f in range(frames)]
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """Stored values of an uncompressed little-endian single frame read straight from the
+    buffer (the common case, without pydicom's decoder set-up); None for anything else."""
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    bits = int(ds.get("BitsAllocated", 0))
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if (
+        syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        or bits not in (8, 16, 32)
+        or int(ds.get("BitsStored", 0)) != bits
+        or int(ds.get("NumberOfFrames", 1) or 1) != 1
+        or len(ds.PixelData) < rows * cols * bits // 8
+    ):
+        return None
+    kind = "i" if int(ds.get("PixelRepresentation", 0)) else "u"
+    return np.frombuffer(ds.PixelData, f"<{kind}{bits // 8}", count=rows * cols).reshape(rows, cols)
 
 
 def _frame_header(ds: Dataset, index: int) -> Dataset:
