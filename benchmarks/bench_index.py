@@ -8,10 +8,10 @@ DICOM files, then times, in this one process:
   (one process, errors caught), the plain way to read headers;
 - ``index_folder(root, workers=1)`` and ``index_folder(root)`` (process pool).
 
-Prints files/s for each and the ratio to the baseline. Target: >= 1,000
+Prints files/s for each (best of interleaved runs) and the ratio to the baseline. Target: >= 1,000
 files/s on a 2-core machine.
 
-    python3 benchmarks/bench_index.py [--studies 16] [--keep DIR]
+    python3 benchmarks/bench_index.py [--studies 16] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=16)
     parser.add_argument("--keep", type=Path, help="write the tree here and keep it")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs; the best counts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
@@ -121,16 +122,22 @@ def main() -> None:
         print(f"wrote {n_files} files in {time.perf_counter() - t0:.1f} s under {root}")
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
         _baseline(files)  # warm the page cache for every contestant alike
-        base_s = _baseline(files)
+        # Interleaved runs, best of `--repeat`: the machine is shared, so load varies.
+        best = {"baseline": float("inf"), "workers=1": float("inf"), "workers=auto": float("inf")}
+        for _ in range(args.repeat):
+            best["baseline"] = min(best["baseline"], _baseline(files))
+            for label, workers in (("workers=1", 1), ("workers=auto", None)):
+                start = time.perf_counter()
+                archive = index_folder(root, workers=workers)
+                best[label] = min(best[label], time.perf_counter() - start)
+        n_series = sum(1 for _ in archive.all_series())
+        print(f"index: {n_series} series, {len(archive.unreadable)} unreadable, {archive.skipped} skipped")
+        base_s = best["baseline"]
         print(f"baseline dcmread(stop_before_pixels=True): {base_s:.2f} s, {n_files / base_s:.0f} files/s")
-        for label, workers in (("index_folder workers=1", 1), ("index_folder workers=auto", None)):
-            start = time.perf_counter()
-            archive = index_folder(root, workers=workers)
-            elapsed = time.perf_counter() - start
-            n_series = sum(1 for _ in archive.all_series())
-            print(f"{label}: {elapsed:.2f} s, {n_files / elapsed:.0f} files/s, "
-                  f"{base_s / elapsed:.2f}x baseline speed; {n_series} series, "
-                  f"{len(archive.unreadable)} unreadable, {archive.skipped} skipped")
+        for label in ("workers=1", "workers=auto"):
+            elapsed = best[label]
+            print(f"index_folder {label}: {elapsed:.2f} s, {n_files / elapsed:.0f} files/s, "
+                  f"{base_s / elapsed:.2f}x baseline speed")
 
 
 if __name__ == "__main__":

@@ -439,8 +439,12 @@ def _references(ds: pydicom.Dataset) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(u).strip() for u in uids if u))
 
 
-def _header(path: str, ds: pydicom.Dataset) -> _Header:
-    """The index fields of one data set; DicomReadError or ValueError on bad values."""
+def _header(path: str, ds: pydicom.Dataset, tracers: dict[str, TracerSummary]) -> _Header:
+    """The index fields of one data set; DicomReadError or ValueError on bad values.
+
+    ``tracers`` caches the tracer per series: it is recognised once per series
+    and chunk of files, from the first PET instance read.
+    """
     series_uid = _text(ds, "SeriesInstanceUID")
     if series_uid is None:
         raise DicomReadError("DICOM but no SeriesInstanceUID (0020,000E)", path)
@@ -449,8 +453,10 @@ def _header(path: str, ds: pydicom.Dataset) -> _Header:
     modality = _text(ds, "Modality")
     tracer = None
     if modality == "PT":
-        info = identify_tracer(ds)
-        tracer = TracerSummary(info.family, info.agent, info.radionuclide)
+        tracer = tracers.get(series_uid)
+        if tracer is None:
+            info = identify_tracer(ds)
+            tracer = tracers[series_uid] = TracerSummary(info.family, info.agent, info.radionuclide)
     return _Header(
         path=path,
         patient_id=_text(ds, "PatientID"),
@@ -527,7 +533,7 @@ def _truncation(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _read_one(path: str) -> _Outcome:
+def _read_one(path: str, tracers: dict[str, TracerSummary]) -> _Outcome:
     """Classify and read one file; never raises."""
     try:
         with open(path, "rb") as handle:
@@ -554,7 +560,7 @@ def _read_one(path: str) -> _Outcome:
                     reason = _truncation(ds)
                     if reason:
                         return ("unreadable", reason)
-                return ("header", _header(path, ds))
+                return ("header", _header(path, ds, tracers))
     except DicomReadError as exc:
         return ("unreadable", exc.reason)
     except Exception as exc:  # any parser failure is this file's problem, not the scan's
@@ -563,7 +569,8 @@ def _read_one(path: str) -> _Outcome:
 
 
 def _read_chunk(paths: Sequence[str]) -> list[_Outcome]:
-    return [_read_one(p) for p in paths]
+    tracers: dict[str, TracerSummary] = {}
+    return [_read_one(p, tracers) for p in paths]
 
 
 # --------------------------------------------------------------------------

@@ -304,7 +304,8 @@ def test_shared_testdata(testdata):
 @given(data=st.data())
 def test_mutated_headers_never_raise(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("fuzz")
-    ds = _image("PT", "F", generate_uid(), generate_uid(), generate_uid(), 1.0)
+    ds = _image("PT", "F", "1.2.3.1", "1.2.3.2", "1.2.3.3", 1.0)  # fixed UIDs: same length every run
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
     ds.RadiopharmaceuticalInformationSequence = [_psma_info()]
     original = bytearray(_save(ds, root / "seed.dcm").read_bytes())
     names = []
