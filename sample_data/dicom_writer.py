@@ -26,7 +26,7 @@ MANUFACTURER = {"siemens": ("SIEMENS", "Biograph Vision 600"), "ge": ("GE MEDICA
 
 def uid(*parts) -> str:
     """A UID derived from ``parts`` only (deterministic)."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
 def dt(t: datetime) -> tuple[str, str]:

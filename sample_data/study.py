@@ -41,7 +41,11 @@ LANDMARKS = {"femoral_head_center_left": (90, 0, 15), "femoral_head_center_right
              "pubic_tubercle_left": (16, -55, 0), "pubic_tubercle_right": (-16, -55, 0),
              "acetabular_roof_left": (90, 0, 47), "acetabular_roof_right": (-90, 0, 47),
              "rectum_center": (0, 52, 0), "femoral_artery_left": (90, -35, -100),
-             "femoral_artery_right": (-90, -35, -100)}
+             "femoral_artery_right": (-90, -35, -100), "femoral_neck_left": (105, 5, 0),
+             "femoral_neck_right": (-105, 5, 0), "internal_iliac_end_left": (52, 58, 60),
+             "internal_iliac_end_right": (-52, 58, 60), "ureterovesical_junction_left": (25, -10, 35),
+             "ureterovesical_junction_right": (-25, -10, 35), "external_iliac_at_ligament_left": (78, -30, 5),
+             "external_iliac_at_ligament_right": (-78, -30, 5), "sacrum_s3": (0, an.sacrum_center_y(70), 70)}
 
 
 def _grids(spec: StudySpec) -> tuple[Grid, Grid]:
@@ -289,7 +293,7 @@ def _write_pet(spec, folder, suv, grid, geometry, flip, patient, study, dose, st
     if spec.defect == "truncated_file":
         victim = sorted(paths)[len(paths) // 2]
         data = victim.read_bytes()
-        victim.write_bytes(data[: len(data) * 6 // 10])
+        victim.write_bytes(data[:1024])  # cut inside the header, as an interrupted copy leaves it
 
 
 def _write_organ_map(truth_dir: Path, labels: np.ndarray, grid: Grid) -> dict[str, int]:

@@ -17,3 +17,24 @@ def testdata() -> Path:
     if not SHARED_TESTDATA.is_dir():
         pytest.skip("../shared/testdata is not present")
     return SHARED_TESTDATA
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory):
+    """Factory ``phantom(spec=None, **changes) -> (out_root, truth)``: a phantom study, built once per spec.
+
+    Defaults are small and fast: pelvis extent, 256 CT matrix, no MR unless asked.
+    """
+    from localize.sample_data import StudySpec, make_study
+
+    built: dict = {}
+
+    def build(spec=None, **changes):
+        if spec is None:
+            spec = StudySpec(**{"extent": "pelvis", "ct_matrix": 256, "with_mr": False, **changes})
+        if spec not in built:
+            out_root = tmp_path_factory.mktemp("phantom")
+            built[spec] = (out_root, make_study(out_root, spec))
+        return built[spec]
+
+    return build
