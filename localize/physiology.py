@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from localize.metrics import ball
+
+HALO_PATCH_MM = 25.0  # radius of the surface patch whose median is the local spill-over
 
 # Organ groups: a name of the anatomy, or a group of names (unions).
 ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
@@ -74,35 +77,36 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.n
 
 
 def ureter_tracks(
-    suv: np.ndarray,
-    kidneys: np.ndarray,
-    bladder_zone: np.ndarray | None,
+    detection: np.ndarray,
+    organs: np.ndarray,
     spacing_zyx: np.ndarray,
     *,
     threshold_suv: float,
     min_length_mm: float,
+    max_area_mm2: float,
     margin_mm: float,
 ) -> np.ndarray:
-    """Hot tubular tracks leaving the kidneys (ureters with urine), as a bool mask (z, y, x).
+    """Hot thin tracks running along z (ureters with urine), as a bool mask (z, y, x).
 
-    A component of ``suv >= threshold_suv`` outside kidneys and bladder zone that
-    touches the kidneys and runs at least ``min_length_mm`` in z.
+    A component of ``detection >= threshold_suv`` outside ``organs`` (gaps of up to
+    two slices along z bridged: a thin tube dips on a coarse grid) that spans at
+    least ``min_length_mm`` in z with a mean cross-section of at most
+    ``max_area_mm2`` per slice: far longer than wide, unlike a node.
     """
-    near_kidney = _dilate(kidneys, 2.0 * float(spacing_zyx.max()), spacing_zyx)
-    hot = (suv >= threshold_suv) & ~kidneys
-    if bladder_zone is not None:
-        hot &= ~bladder_zone
+    hot = (detection >= threshold_suv) & ~organs
+    hot |= ndimage.binary_closing(hot, structure=np.ones((3, 1, 1)), iterations=2) & ~organs  # bridge dips along z
     labels, n = ndimage.label(hot, structure=np.ones((3, 3, 3)))
-    out = np.zeros(suv.shape, bool)
-    if n == 0:
-        return out
-    touching = np.unique(labels[near_kidney & hot])
+    out = np.zeros(detection.shape, bool)
+    pixel_mm2 = float(spacing_zyx[1] * spacing_zyx[2])
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if lab not in touching or sl is None:
+        if sl is None:
             continue
-        length_mm = (sl[0].stop - sl[0].start) * spacing_zyx[0]
-        if length_mm >= min_length_mm:
-            out[sl] |= labels[sl] == lab
+        n_slices = sl[0].stop - sl[0].start
+        if n_slices * spacing_zyx[0] < min_length_mm:
+            continue
+        part = labels[sl] == lab
+        if part.sum() * pixel_mm2 / n_slices <= max_area_mm2:
+            out[sl] |= part
     return _dilate(out, margin_mm, spacing_zyx)
 
 
@@ -119,6 +123,8 @@ def suppression_for(
     excess_sd: float,
     ureter_threshold_suv: float | None,
     ureter_min_length_mm: float,
+    ureter_max_area_mm2: float,
+    halo_sd_factor: float,
 ) -> Suppression:
     """Build the physiology masks for one study from its anatomy ``masks`` and SUV array (z, y, x)."""
     out = Suppression(detection=suv.copy())
@@ -141,35 +147,41 @@ def suppression_for(
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
     if ureter_threshold_suv is not None:
-        kidneys = group_mask(masks, "kidneys")
-        if kidneys is not None and kidneys.any():
-            bladder = group_mask(masks, "urinary_bladder")
-            zone = _dilate(bladder, halo_mm, spacing_zyx) if bladder is not None else None
-            tracks = ureter_tracks(
-                suv,
-                kidneys,
-                zone,
-                spacing_zyx,
-                threshold_suv=ureter_threshold_suv,
-                min_length_mm=ureter_min_length_mm,
-                margin_mm=organ_margin_mm,
-            )
-            if tracks.any():
-                out.organ["ureters"] = tracks
+        significant = np.ones(suv.shape, bool)  # in a halo only what stands out of the spill-over noise
+        for noise, background in out.halo.values():
+            significant &= (noise == 0) | (out.detection - background >= halo_sd_factor * noise)
+        tracks = ureter_tracks(
+            np.where(significant, out.detection, 0.0),
+            out.any_organ(suv.shape),
+            spacing_zyx,
+            threshold_suv=ureter_threshold_suv,
+            min_length_mm=ureter_min_length_mm,
+            max_area_mm2=ureter_max_area_mm2,
+            margin_mm=organ_margin_mm,
+        )
+        if tracks.any():
+            out.organ["ureters"] = tracks
     return out
 
 
 def flatten_halo(
-    suv: np.ndarray, detection: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, halo_mm: float
+    suv: np.ndarray,
+    detection: np.ndarray,
+    organ: np.ndarray,
+    spacing_zyx: np.ndarray,
+    halo_mm: float,
+    patch_mm: float = HALO_PATCH_MM,
 ) -> tuple[np.ndarray, float]:
     """Remove the spill-over of a hot ``organ`` from ``detection`` (in place); return (residual SD map, background).
 
-    The spill-over at distance d from the organ is the median SUV of the shell
-    at d (a lesion fills only a small part of a shell); in the halo the
-    detection image becomes background + (SUV - shell median), so a lesion
-    touching the organ keeps its own maximum. Inside the organ it becomes the
-    background. The returned map holds the robust SD (1.4826 MAD) of the
-    residual of each voxel's shell, 0 outside the halo.
+    The spill-over at a voxel is the median SUV of the voxels at the same
+    distance from the organ (same shell, one voxel thick) within ``patch_mm``
+    along the surface: a lesion fills only a small part of that patch, and the
+    patch follows how the mask sits on the grid. In the halo the detection
+    image becomes background + (SUV - spill-over), so a lesion touching the
+    organ keeps its own maximum; inside the organ it becomes the background.
+    The SD map holds the robust SD (1.4826 MAD) of the residual over the same
+    patches, 0 outside the halo.
     """
     step = float(spacing_zyx.min())
     lo, hi = _bbox(organ, int(np.ceil(halo_mm / step)) + 2, suv.shape)
@@ -177,19 +189,24 @@ def flatten_halo(
     distance = ndimage.distance_transform_edt(~organ[crop], sampling=spacing_zyx)
     bins = np.rint(distance / step).astype(int)
     values = suv[crop]
-    outer = bins == int(np.rint(halo_mm / step)) + 1
+    n_bins = int(np.rint(halo_mm / step))
+    outer = bins == n_bins + 1
     background = float(np.median(values[outer])) if outer.any() else 0.0
     noise = np.zeros(suv.shape, np.float32)
-    flat = detection[crop]
+    flat = detection[crop]  # views: written through to ``detection`` and ``noise``
     sd = noise[crop]
-    for b in range(1, int(np.rint(halo_mm / step)) + 1):
-        shell = bins == b
-        if not shell.any():
+    for b in range(1, n_bins + 1):
+        shell = np.argwhere(bins == b)
+        if len(shell) == 0:
             continue
-        shell_values = values[shell]
-        median = float(np.median(shell_values))
-        flat[shell] = background + shell_values - median
-        sd[shell] = 1.4826 * float(np.median(np.abs(shell_values - median)))
+        shell_values = values[tuple(shell.T)]
+        tree = cKDTree(shell * spacing_zyx)
+        neighbours = tree.query_ball_point(shell * spacing_zyx, patch_mm)
+        median = np.array([np.median(shell_values[i]) for i in neighbours])
+        residual = shell_values - median
+        spread = np.array([1.4826 * np.median(np.abs(residual[i])) for i in neighbours])
+        flat[tuple(shell.T)] = background + residual
+        sd[tuple(shell.T)] = np.maximum(spread, 1e-3)
     flat[organ[crop]] = background
     return noise, background
 

@@ -1,5 +1,8 @@
 """Reference regions (DOMAIN.md §4.2): liver, blood pool, parotid, spleen, L3 marrow.
 
+Keys: ``liver``, ``blood_pool``, ``parotid``, ``spleen``, ``marrow_l3`` and
+``marrow`` (the lumbar vertebra nearest L3 that is in the field of view).
+
 Each region gives SUVmean, SD, centre (LPS mm) and voxel count on the native PET
 grid; arrays are numpy ``z, y, x``. A value implausible for the tracer raises
 no error but carries a warning: it often means a wrong weight, dose or time.
@@ -88,6 +91,9 @@ def reference_regions(
             vois[name] = (core if core.any() else whole) & ~(exclude if exclude is not None else False)
     if "vertebrae_L3" in masks:
         vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"])
+    lumbar = [f"vertebrae_L{k}" for k in (3, 4, 2, 5, 1) if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]
+    if lumbar:  # marrow of the lumbar vertebra nearest L3 in the field of view
+        vois["marrow"] = vertebral_body(masks[lumbar[0]])
     out = {}
     for name, voi in vois.items():
         if voi.sum() == 0:

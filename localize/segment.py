@@ -49,6 +49,7 @@ class SegmentationSettings:
     method: str = "fixed_suv"
     detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, §3.1)
     bone_suv: float | None = None  # threshold inside the bone mask; None: as soft tissue
+    bone_reference_region: str | None = None  # percist in bone: factors x this region's statistics instead
     reference_region: str = "liver"
     reference_mean_factor: float = 1.5
     reference_sd_factor: float = 2.0
@@ -62,7 +63,9 @@ class SegmentationSettings:
     smoothing_fwhm_mm: float = 0.0  # Gaussian smoothing for detection only (0: none)
     min_voxels: int = 3  # §3.8 step 5
     min_volume_ml: float = 0.0
-    audit_min_suv: float = 2.0  # hot spots from this SUV on are reported as candidates
+    audit_min_suv: float = 2.0  # hot spots from this SUV on are examined ...
+    audit_fraction: float = 0.8  # ... and listed below threshold when reaching this fraction of it
+    max_candidates: int = 200  # audit list cap, hottest first
     suppress_organs: tuple[str, ...] = ()
     suppress_excess_organs: tuple[str, ...] = ()
     halo_organs: tuple[str, ...] = ()
@@ -71,7 +74,8 @@ class SegmentationSettings:
     halo_sd_factor: float = 4.0  # a hot spot in the halo must exceed the spill-over by this x its residual SD
     excess_sd: float = 4.0  # a hot spot in an "excess" organ must exceed organ mean + this x SD
     ureters: bool = False
-    ureter_min_length_mm: float = 60.0
+    ureter_min_length_mm: float = 60.0  # a hot track at least this long in z ...
+    ureter_max_area_mm2: float = 400.0  # ... and at most this wide on average is a ureter
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every parameter."""
@@ -94,12 +98,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "psma_f18_renal": {**_PSMA_RENAL, "reference_region": "liver"},
     # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (§4.1).
     "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen"},
-    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (§3.7); blood pool reference (§4.4).
+    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (§3.7). Soft tissue above the
+    # aortic blood pool, bone above the marrow (§4.4), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
+    # floor above the skeletal-muscle background (§3.7) [REC].
     "fluciclovine": dict(
-        method="fixed_suv",
+        method="percist",
         detect_suv=3.0,
         bone_suv=3.0,
         reference_region="blood_pool",
+        bone_reference_region="marrow",
+        grow_floor_suv=2.2,
         suppress_organs=("pancreas", "bowel"),
         suppress_excess_organs=("liver",),
         halo_organs=("urinary_bladder",),
@@ -157,6 +165,11 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
         else:
             soft = max(s.detect_suv, s.qpsma_constant / ref.suv_mean * (ref.suv_mean + ref.suv_sd))
     bone = soft if s.bone_suv is None else s.bone_suv
+    if s.method == "percist" and s.bone_reference_region is not None:
+        ref = references.get(s.bone_reference_region)
+        if ref is None:
+            raise ConfigError(f"bone_reference_region {s.bone_reference_region} not found in this study")
+        bone = max(bone, s.reference_mean_factor * ref.suv_mean + s.reference_sd_factor * ref.suv_sd)
     return soft, bone
 
 
@@ -196,6 +209,8 @@ def segment_lesions(
         excess_sd=s.excess_sd,
         ureter_threshold_suv=soft_t if s.ureters else None,
         ureter_min_length_mm=s.ureter_min_length_mm,
+        ureter_max_area_mm2=s.ureter_max_area_mm2,
+        halo_sd_factor=s.halo_sd_factor,
     )
     organ_any = physio.any_organ(suv.shape)
     detect = physio.detection  # SUV with urine spill-over flattened: lesions touching the bladder keep their maximum
@@ -214,7 +229,8 @@ def segment_lesions(
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), reason))
             continue
         if value < threshold[tuple(seed)]:
-            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
+            if value >= s.audit_fraction * threshold[tuple(seed)]:
+                candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
             continue
         if not _distinct(detect, seed, value, accepted, s.prominence, s.max_radius_mm, spacing):
             continue  # a shoulder of a hotter accepted hot spot: the same lesion
@@ -241,7 +257,7 @@ def segment_lesions(
     return Segmentation(
         labels=label_image,
         lesions=lesions,
-        candidates=sorted(candidates, key=lambda c: -c.suv_max),
+        candidates=sorted(candidates, key=lambda c: -c.suv_max)[: s.max_candidates],
         settings=s,
         thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
     )
