@@ -55,6 +55,66 @@ def index_command(path: Path, as_json: bool) -> None:
     click.echo(archive.to_json() if as_json else format_index(archive))
 
 
+@main.command("run")
+@click.argument("study", type=_existing_dir)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (created if missing; never inside STUDY).")
+@click.option("--pipeline", default=None, help="A named pipeline (see `localize pipelines`) or a YAML file.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A pipeline YAML file (the same as --pipeline FILE).")
+@click.option("--tracer", type=click.Choice(["auto", "psma", "fluciclovine", "fdg"]), default="auto",
+              show_default=True, help="Override the tracer family read from the PET header.")
+@_one_line_errors
+def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path | None, tracer: str) -> None:
+    """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
+    from localize.pipeline import run_study
+    from localize.summary import format_findings
+
+    if pipeline and config_file:
+        raise click.UsageError("give either --pipeline or --config, not both")
+    findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer)
+    click.echo(format_findings(findings))
+
+
+@main.command("pipelines")
+def pipelines_command() -> None:
+    """List the named pipelines shipped with localize."""
+    from localize.config import load_pipeline, pipeline_names
+
+    for name in pipeline_names():
+        click.echo(f"{name:18s} {load_pipeline(name).description}")
+
+
+@main.command("batch")
+@click.argument("archive", type=_existing_dir)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: catalog.sqlite, studies/, cohort tables, summary.json.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Local worker processes.")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@click.option("--force", is_flag=True, help="Rerun studies that already finished.")
+@click.option("--pipeline", default=None, help="Pipeline for every study (default: chosen by tracer).")
+@click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Seconds allowed per study.")
+@click.option("--memory-limit", "memory_limit_gb", default=8.0, show_default=True,
+              help="Address space allowed per study, GiB.")
+@click.option("--mr-window-days", default=90.0, show_default=True,
+              help="Pair each PET study with its patient's MR at most this many days apart.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_one_line_errors
+def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None, force: bool,
+                  pipeline: str | None, timeout_s: float, memory_limit_gb: float, mr_window_days: float,
+                  quiet: bool) -> None:
+    """Run every PET study under ARCHIVE; resumable; one bad study never stops the rest."""
+    from localize.batch import BatchSettings, format_summary, run_batch
+
+    settings = BatchSettings(workers=workers, scheduler=scheduler, force=force, pipeline=pipeline,
+                             timeout_s=timeout_s, memory_limit_gb=memory_limit_gb,
+                             mr_window_days=mr_window_days, progress=not quiet)
+    summary = run_batch(archive, out, settings)
+    click.echo(format_summary(summary))
+    if summary["runs"].get("failed"):
+        sys.exit(1)
+
+
 @main.command("convert")
 @click.argument("path", type=_existing_dir)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -77,3 +137,16 @@ def convert_command(path: Path, out: Path, strict: bool) -> None:
     click.echo(f"{len(results) - failed} series converted, {failed} failed")
     if failed:
         sys.exit(1)
+
+
+@main.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the outputs (created if missing).")
+@_one_line_errors
+def demo_command(out_dir: Path | None) -> None:
+    """Build (once, cached) the demo phantom study and summarise it."""
+    from localize.demo import run_demo
+
+    result = run_demo(out_dir)
+    click.echo(("built" if result.built else "reused") + f" demo study in {result.study_root}")
+    click.echo(result.summary)

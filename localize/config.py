@@ -123,6 +123,7 @@ def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
     if tracer is not None and tracer not in TRACER_FAMILIES:
         raise ConfigError(f"tracer must be one of {TRACER_FAMILIES}, not {tracer!r}", source)
     segmentation = _expect(doc.get("segmentation", {}), dict, "segmentation", source)
+    _check_segmentation(segmentation, source)
     registration = {"pelvis_only": False, "refine": None}
     registration.update(_expect(doc.get("registration", {}), dict, "registration", source))
     unknown = set(registration) - _REGISTRATION_KEYS
@@ -144,6 +145,25 @@ def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
         exports=tuple(exports),
         source=source,
     )
+
+
+def _check_segmentation(segmentation: dict[str, Any], source: str) -> None:
+    """Validate segmentation overrides now, so a bad file fails before any image is read.
+
+    ``preset`` names the tracer family whose preset to start from (default: the
+    study's tracer); every other key is a ``localize.segment.SegmentationSettings`` field.
+    """
+    from localize.segment import PRESETS, settings_for
+
+    overrides = dict(segmentation)
+    preset = overrides.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"segmentation.preset must be one of {sorted(PRESETS)}, not {preset!r}", source)
+    try:
+        settings_for(preset or next(iter(PRESETS)), overrides)
+    except (ConfigError, TypeError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, ConfigError) else str(exc)
+        raise ConfigError(f"segmentation: {reason}", source) from None
 
 
 def _expect(value: Any, kind: type, key: str, source: str) -> Any:

@@ -30,13 +30,18 @@ def _columns() -> list[str]:
 
 def lesion_table(findings: Findings) -> pd.DataFrame:
     """One row per lesion (ordered by id), contract fields plus study columns."""
+    return lesion_table_from_doc(findings.to_dict())
+
+
+def lesion_table_from_doc(doc: dict[str, Any]) -> pd.DataFrame:
+    """:func:`lesion_table` of a findings.json document (e.g. read back from disk)."""
     study = {
-        "study_instance_uid": findings.study.get("study_instance_uid"),
-        "frame_of_reference_uid": findings.frame_of_reference_uid,
-        "tracer_family": findings.tracer.get("family"),
+        "study_instance_uid": doc["study"].get("study_instance_uid"),
+        "frame_of_reference_uid": doc["frame_of_reference_uid"],
+        "tracer_family": doc["tracer"].get("family"),
     }
     rows: list[dict[str, Any]] = []
-    for lesion in findings.to_dict()["lesions"]:
+    for lesion in doc["lesions"]:
         row: dict[str, Any] = {}
         for name, value in lesion.items():
             if name in POINT_FIELDS:

@@ -117,7 +117,7 @@ class TracerInfo:
     @property
     def contract_family(self) -> str:
         """The findings contract's family: "psma", "fluciclovine", "fdg" or "unknown"."""
-        return _CONTRACT_FAMILY[self.family]
+        return contract_family(self.family)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON sidecars and provenance."""
@@ -129,6 +129,11 @@ class TracerInfo:
             "radiopharmaceutical": self.radiopharmaceutical,
             "matched_by": self.matched_by,
         }
+
+
+def contract_family(family: str) -> str:
+    """The findings contract's family ("psma", "fluciclovine", "fdg", "unknown") of a ``FAMILIES`` member."""
+    return _CONTRACT_FAMILY[family]
 
 
 def _get(ds: Any, keyword: str) -> Any:

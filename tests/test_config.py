@@ -53,3 +53,15 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, text, message)
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ConfigError, match="psma-salvage-rt"):
         load_pipeline("nope")
+
+
+def test_segmentation_settings_are_checked_when_the_file_is_read(tmp_path):
+    f = tmp_path / "seg.yaml"
+    f.write_text("segmentation: {detect_suv: 4.0, percent_of_max: 0.5}\n")
+    assert load_pipeline(f).segmentation == {"detect_suv": 4.0, "percent_of_max": 0.5}
+    for text, message in [("segmentation: {detect_sub: 4}\n", "unknown segmentation setting 'detect_sub'"),
+                          ("segmentation: {percent_of_max: 1.5}\n", "percent_of_max"),
+                          ("segmentation: {preset: fdg}\n", "segmentation.preset")]:
+        f.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_pipeline(f)

@@ -1,0 +1,239 @@
+"""``localize batch``: run every PET study of an archive, resumably, in isolation.
+
+The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.catalog``);
+each PET/CT study is paired with its patient's MR (``localize.study``) and run
+in a child process of its own (``python -m localize.worker``), with a time and
+an address-space limit, so a crash, a timeout or a memory blow-up in one study
+is recorded and the rest go on. Children are spread over Dask workers: a local
+cluster by default, or an existing one given by ``scheduler``.
+
+A study's outputs are written to a temporary folder under ``OUT/studies`` and
+renamed into place before the catalog says ``done``; a resumed batch skips
+finished studies and reruns those left ``running`` by an interruption.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localize.atomic import atomic_write
+from localize.catalog import Catalog
+from localize.errors import LocalizeError
+
+DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_MEMORY_LIMIT_GB = 8.0
+WORKER_EXIT_INPUT_ERROR = 2  # the worker's exit status for a LocalizeError (as the CLI's)
+WORKER_EXIT_MEMORY = 3
+
+
+@dataclass
+class BatchSettings:
+    """How a batch runs. Times in seconds, memory in GiB of address space per study."""
+
+    workers: int = 2
+    scheduler: str | None = None  # tcp://HOST:PORT of an existing Dask scheduler
+    force: bool = False
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB
+    mr_window_days: float = 90.0
+    pipeline: str | None = None  # name or file; default: chosen by tracer
+    progress: bool = True
+
+
+def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | None = None) -> dict[str, Any]:
+    """Index ``archive``, run every PET study into ``out``; return the summary.
+
+    Nothing is written under ``archive``. Raises ``LocalizeError`` when ``out``
+    is inside ``archive`` or another batch holds ``out``.
+    """
+    from localize.index import index_folder
+    from localize.study import catalog_records, plan_studies
+
+    settings = settings or BatchSettings()
+    archive, out = Path(archive).resolve(), Path(out).resolve()
+    if out == archive or archive in out.parents:
+        raise LocalizeError("the output folder must not be inside the archive", out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out), Catalog(out / "catalog.sqlite") as catalog:
+        started = time.perf_counter()
+        index = index_folder(archive)
+        patients, series, unreadable = catalog_records(index)
+        catalog.record_index(patients, series, unreadable)
+        for plan in plan_studies(index, mr_window_days=settings.mr_window_days):
+            if plan.error:
+                catalog.record_skipped(plan.study_uid, plan.patient_key, plan.reason, plan.error)
+            else:
+                manifest = plan.manifest(pipeline=settings.pipeline)
+                catalog.plan_run(plan.study_uid, plan.patient_key, manifest, force=settings.force)
+        todo = catalog.pending()
+        _run_all(todo, catalog, out, settings)
+        summary = catalog.summary()
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary["cohort"] = _write_cohort(catalog, out)
+        with atomic_write(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.batch.lock``; a second batch on the same folder is refused."""
+    lock_path = out / ".batch.lock"
+    handle = open(lock_path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LocalizeError("another batch is already running on this output folder", out) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _run_all(todo, catalog: Catalog, out: Path, settings: BatchSettings) -> None:
+    if not todo:
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    if settings.scheduler:
+        client, cluster = Client(settings.scheduler), None
+    else:
+        # Each task only waits on a child process, so threads suffice locally.
+        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=False,
+                               dashboard_address=None)
+        client = Client(cluster)
+    bar = _progress(len(todo), settings.progress)
+    try:
+        futures = []
+        for row in todo:
+            catalog.mark_running(row.study_uid)
+            futures.append(client.submit(run_study_process, row.manifest, str(out), settings.timeout_s,
+                                         settings.memory_limit_gb, pure=False, key=f"study-{row.study_uid}"))
+        for future in as_completed(futures):
+            result = future.result()
+            catalog.mark_finished(result.pop("study_uid"), **result)
+            bar.update(1)
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="study", disable=not enabled, file=sys.stderr)
+
+
+def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memory_limit_gb: float) -> dict[str, Any]:
+    """Run one study in a child process; return the fields of its catalog row.
+
+    The child writes into ``OUT/studies/.tmp-NAME``; on success that folder is
+    renamed to ``OUT/studies/NAME`` (replacing an earlier result), so a
+    finished-looking folder is always a finished one.
+    """
+    studies = Path(out) / "studies"
+    final = studies / manifest["name"]
+    tmp = studies / f".tmp-{manifest['name']}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    manifest_path = tmp / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest))
+    limit = int(memory_limit_gb * 2**30)
+    started = time.perf_counter()
+    row: dict[str, Any] = {"study_uid": manifest["study_uid"]}
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp), str(limit)],
+            capture_output=True, text=True, timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        row.update(ok=False, reason="timeout", error=f"no result after {timeout_s:g} s")
+    else:
+        row.update(_classify_exit(child.returncode, child.stderr))
+    row["duration_s"] = round(time.perf_counter() - started, 3)
+    if row["ok"]:
+        findings = json.loads((tmp / "findings.json").read_text())
+        row["n_lesions"] = len(findings["lesions"])
+        manifest_path.unlink()
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        row["out_dir"] = str(final)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return row
+
+
+def _classify_exit(code: int, stderr: str) -> dict[str, Any]:
+    last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
+    if code == 0:
+        return {"ok": True}
+    if code == WORKER_EXIT_INPUT_ERROR:
+        return {"ok": False, "reason": "input", "error": last.removeprefix("localize: error: ")}
+    if code < 0:
+        name = signal.Signals(-code).name
+        return {"ok": False, "reason": "crash", "error": f"killed by {name}"}
+    if code == WORKER_EXIT_MEMORY:
+        return {"ok": False, "reason": "memory", "error": "exceeded the memory limit"}
+    return {"ok": False, "reason": "error", "error": last or f"exit status {code}"}
+
+
+def _write_cohort(catalog: Catalog, out: Path) -> dict[str, str] | None:
+    """All lesions of all finished studies as ``cohort.parquet`` and ``cohort.csv``."""
+    import pandas as pd
+
+    from localize.table import lesion_table_from_doc
+
+    frames = []
+    for run in catalog.runs():
+        if run["status"] != "done" or not run["out_dir"]:
+            continue
+        doc = json.loads((Path(run["out_dir"]) / "findings.json").read_text())
+        table = lesion_table_from_doc(doc)
+        table.insert(0, "patient_key", run["patient_key"])
+        frames.append(table)
+    if not frames:
+        return None
+    cohort = pd.concat(frames, ignore_index=True)
+    paths = {"parquet": out / "cohort.parquet", "csv": out / "cohort.csv"}
+    with atomic_write(paths["parquet"]) as tmp:
+        cohort.to_parquet(tmp, index=False)
+    with atomic_write(paths["csv"]) as tmp:
+        cohort.to_csv(tmp, index=False)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-batch summary for the terminal: runs by status, failures by reason."""
+    runs = summary["runs"]
+    lines = [f"studies: {sum(runs.values())}  " + "  ".join(f"{k}: {v}" for k, v in sorted(runs.items()))]
+    for reason, n in sorted(summary["failures_by_reason"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  failed ({reason}): {n}")
+    for reason, n in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  skipped ({reason}): {n}")
+    if summary["unreadable_files"]:
+        lines.append(f"unreadable files: {summary['unreadable_files']} (listed in catalog.sqlite)")
+    if summary.get("cohort"):
+        lines.append(f"cohort table: {summary['cohort']['parquet']}  {summary['cohort']['csv']}")
+    lines.append(f"time: {summary['seconds']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""One study through every step: load, register, anatomy, segment, classify, export.
+
+``run_study`` (``localize run``) indexes a folder and picks its series;
+``run_manifest`` (a batch worker) gets them listed. Both end in ``run_inputs``,
+the composition of the steps' plain functions with a pipeline configuration.
+Nothing is written under the input; every output is written atomically; the
+effective configuration, software versions and input checksums are written
+beside the outputs (``provenance.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from localize.atomic import atomic_write
+from localize.config import PipelineConfig, default_pipeline, load_pipeline
+from localize.errors import LocalizeError, StudyError
+from localize.findings import Findings, number_lesions
+
+
+@dataclass
+class StudyInputs:
+    """The files of one run, by role. MR and RTSTRUCT are optional."""
+
+    pet: list[Path]
+    ct: list[Path] = field(default_factory=list)
+    mr: list[Path] = field(default_factory=list)
+    rtstruct: list[Path] = field(default_factory=list)
+    root: str = ""  # where they were found, for messages
+
+
+def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Path | None = None,
+              tracer: str = "auto") -> Findings:
+    """``localize run``: the one PET study under ``study_dir`` into ``out_dir``."""
+    from localize.index import index_folder
+    from localize.study import single_plan
+
+    study_dir, out_dir = Path(study_dir).resolve(), Path(out_dir).resolve()
+    if out_dir == study_dir or study_dir in out_dir.parents:
+        raise StudyError("the output folder must not be inside the study folder", out_dir)
+    manifest = single_plan(index_folder(study_dir)).manifest()
+    return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir))
+
+
+def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str | Path | None = None,
+                 tracer: str = "auto", root: str = "") -> Findings:
+    """Run the series listed in a manifest (see ``localize.study.StudyPlan.manifest``)."""
+    files = manifest["files"]
+    inputs = StudyInputs(
+        pet=[Path(f) for f in files["pet"]],
+        ct=[Path(f) for f in files["ct"]],
+        mr=[Path(f) for f in files["mr"]],
+        rtstruct=[Path(f) for f in files["rtstruct"]],
+        root=root,
+    )
+    return run_inputs(inputs, Path(out_dir), pipeline=pipeline or manifest.get("pipeline"), tracer=tracer)
+
+
+def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | None = None,
+               tracer: str = "auto") -> Findings:
+    """Every step of the pipeline on ``inputs``; returns the findings (also written to ``out_dir``)."""
+    from localize.pet import load_pet
+    from localize.series import load_series
+
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+    with clock("load"):
+        pet = load_pet(inputs.pet)
+        ct = load_series(inputs.ct) if inputs.ct else None
+        mr = load_series(inputs.mr) if inputs.mr else None
+    family = _tracer_family(pet, tracer, inputs)
+    config = load_pipeline(pipeline) if pipeline else default_pipeline(family)
+    result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock)
+    findings = result.findings
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with clock("export"):
+        findings.outputs = export_all(result, config, out_dir)
+    findings.outputs["findings"] = str(out_dir / "findings.json")
+    findings.outputs["provenance"] = str(out_dir / "provenance.json")
+    _write_json(out_dir / "provenance.json", _provenance(config, inputs, timings))
+    _write_json(out_dir / "findings.json", findings.to_dict())
+    return findings
+
+
+@dataclass
+class Analysis:
+    """Everything the steps produced for one study (plain values; exports read it)."""
+
+    pet: Any  # localize.pet.PetImage (SUVbw image + series + SUV calibration)
+    ct: Any | None  # localize.series.Volume
+    mr: Any | None  # localize.series.Volume
+    registration: Any | None  # localize.registration Registration (MR -> PET/CT frame)
+    anatomy: Any  # localize.anatomy.Anatomy
+    segmentation: Any  # localize.segment.Segmentation
+    findings: Findings
+
+
+def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: PipelineConfig,
+            clock: _Clock | None = None) -> Analysis:
+    """Register, build anatomy, measure references, segment and classify one loaded study."""
+    from localize.anatomy import build_anatomy
+    from localize.classify import classify_lesions, stage
+    from localize.reference import reference_regions
+    from localize.registration import check_pet_ct, register_mr
+    from localize.rtstruct import rtstruct_to_masks
+    from localize.segment import segment_lesions
+
+    clock = clock or _Clock({})
+    warnings = list(pet.volume.warnings) + list(pet.calibration.warnings)
+    registration = None
+    with clock("register"):
+        if ct is not None:
+            warnings += list(ct.warnings)
+            frame = check_pet_ct(pet.image, ct.image, _frame_uid(pet.volume), _frame_uid(ct))
+            warnings += list(frame.warnings)
+        if mr is not None:
+            warnings += list(mr.warnings)
+            registration = register_mr(
+                mr.image, ct.image if ct is not None else pet.image,
+                fixed_modality="CT" if ct is not None else "PT", **config.registration)
+            if registration.quality != "ok":
+                warnings.append("MR registration is doubtful: " + "; ".join(registration.reasons))
+    with clock("anatomy"):
+        imported = {}
+        for path in rtstruct_files:
+            if ct is None:
+                warnings.append(f"{path}: RTSTRUCT ignored (no CT to place it on)")
+                continue
+            imported.update(rtstruct_to_masks(path, ct, grid=pet.image))
+        anatomy = build_anatomy(ct.image if ct is not None else None, pet.image, rtstruct_masks=imported or None)
+        warnings += list(anatomy.warnings)
+    segmentation_settings = dict(config.segmentation)
+    preset = segmentation_settings.pop("preset", family)
+    with clock("segment"):
+        references = reference_regions(pet.image, anatomy, preset)
+        segmentation = segment_lesions(pet.image, anatomy, tracer_family=preset, settings=segmentation_settings,
+                                       references=references)
+        warnings += list(segmentation.warnings)
+        references = reference_regions(pet.image, anatomy, preset,
+                                       exclude=sitk_array(segmentation.labels) > 0)
+        warnings += [r.warning for r in references.values() if r.warning]
+    with clock("classify"):
+        lesions = classify_lesions(segmentation.lesions, anatomy, status=None, references=references,
+                                   tracer_family=family)
+        if registration is not None:
+            for lesion in lesions:
+                lesion.target_mr_lps_mm = tuple(float(v) for v in
+                                                registration.transform.TransformPoint(lesion.target_lps_mm))
+        lesions = number_lesions(lesions)
+    findings = Findings(
+        study=_study_identity(pet.volume.headers[0]),
+        frame_of_reference_uid=_frame_uid(pet.volume),
+        tracer=_tracer_dict(pet.calibration, family),
+        series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
+        lesions=lesions,
+        staging=stage(lesions, anatomy=anatomy),
+        registration={"mr_to_pet": registration.to_dict()} if registration is not None else None,
+        reference_regions={name: r.to_dict() for name, r in references.items()},
+        candidates=segmentation.candidates,
+        parameters={"segmentation": segmentation.settings.to_dict(), "preset": preset,
+                    "thresholds_suv": segmentation.thresholds},
+        warnings=warnings,
+    )
+    return Analysis(pet, ct, mr, registration, anatomy, segmentation, findings)
+
+
+def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> dict[str, str]:
+    """Write the exports the pipeline asks for; returns {export name: path}."""
+    from localize.labelmap import write_labelmap
+    from localize.report import write_report
+    from localize.rtstruct import write_rtstruct
+    from localize.seg import write_seg
+    from localize.table import write_csv
+
+    f, labels, outputs = result.findings, result.segmentation.labels, {}
+    wanted = set(config.exports)
+    if "csv" in wanted:
+        outputs["csv"] = write_csv(f, out_dir / "lesions.csv")
+    if "rtstruct" in wanted and result.ct is not None:
+        outputs["rtstruct"] = write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct)
+    mr_transform = result.registration.transform if result.registration is not None else None
+    if "rtstruct_mr" in wanted and result.mr is not None:
+        outputs["rtstruct_mr"] = write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, result.mr,
+                                                transform=_inverse(mr_transform))
+    if "seg" in wanted:
+        seg = write_seg(out_dir / "seg_pet.dcm", f, labels, result.pet.volume)
+        if seg is not None:
+            outputs["seg"] = seg
+    if "nifti" in wanted:
+        outputs["nifti"] = write_labelmap(out_dir / "lesions.nii.gz", f, labels)
+    if "registration" in wanted and result.registration is not None:
+        from localize.registration import save_transform, write_spatial_registration
+
+        outputs["registration_tfm"] = save_transform(result.registration, out_dir / "mr_to_pet.tfm")
+        fixed = result.ct if result.ct is not None else result.pet.volume
+        outputs["registration"] = write_spatial_registration(
+            result.registration, fixed.headers, result.mr.headers, out_dir / "registration.dcm")
+    if "report" in wanted:
+        png, page = write_report(out_dir, f, result.pet.image, result.ct.image if result.ct is not None else None,
+                                 mr=result.mr.image if result.mr is not None else None,
+                                 mr_to_pet=mr_transform)
+        outputs["report_png"], outputs["report"] = png, page
+    return {name: str(path) for name, path in outputs.items()}
+
+
+def _tracer_family(pet, override: str, inputs: StudyInputs) -> str:
+    """The detailed tracer family (localize.tracer) from the header, or the user's override."""
+    info = pet.calibration.tracer
+    if override == "auto":
+        if info.family == "unknown":
+            raise StudyError("the PET tracer cannot be recognised from its header; give --tracer",
+                             inputs.pet[0])
+        return info.family
+    if override == "psma":
+        # The PSMA agent decides the preset; an unnamed one is treated as renal (68Ga / DCFPyL).
+        return info.family if info.family.startswith("psma") else "psma_f18_renal"
+    return override
+
+
+class _Clock:
+    """Times named steps into a dict (seconds)."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str):
+        clock = self
+
+        class _Step:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.timings[name] = round(clock.timings.get(name, 0.0) + time.perf_counter() - self.start, 3)
+
+        return _Step()
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
+
+
+def _provenance(config: PipelineConfig, inputs: StudyInputs, timings: dict[str, float]) -> dict[str, Any]:
+    """The effective configuration, software versions, input checksums and step timings."""
+    packages = ["localize", "pydicom", "SimpleITK", "numpy", "scipy", "scikit-image", "nibabel", "highdicom"]
+    return {
+        "configuration": config.to_dict(),
+        "software": {name: version(name) for name in packages} | {"python": platform.python_version()},
+        "inputs": {role: [{"path": str(p), "sha256": _sha256(p)} for p in files]
+                   for role, files in (("pet", inputs.pet), ("ct", inputs.ct), ("mr", inputs.mr),
+                                       ("rtstruct", inputs.rtstruct))},
+        "timings_s": timings,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sitk_array(image):
+    """A numpy view (z, y, x) of a SimpleITK image."""
+    import SimpleITK as sitk
+
+    return sitk.GetArrayViewFromImage(image)
+
+
+def _frame_uid(volume) -> str:
+    return str(volume.headers[0].get("FrameOfReferenceUID", ""))
+
+
+def _study_identity(ds) -> dict[str, Any]:
+    return {
+        "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
+        "patient_id": str(ds.get("PatientID")) if ds.get("PatientID") is not None else None,
+        "study_date": str(ds.get("StudyDate")) if ds.get("StudyDate") else None,
+    }
+
+
+def _series_dict(volume) -> dict[str, Any] | None:
+    if volume is None:
+        return None
+    ds = volume.headers[0]
+    return {
+        "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
+        "modality": str(ds.get("Modality", "")),
+        "description": str(ds.get("SeriesDescription")) if ds.get("SeriesDescription") else None,
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID")) if ds.get("FrameOfReferenceUID") else None,
+    }
+
+
+def _tracer_dict(calibration, family: str) -> dict[str, Any]:
+    from localize.tracer import contract_family
+
+    info = calibration.tracer
+    return {
+        "family": contract_family(family),
+        "family_detail": family,
+        "agent": info.agent,
+        "radiopharmaceutical": info.radiopharmaceutical,
+        "radionuclide": info.radionuclide,
+        "half_life_s": calibration.half_life_s,
+        "injected_activity_bq": calibration.injected_activity_bq,
+        "suv": {k: v for k, v in calibration.to_dict().items() if k not in ("factors", "reference_datetimes")},
+    }
+
+
+def _inverse(transform):
+    """The inverse of a PET->MR resampling transform: MR points -> PET points (None stays None)."""
+    return None if transform is None else transform.GetInverse()

@@ -1,0 +1,37 @@
+"""The child process of a batch: ``python -m localize.worker MANIFEST OUT LIMIT_BYTES``.
+
+Runs one study (``localize.pipeline.run_manifest``) under an address-space
+limit. Exit status 0 on success, 2 with a one-line reason on stderr for bad
+input (a ``LocalizeError``), 3 when the memory limit was hit; anything else
+is a bug, reported by its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+from localize.batch import WORKER_EXIT_INPUT_ERROR, WORKER_EXIT_MEMORY
+from localize.errors import LocalizeError
+
+
+def main(argv: list[str]) -> int:
+    manifest_path, out, limit_bytes = Path(argv[0]), Path(argv[1]), int(argv[2])
+    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    from localize.pipeline import run_manifest
+
+    try:
+        run_manifest(json.loads(manifest_path.read_text()), out)
+    except LocalizeError as exc:
+        print(f"localize: error: {exc}", file=sys.stderr)
+        return WORKER_EXIT_INPUT_ERROR
+    except MemoryError:
+        print("localize: error: exceeded the memory limit", file=sys.stderr)
+        return WORKER_EXIT_MEMORY
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
