@@ -88,7 +88,8 @@ def reference_regions(
         if parts:
             whole = np.logical_or.reduce(parts)
             core = ndimage.binary_erosion(whole, iterations=1)  # 1 voxel off the edge (§4.2)
-            vois[name] = (core if core.any() else whole) & ~(exclude if exclude is not None else False)
+            voi = core if core.any() else whole
+            vois[name] = voi & ~exclude if exclude is not None else voi
     if "vertebrae_L3" in masks:
         vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"])
     lumbar = [f"vertebrae_L{k}" for k in (3, 4, 2, 5, 1) if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]

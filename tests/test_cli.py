@@ -44,3 +44,14 @@ def test_findings_serialise_to_the_contract_with_ids_by_suvmax():
     assert [l["id"] for l in doc["lesions"]] == [1, 2]
     assert [l["suv_max"] for l in doc["lesions"]] == [12.0, 5.0]
     assert doc["lesions"][0]["target_mr_lps_mm"] is None
+
+
+def test_every_subpackage_ships():
+    """pyproject lists packages explicitly (two are mapped from top-level folders): none may be missed."""
+    import tomllib
+
+    from conftest import REPO
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "localize").rglob("__init__.py")}
+    assert found | {"localize.pipelines", "localize.sample_data"} == listed
