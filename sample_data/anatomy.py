@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from localize.sample_data.geometry import Capsule, Ellipsoid, Grid, Shape, paint, tube
+from localize.sample_data.geometry import Ellipsoid, Grid, Shape, paint, tube
 
 # Vertebral bodies: name -> (z_bottom, z_top) mm. Aortic bifurcation sits at L4 (DOMAIN.md §5.3).
 VERTEBRAE: dict[str, tuple[float, float]] = {"vertebrae_L5": (147, 172), "vertebrae_L4": (179, 204),
