@@ -53,6 +53,7 @@ class Suppression:
     excess: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # mask, SUV a lesion must exceed
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
     detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
+    significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise
 
     def any_organ(self, shape: tuple[int, ...]) -> np.ndarray:
         """Union of the ``organ`` masks."""
@@ -146,10 +147,12 @@ def suppression_for(
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
+    # in a halo, only what stands out of the spill-over noise of its patch counts
+    significant = np.ones(suv.shape, bool)
+    for noise, background in out.halo.values():
+        significant &= (noise == 0) | (out.detection - background >= halo_sd_factor * noise)
+    out.significant = significant
     if ureter_threshold_suv is not None:
-        significant = np.ones(suv.shape, bool)  # in a halo only what stands out of the spill-over noise
-        for noise, background in out.halo.values():
-            significant &= (noise == 0) | (out.detection - background >= halo_sd_factor * noise)
         tracks = ureter_tracks(
             np.where(significant, out.detection, 0.0),
             out.any_organ(suv.shape),

@@ -25,6 +25,7 @@ LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, §4.2)
 BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter x 2 cm cylinder in the aorta (PERCIST, §4.2 [R])
 BLOOD_POOL_LENGTH_MM = 20.0
 AORTA_WALL_MM = 2.0  # eroded 2 mm from the wall (§4.2)
+MARROW_DEPTH_MM = 8.0  # clear of the cortex (~3 mm) and of its spill-in at PET resolution [REC]
 VESSELS = ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein")
 
 # Plausible SUVmean ranges per tracer family. 18F-DCFPyL liver: mean +- 3 SD of
@@ -91,10 +92,10 @@ def reference_regions(
             voi = core if core.any() else whole
             vois[name] = voi & ~exclude if exclude is not None else voi
     if "vertebrae_L3" in masks:
-        vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"])
+        vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"], spacing)
     lumbar = [f"vertebrae_L{k}" for k in (3, 4, 2, 5, 1) if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]
     if lumbar:  # marrow of the lumbar vertebra nearest L3 in the field of view
-        vois["marrow"] = vertebral_body(masks[lumbar[0]])
+        vois["marrow"] = vertebral_body(masks[lumbar[0]], spacing)
     out = {}
     for name, voi in vois.items():
         if voi.sum() == 0:
@@ -166,10 +167,10 @@ def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray, 
     return out
 
 
-def vertebral_body(vertebra: np.ndarray) -> np.ndarray:
-    """Cancellous body of one vertebra: the mask eroded one voxel, anterior half (LPS y below the median)."""
-    core = ndimage.binary_erosion(vertebra, iterations=1)
-    core = core if core.any() else vertebra
+def vertebral_body(vertebra: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Cancellous body of one vertebra: voxels at least ``MARROW_DEPTH_MM`` inside, anterior half (LPS y below the median)."""
+    depth = ndimage.distance_transform_edt(np.pad(vertebra, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    core = depth >= min(MARROW_DEPTH_MM, float(depth.max()))
     ys = np.argwhere(core)[:, 1]
     anterior = np.zeros_like(core)
     anterior[:, : int(np.median(ys)) + 1, :] = True

@@ -222,7 +222,7 @@ def segment_lesions(
     reported: set[str] = set()
     for seed in seeds:
         value = float(detect[tuple(seed)])
-        reason = _physiology_reason(seed, value, physio, s.halo_sd_factor)
+        reason = _physiology_reason(seed, value, physio)
         if reason is not None:
             if reason not in reported and not any(physio.organ[name][tuple(seed)] for name in physio.organ):
                 reported.add(reason)  # the hottest hot spot of each kind; organs are listed once above
@@ -301,7 +301,7 @@ def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression, 
     return out
 
 
-def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression, halo_sd_factor: float) -> str | None:
+def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> str | None:
     """Why the hot spot at ``seed`` (detection value ``value``) is physiological, or None when it may be a lesion."""
     at = tuple(seed)
     for name, mask in physio.organ.items():
@@ -310,8 +310,8 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression, halo
     for name, (mask, limit) in physio.excess.items():
         if mask[at] and value < limit:
             return f"physiological: {name}"
-    for name, (noise, background) in physio.halo.items():
-        if noise[at] > 0 and value - background < halo_sd_factor * noise[at]:
+    for name, (noise, _) in physio.halo.items():
+        if noise[at] > 0 and not physio.significant[at]:
             return f"physiological: {name} spill-over"
     return None
 
