@@ -1,0 +1,83 @@
+"""End to end on phantom studies of the four tracers: DICOM -> SUV -> anatomy -> references -> lesions.
+
+The organ map the phantom writes beside its DICOM (truth/organs.nii.gz + organs.json,
+TotalSegmentator class names) is imported as a user's TotalSegmentator output would be.
+Targets: sensitivity >= 0.95 for lesions >= 8 mm with true SUVmax >= 4 (>= 0.8 for
+5-8 mm), no false positive (<= 0.3 per study cannot be met otherwise on one study),
+median target error <= 2 mm, SUVmax within 10 % of the noise-free blurred truth
+(median over lesions of true SUVmax >= 4; each within 20 %: at SUV 6 the phantom's
+voxel noise alone is ~9 %, and the maximum of noisy voxels is biased upwards).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from localize.anatomy import build_anatomy, read_label_map
+from localize.pet import load_pet
+from localize.reference import reference_regions
+from localize.segment import segment_lesions
+from localize.series import load_series
+
+FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
+PHYSIOLOGICAL = ("kidney_left", "kidney_right", "urinary_bladder", "liver", "spleen", "small_bowel", "colon",
+                 "parotid_gland_left", "parotid_gland_right", "submandibular_gland_left", "submandibular_gland_right")
+
+
+def _run(root: Path, truth, family: str):
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    label_map, names = read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json")
+    anatomy = build_anatomy(ct, pet, label_map=label_map, label_names=names)
+    references = reference_regions(pet, anatomy, family)
+    return pet, anatomy, segment_lesions(pet, anatomy, tracer_family=family, references=references)
+
+
+def _match(seg, truth):
+    """truth lesion -> nearest found lesion within max(8 mm, its diameter), else None."""
+    out = {}
+    for lesion in truth.lesions:
+        dists = [np.linalg.norm(np.subtract(found.target_lps_mm, lesion.center_lps_mm)) for found in seg.lesions]
+        k = int(np.argmin(dists)) if dists else -1
+        out[lesion.name] = seg.lesions[k] if k >= 0 and dists[k] <= max(8.0, lesion.diameter_mm) else None
+    return out
+
+
+@pytest.mark.parametrize("tracer", list(FAMILY))
+def test_phantom_lesions_found_measured_and_nothing_physiological(phantom, tracer):
+    root, truth = phantom(tracer=tracer)
+    pet, anatomy, seg = _run(root, truth, FAMILY[tracer])
+    matched = _match(seg, truth)
+
+    big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
+    small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
+    assert len(big) >= 5
+    assert sum(matched[t.name] is not None for t in big) / len(big) >= 0.95
+    if small:
+        assert sum(matched[t.name] is not None for t in small) / len(small) >= 0.8
+
+    used = {id(found) for found in matched.values() if found is not None}
+    false_positives = [found for found in seg.lesions if id(found) not in used]
+    assert false_positives == []
+
+    organs = np.zeros(sitk.GetArrayViewFromImage(pet).shape, bool)
+    for name in PHYSIOLOGICAL:
+        if name in anatomy.masks:
+            organs |= anatomy.masks[name]
+    labels = sitk.GetArrayFromImage(seg.labels)
+    hit = {t.name for t in truth.lesions if t.site == "liver" or t.touches_bladder}  # lesions allowed to touch organs
+    for lesion in seg.lesions:
+        if not any(matched[name] is lesion for name in hit):
+            assert not (organs & (labels == lesion.label)).any()
+
+    found = [(t, matched[t.name]) for t in truth.lesions if matched[t.name] is not None]
+    errors_mm = [np.linalg.norm(np.subtract(f.target_lps_mm, t.center_lps_mm)) for t, f in found]
+    assert np.median(errors_mm) <= 2.0
+    rel = {t.name: (f.suv_max - t.suv_max) / t.suv_max for t, f in found if t.suv_max >= 4}
+    print(tracer, {k: round(v, 3) for k, v in rel.items()}, "target errors mm", np.round(errors_mm, 1))
+    assert np.median(np.abs(list(rel.values()))) <= 0.10
+    assert max(np.abs(list(rel.values()))) <= 0.20
