@@ -1,0 +1,13 @@
+"""Lesion classification and study staging (DOMAIN.md §4-§5, the contract's vocabulary).
+
+``classify_lesions`` labels each lesion local / nodal / distant with its site,
+PROMISE category, laterality and named bone; ``expression_scores`` sets the
+miPSMA score or the fluciclovine suspicion; ``stage`` gives the study's miTNM
+string for findings.json.
+"""
+
+from localize.classify.scores import expression_scores, mipsma_score
+from localize.classify.sites import classify_lesions, infer_status
+from localize.classify.staging import stage
+
+__all__ = ["classify_lesions", "expression_scores", "infer_status", "mipsma_score", "stage"]

@@ -1,0 +1,378 @@
+"""Region, site and PROMISE category of each lesion (DOMAIN.md §5; contract site vocabulary).
+
+Rules, checked in this order at the lesion's target point (LPS mm):
+
+1. bone (§5.3 step 5): the target voxel, or at least half the lesion's ball, in the
+   bone mask -> distant, miM1b, with the bone named after the nearest named bone mask;
+2. organ (§5.3 step 6): lung or liver (target in the mask or at least half of a
+   ball 4 mm larger than the lesion: a nodule punches a hole in an air-threshold
+   lung mask) -> miM1c; adrenal, kidney, spleen, pancreas, brain -> other_organ;
+3. local (§5.3 step 7, §5.5): after prostatectomy inside the prostate-bed structure
+   or, without one, the RTOG prostate-fossa envelope approximated from the pubic
+   symphysis (z from its bottom - 15 mm to its top + 40 mm, within 25 mm of the
+   midline, from the middle of the pubis to 65 mm behind it) -> miTr; intact gland:
+   prostate mask (5 mm tolerance) -> miT2 (miT4 when a quarter of the lesion lies in
+   bladder or rectum), seminal vesicles -> miT3b; no prostate mask: the same envelope;
+4. nodes by level (§5.3 step 3): above the diaphragm -> supradiaphragmatic; above
+   the aortic bifurcation -> retroperitoneal; between the aortic and common-iliac
+   bifurcations -> common iliac (PROMISE V2 / AJCC 8th: distant miM1a; V1: regional);
+   below the pubic symphysis top, lateral and anterior -> inguinal (miM1a);
+   otherwise a regional pelvic node (miN): within 25 mm of the midline presacral
+   (within 30 mm in front of the sacrum) or other pelvic; lateral ones by the
+   nearest-vessel rule when the iliac arteries are segmented (internal iliac if
+   nearer the posterior branch, else obturator when medial to the external iliac,
+   else external iliac), by bone landmarks otherwise (posterior to the hip bone's
+   middle -> internal iliac, below the acetabular roof -> obturator, else external
+   iliac; §5.3 table).
+
+Lesions within 10 mm of a boundary that changes the category (aortic and
+common-iliac bifurcations, pelvic inlet, prostate-bed envelope) are flagged
+``region_uncertain`` with ``region_candidates`` as ``"region:site"`` strings, the
+assigned one first (§5.3 step 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from localize.anatomy.ct_heuristics import BONE_HU
+from localize.anatomy.model import Anatomy
+from localize.classify.landmarks import NAMED_BONES, Landmarks
+from localize.findings import Lesion
+
+STATUSES = ("post_prostatectomy", "post_radiotherapy")
+BOUNDARY_MARGIN_MM = 10.0  # §5.3 step 4
+MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
+PRESACRAL_HALF_WIDTH_MM = 25.0
+PRESACRAL_DEPTH_MM = 30.0
+# RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010, DOMAIN.md §5.5 [REC] approximation)
+BED_BELOW_SYMPHYSIS_MM = 15.0
+BED_ABOVE_SYMPHYSIS_MM = 40.0
+BED_HALF_WIDTH_MM = 25.0
+BED_DEPTH_MM = 65.0
+PROSTATE_TOLERANCE_MM = 5.0
+# Femoral-head top ~3 cm above the symphysis top in adults [REC]: acetabular roof when no femur mask.
+ROOF_ABOVE_SYMPHYSIS_MM = 30.0
+OTHER_ORGANS = ("adrenal_gland_left", "adrenal_gland_right", "kidney_left", "kidney_right", "spleen", "pancreas", "brain")
+
+# contract site -> (region, PROMISE V2 lesion category); local categories depend on the gland
+_NODE_SITES = {
+    "internal_iliac": "nodal", "external_iliac": "nodal", "obturator": "nodal", "presacral": "nodal",
+    "other_pelvic": "nodal", "common_iliac": "distant", "retroperitoneal": "distant", "inguinal": "distant",
+    "supradiaphragmatic": "distant", "other_extrapelvic_node": "distant",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One classification: region, contract site, PROMISE category, named bone."""
+
+    region: str
+    site: str
+    mitnm: str
+    bone: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.region}:{self.site}"
+
+
+def infer_status(anatomy: Anatomy) -> tuple[str, str]:
+    """(status, reason) from the anatomy: a prostate mask means an intact gland."""
+    masks = anatomy.masks
+    if "prostate_bed" in masks and masks["prostate_bed"].any():
+        return "post_prostatectomy", "treatment status not given: a prostate-bed structure is present, post-prostatectomy assumed"
+    if "prostate" in masks and masks["prostate"].any():
+        return "post_radiotherapy", "treatment status not given: a prostate is present, intact gland (post-radiotherapy) assumed"
+    return "post_prostatectomy", "treatment status not given and no prostate found: post-prostatectomy assumed"
+
+
+def node_call(site: str, promise_version: int = 2) -> Call:
+    """The call of a nodal site; common iliac is regional only under PROMISE V1 (§5.2)."""
+    region = _NODE_SITES[site]
+    if site == "common_iliac" and promise_version == 1:
+        region = "nodal"
+    return Call(region, site, "miN" if region == "nodal" else "miM1a")
+
+
+def classify_lesions(
+    lesions: list[Lesion],
+    anatomy: Anatomy,
+    *,
+    status: str | None,
+    references: dict | None = None,
+    tracer_family: str = "unknown",
+    promise_version: int = 2,
+    labels: sitk.Image | None = None,
+    ct_hu: np.ndarray | None = None,
+    warnings: list[str] | None = None,
+) -> list[Lesion]:
+    """Set region, site, mitnm, laterality, bone and the uncertainty flags of each lesion (in place).
+
+    ``status``: post_prostatectomy / post_radiotherapy, or None to infer it from the
+    anatomy (the reason is appended to ``warnings``). ``labels``: the lesion label
+    image on the PET grid (lesion ``label`` values), used for laterality and
+    overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
+    ``anatomy.ct_heuristics.ct_on_grid``): a lesion in the bone mask whose CT is of
+    soft-tissue density at its target voxel (below 150 HU) is then a node or organ lesion abutting
+    bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
+    the case this can miss). With ``references`` the expression scores are set too
+    (``scores.expression_scores``). Returns ``lesions``.
+    """
+    from localize.classify.scores import expression_scores
+
+    if status is None:
+        status, reason = infer_status(anatomy)
+        if warnings is not None:
+            warnings.append(reason)
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r} is not one of {STATUSES}")
+    marks = Landmarks(anatomy)
+    label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
+    if anatomy.midline_x_mm is None and warnings is not None and lesions:
+        warnings.append("no patient midline found: laterality taken from x = 0")
+    for lesion in lesions:
+        point = np.asarray(lesion.target_lps_mm, float)
+        voxels = _lesion_points(marks, label_array, lesion.label)
+        calls, bone = _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu)
+        lesion.region, lesion.site, lesion.mitnm = calls[0].region, calls[0].site, calls[0].mitnm
+        lesion.bone = bone
+        lesion.region_uncertain = len(calls) > 1
+        lesion.region_candidates = [c.key for c in calls] if len(calls) > 1 else []
+        lesion.laterality = _laterality(anatomy.midline_x_mm or 0.0, point, voxels)
+    if references is not None:
+        expression_scores(lesions, references, tracer_family)
+    return lesions
+
+
+def _lesion_points(marks: Landmarks, label_array: np.ndarray | None, label: int) -> np.ndarray | None:
+    if label_array is None or label <= 0:
+        return None
+    idx = np.argwhere(label_array == label)
+    if not len(idx):
+        return None
+    from localize.metrics import zyx_to_lps
+
+    return zyx_to_lps(marks.anatomy.grid, idx.astype(float))
+
+
+def _laterality(midline_x_mm: float, point: np.ndarray, voxels: np.ndarray | None) -> str:
+    """left / right / midline: LPS +x is the patient's left; a lesion straddling the midline is midline."""
+    dx = point[0] - midline_x_mm
+    if abs(dx) < MIDLINE_MM:
+        return "midline"
+    if voxels is not None:
+        left = float(np.mean(voxels[:, 0] > midline_x_mm))
+        if 0.25 <= left <= 0.75:
+            return "midline"
+    return "left" if dx > 0 else "right"
+
+
+def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu) -> tuple[list[Call], str | None]:
+    radius = max(lesion.max_diameter_mm / 2.0, float(marks.spacing.max()))
+    mask = marks.bone_mask_name
+    in_bone = marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5 or _on_rib(marks, point)
+    bone_call = Call("distant", "bone", "miM1b", _bone_name(marks, point)) if in_bone else None
+    if bone_call is not None and (ct_hu is None or _hu_at(marks, ct_hu, point) >= BONE_HU):
+        return [bone_call], bone_call.bone
+    calls, bone = _soft_tissue(marks, point, voxels, status, promise_version, radius)
+    return (calls + [bone_call], bone) if bone_call is not None else (calls, bone)
+
+
+def _hu_at(marks: Landmarks, ct_hu: np.ndarray, point: np.ndarray) -> float:
+    """CT HU at the voxel of the point (the lesion's uptake-weighted centre); +inf outside the grid."""
+    idx = marks.index(point)
+    return float(ct_hu[idx]) if idx is not None else float("inf")
+
+
+def _soft_tissue(marks, point, voxels, status, promise_version, radius) -> tuple[list[Call], str | None]:
+    organ = _organ(marks, point, radius)
+    if organ is not None:
+        return [organ], None
+    local = _local(marks, point, voxels, status)
+    if local is not None:
+        call, depth = local
+        if depth < BOUNDARY_MARGIN_MM and status == "post_prostatectomy":
+            return [call, node_call("other_pelvic", promise_version)], None
+        return [call], None
+    calls = _node(marks, point, promise_version)
+    bed = _bed_signed_distance(marks, point) if status == "post_prostatectomy" else None
+    if bed is not None and -BOUNDARY_MARGIN_MM < bed and calls[0].region == "nodal":
+        calls = calls + [Call("local", "prostate_bed", "miTr")]
+    return calls, None
+
+
+def _on_rib(marks: Landmarks, point: np.ndarray) -> bool:
+    """Ribs are thinner than a PET voxel: a lesion within 1.5 voxels of a rib mask is a rib lesion."""
+    voxel = 1.5 * float(marks.spacing.max())
+    return any(marks.distance_mm(name, point) <= voxel for name in marks.anatomy.masks if name.startswith("rib_"))
+
+
+def _bone_name(marks: Landmarks, point: np.ndarray) -> str:
+    """The nearest named bone mask within 6 mm; otherwise 'rib' for lateral chest-wall bone, else 'bone'."""
+    best, best_d = None, 6.0
+    for name in marks.anatomy.masks:
+        if name.startswith(NAMED_BONES) or name == "pubic_symphysis":
+            d = marks.distance_mm(name, point)
+            if d <= best_d:
+                best, best_d = name, d
+    if best == "pubic_symphysis":
+        best = "hip_left" if point[0] > (marks.anatomy.midline_x_mm or 0.0) else "hip_right"
+    if best is not None:
+        return best
+    dia = marks.diaphragm_z_mm
+    lateral = abs(point[0] - (marks.anatomy.midline_x_mm or 0.0)) > 30.0
+    if lateral and dia is not None and point[2] > dia - 100.0:  # lower ribs reach ~10 cm below the dome [R]
+        return "rib"
+    return "bone"
+
+
+def _organ(marks: Landmarks, point: np.ndarray, radius: float) -> Call | None:
+    for site, names in (("liver", ("liver",)), ("lung", ("lung_left", "lung_right"))):
+        for name in names:
+            if marks.at(name, point) or marks.fraction_in(name, point, radius + 4.0) >= 0.5:
+                return Call("distant", site, "miM1c")
+    if any(marks.at(name, point) for name in OTHER_ORGANS):
+        return Call("distant", "other_organ", "miM1c")
+    return None
+
+
+def _bed_box(marks: Landmarks) -> tuple[np.ndarray, np.ndarray] | None:
+    """(low, high) LPS corners of the prostate-fossa envelope (§5.5), None without a pubic symphysis."""
+    top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
+    if top is None or bottom is None or pubis_y is None:
+        return None
+    mid = marks.anatomy.midline_x_mm or 0.0
+    low = np.array([mid - BED_HALF_WIDTH_MM, pubis_y, bottom - BED_BELOW_SYMPHYSIS_MM])
+    high = np.array([mid + BED_HALF_WIDTH_MM, pubis_y + BED_DEPTH_MM, top + BED_ABOVE_SYMPHYSIS_MM])
+    return low, high
+
+
+def _bed_signed_distance(marks: Landmarks, point: np.ndarray) -> float | None:
+    """Distance (mm) from the point to the prostate-bed envelope surface: positive inside, negative outside."""
+    if marks.has("prostate_bed"):
+        if marks.at("prostate_bed", point):
+            return marks.depth_mm("prostate_bed", point)
+        return -marks.distance_mm("prostate_bed", point)
+    box = _bed_box(marks)
+    if box is None:
+        return None
+    low, high = box
+    if np.all(point >= low) and np.all(point <= high):
+        return float(min((point - low).min(), (high - point).min()))
+    return -float(np.linalg.norm(np.maximum(np.maximum(low - point, point - high), 0.0)))
+
+
+def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, status: str) -> tuple[Call, float] | None:
+    """(call, depth inside the local region in mm) or None when the lesion is not local."""
+    if status == "post_prostatectomy":
+        depth = _bed_signed_distance(marks, point)
+        if depth is not None and (depth >= 0 or (marks.has("prostate_bed") and depth > -PROSTATE_TOLERANCE_MM)):
+            return Call("local", "prostate_bed", "miTr"), max(depth, 0.0)
+        return None
+    if marks.has("prostate"):
+        if marks.distance_mm("prostate", point) <= PROSTATE_TOLERANCE_MM:
+            return Call("local", "prostate", _intact_category(marks, voxels)), np.inf
+        if marks.has("seminal_vesicles") and marks.distance_mm("seminal_vesicles", point) <= PROSTATE_TOLERANCE_MM:
+            return Call("local", "seminal_vesicle", "miT3b"), np.inf
+        return None
+    depth = _bed_signed_distance(marks, point)
+    if depth is not None and depth >= 0:
+        return Call("local", "prostate", _intact_category(marks, voxels)), np.inf
+    return None
+
+
+def _intact_category(marks: Landmarks, voxels: np.ndarray | None) -> str:
+    """miT4 when a quarter of the lesion lies in the bladder or rectum (§5.1), else miT2."""
+    if voxels is not None:
+        for organ in ("urinary_bladder", "rectum"):
+            if marks.has(organ) and np.mean([marks.at(organ, v) for v in voxels]) >= 0.25:
+                return "miT4"
+    return "miT2"
+
+
+def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Call]:
+    """Nodal site by level (§5.3 step 3), with the alternative when within 10 mm of a level boundary."""
+    z = float(point[2])
+    mid = marks.anatomy.midline_x_mm or 0.0
+    dx = float(point[0] - mid)
+    sides = ("left",) if dx >= MIDLINE_MM else ("right",) if dx <= -MIDLINE_MM else ("left", "right")
+    cibs = [c for c in (marks.ci_bifurcation_z_mm(s) for s in sides) if c is not None]
+    z_cib = float(np.mean(cibs)) if cibs else None
+    z_ab, dia = marks.aortic_bifurcation_z_mm, marks.diaphragm_z_mm
+    ci, rp = node_call("common_iliac", promise_version), node_call("retroperitoneal", promise_version)
+    if dia is not None and z > dia:
+        return [node_call("supradiaphragmatic", promise_version)]
+    if z_ab is not None and z > z_ab:
+        return [rp, ci] if z - z_ab < BOUNDARY_MARGIN_MM else [rp]
+    if z_cib is not None and z > z_cib:
+        calls = [ci]
+        if z_ab is not None and z_ab - z < BOUNDARY_MARGIN_MM:
+            calls.append(rp)
+        if z - z_cib < BOUNDARY_MARGIN_MM:
+            calls.append(node_call(_pelvic_site(marks, point, dx), promise_version))
+        return calls
+    if _inguinal(marks, point, dx):
+        return [node_call("inguinal", promise_version)]
+    calls = [node_call(_pelvic_site(marks, point, dx), promise_version)]
+    inlet = marks.level("pelvic_inlet")
+    lowest = min(c for c in (z_cib, inlet) if c is not None) if (z_cib is not None or inlet is not None) else None
+    if lowest is not None and z > lowest - BOUNDARY_MARGIN_MM:
+        calls.append(ci)
+    return calls
+
+
+def _inguinal(marks: Landmarks, point: np.ndarray, dx: float) -> bool:
+    """Below the symphysis top, lateral and in front of the pubis: the femoral triangle (§5.3 table)."""
+    top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
+    if top is None or abs(dx) <= 45.0:
+        return False
+    if bottom is not None and point[2] < bottom - 20.0:
+        return True
+    return point[2] < top and (pubis_y is None or point[1] < pubis_y + 25.0)
+
+
+def _pelvic_site(marks: Landmarks, point: np.ndarray, dx: float) -> str:
+    """Regional pelvic node site (§5.3 table): presacral / other pelvic near the midline, else iliac / obturator."""
+    if abs(dx) < PRESACRAL_HALF_WIDTH_MM:
+        return "presacral" if _in_front_of_sacrum(marks, point) else "other_pelvic"
+    side = "left" if dx > 0 else "right"
+    branches = marks.iliac_branch_points(side)
+    if branches is not None:
+        external, internal = branches
+        d_ext = np.linalg.norm(external - point, axis=1)
+        d_int = np.linalg.norm(internal - point, axis=1)
+        if d_int.min() < d_ext.min():
+            return "internal_iliac"
+        nearest = external[int(np.argmin(d_ext))]
+        mid = marks.anatomy.midline_x_mm or 0.0
+        return "obturator" if abs(dx) < abs(nearest[0] - mid) - 5.0 else "external_iliac"
+    hip_y = marks.hip_median_y_mm(side, float(point[2]))
+    if hip_y is not None and point[1] > hip_y + 10.0:
+        return "internal_iliac"
+    return "obturator" if point[2] < _acetabular_roof_z_mm(marks, side) else "external_iliac"
+
+
+def _in_front_of_sacrum(marks: Landmarks, point: np.ndarray) -> bool:
+    """Within 30 mm in front of the sacrum (S1-S3 level and below the promontory)."""
+    pts = marks.points("sacrum")
+    top = marks.level("symphysis_top")
+    if top is not None and len(pts):
+        pts = pts[pts[:, 2] > top + 20.0]  # the CT sacrum run can reach down to the pubis in the midline strip
+    if not len(pts):
+        return False
+    d = np.linalg.norm(pts - point, axis=1)
+    nearest = pts[int(np.argmin(d))]
+    return bool(d.min() <= PRESACRAL_DEPTH_MM and point[1] < nearest[1])
+
+
+def _acetabular_roof_z_mm(marks: Landmarks, side: str) -> float:
+    """Top of the femoral head (femur or femoral-head mask), else the symphysis top + 30 mm."""
+    for name in (f"femoral_head_{side}", f"femur_{side}"):
+        if marks.has(name):
+            return float(marks.points(name)[:, 2].max())
+    top = marks.level("symphysis_top")
+    return (top if top is not None else 0.0) + ROOF_ABOVE_SYMPHYSIS_MM
