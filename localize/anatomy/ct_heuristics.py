@@ -4,7 +4,7 @@ Thresholds and proportions only: no model weights, no network. Arrays are numpy
 ``z, y, x`` on the PET grid, assumed axial with rows running anterior -> posterior
 and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 
-* body: HU > -500, largest component, holes filled per slice;
+* body: HU > -500, largest component, holes filled per slice (no opening: thin walls must stay closed);
 * lungs: air (HU < -400) inside the body in components over 150 ml;
 * bone: HU > 150 inside the body, holes filled per slice (marrow included);
 * spine: bone in a midline strip; vertebral bodies are its runs along z,
@@ -70,7 +70,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[
     masks: dict[str, np.ndarray] = {}
     levels: dict[str, float] = {}
 
-    body = _fill_slices(_largest(ndimage.binary_opening(hu > -500, iterations=1)))
+    body = _fill_slices(_largest(hu > -500))
     masks["body"] = body
     air = (hu < -400) & body
     lab, n = ndimage.label(air)

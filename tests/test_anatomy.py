@@ -1,0 +1,124 @@
+"""Anatomy: names and synonyms, NIfTI label maps (RAS -> LPS), imported masks, CT heuristics on a phantom."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
+from localize.errors import StudyError
+from localize.pet import load_pet
+from localize.series import load_series
+
+
+@pytest.mark.parametrize(
+    "name, canonical",
+    [("Bladder", "urinary_bladder"), ("urinary_bladder", "urinary_bladder"), ("Kidney_L", "kidney_left"),
+     ("Glnd_Submand_R", "submandibular_gland_right"), ("Parotid_L", "parotid_gland_left"),
+     ("Femur_Head_R", "femoral_head_right"), ("lung_upper_lobe_left", "lung_left"), ("vertebrae_L3", "vertebrae_L3"),
+     ("ProstateBed", "prostate_bed"), ("Bowel", "bowel"), ("colon", "colon"), ("A_Aorta", "aorta")],
+)
+def test_tg263_and_totalsegmentator_names(name, canonical):
+    assert canonical_name(name) == canonical
+
+
+def _pet_grid() -> sitk.Image:
+    grid = sitk.Image(40, 40, 30, sitk.sitkFloat32)
+    grid.SetSpacing((4.0, 4.0, 4.0))
+    grid.SetOrigin((-80.0, -80.0, -60.0))
+    return grid
+
+
+def test_nifti_label_map_is_read_in_lps_with_names_from_the_xml_extension(tmp_path):
+    # a RAS multilabel volume (1 mm voxels): label 7 "urinary_bladder" around RAS (10, -20, 5) = LPS (-10, 20, 5)
+    data = np.zeros((60, 60, 40), np.uint8)  # i, j, k
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = (-30.0, -50.0, -15.0)  # RAS of voxel (0, 0, 0)
+    centre_ijk = np.array([10.0, -20.0, 5.0]) - affine[:3, 3]
+    i, j, k = np.indices(data.shape)
+    data[(i - centre_ijk[0]) ** 2 + (j - centre_ijk[1]) ** 2 + (k - centre_ijk[2]) ** 2 <= 6**2] = 7
+    image = nib.Nifti1Image(data, affine)
+    root = ET.Element("LabelTable")
+    for key, text in ((7, "urinary_bladder"), (3, "liver")):
+        ET.SubElement(root, "Label", Key=str(key)).text = text
+    image.header.extensions.append(nib.nifti1.Nifti1Extension("comment", ET.tostring(root)))
+    path = tmp_path / "seg.nii.gz"
+    nib.save(image, str(path))
+
+    label_map, names = read_label_map(path)
+    assert names == {7: "urinary_bladder", 3: "liver"}
+    anatomy = build_anatomy(None, _pet_grid(), label_map=label_map, label_names=names)
+    assert set(anatomy.masks) >= {"urinary_bladder"} and "liver" not in anatomy.masks
+    assert anatomy.sources["urinary_bladder"] == "label_map"
+    zyx = np.argwhere(anatomy.masks["urinary_bladder"]).mean(0)
+    lps = anatomy.grid.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in zyx[::-1]))
+    assert np.allclose(lps, (-10.0, 20.0, 5.0), atol=1.0)
+
+    (tmp_path / "names.json").write_text(json.dumps({"7": "Bladder"}))
+    _, names2 = read_label_map(path, tmp_path / "names.json")
+    assert names2 == {7: "Bladder"}
+
+
+def test_label_map_without_names_and_unreadable_files_fail_clearly(tmp_path):
+    path = tmp_path / "plain.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), str(path))
+    with pytest.raises(StudyError, match="no class names"):
+        read_label_map(path)
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    with pytest.raises(StudyError, match="bad.nii.gz"):
+        read_label_map(bad, {1: "liver"})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StudyError, match="no NIfTI masks"):
+        read_mask_folder(tmp_path / "empty")
+
+
+def test_mask_folder_and_rtstruct_masks_become_canonical_masks(tmp_path):
+    grid = _pet_grid()
+    fine = sitk.Image(80, 80, 60, sitk.sitkUInt8)  # 2 mm grid over the same space
+    fine.SetSpacing((2.0, 2.0, 2.0))
+    fine.SetOrigin((-81.0, -81.0, -61.0))
+    box = sitk.GetArrayFromImage(fine)
+    box[20:40, 30:50, 30:50] = 1  # z -21..18, y -21..18, x -21..18 mm
+    mask = sitk.GetImageFromArray(box)
+    mask.CopyInformation(fine)
+    sitk.WriteImage(mask, str(tmp_path / "kidney_left.nii.gz"))
+    masks = read_mask_folder(tmp_path)
+    anatomy = build_anatomy(None, grid, rtstruct_masks={"Kidney_L": mask, "Liver": mask}, label_map=None)
+    assert set(masks) == {"kidney_left"}
+    assert anatomy.sources == {"kidney_left": "rtstruct", "liver": "rtstruct"}
+    kidney = anatomy.masks["kidney_left"]
+    assert kidney.sum() == 10 * 10 * 10  # 40 mm cube on 4 mm voxels
+    assert anatomy.warnings  # no CT: said so
+
+
+def test_ct_heuristics_on_a_pelvis_phantom(phantom):
+    root, truth = phantom(tracer="dcfpyl")
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    label_map, names = read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json")
+    reference = build_anatomy(None, pet, label_map=label_map, label_names=names)
+    built = build_anatomy(ct, pet)
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert dice(built.masks["urinary_bladder"], reference.masks["urinary_bladder"]) >= 0.8
+    assert dice(built.masks["bone"], reference.masks["bone"]) >= 0.8
+    assert dice(built.masks["sacrum"], reference.masks["sacrum"]) >= 0.5
+    assert built.masks["body"].sum() > built.masks["bone"].sum() > 0
+    assert abs(built.midline_x_mm) <= 5.0  # the phantom's midline is x = 0
+    assert built.levels_z_mm["pelvic_inlet"] == pytest.approx(truth.levels_z_mm["pelvic_inlet"], abs=10)
+    assert built.levels_z_mm["common_iliac_bifurcation"] == pytest.approx(truth.levels_z_mm["ci_bifurcation_left"], abs=10)
+    assert built.levels_z_mm["symphysis_top"] == pytest.approx(truth.levels_z_mm["symphysis_top"], abs=15)
+    left = built.masks["hip_left"]
+    assert np.argwhere(left)[:, 2].mean() > np.argwhere(built.masks["hip_right"])[:, 2].mean()  # +x is the left
+
+    combined = build_anatomy(ct, pet, label_map=label_map, label_names=names)
+    assert combined.sources["urinary_bladder"] == "label_map" and combined.sources["body"] == "ct"
+    assert np.array_equal(combined.masks["urinary_bladder"], reference.masks["urinary_bladder"])
