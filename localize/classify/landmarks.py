@@ -142,7 +142,7 @@ class Landmarks:
         return self.level("common_iliac_bifurcation")
 
     def iliac_branch_points(self, side: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """LPS points (N, 3) of the external and internal iliac artery of ``side`` below its bifurcation."""
+        """LPS centre-line points (N, 3), one per slice, of the external and internal iliac artery of ``side``."""
         split = self._iliac_branches(side)
         return None if split is None else (split[1], split[2])
 
@@ -190,9 +190,8 @@ def _split_iliac(marks: Landmarks, side: str) -> tuple[float, np.ndarray, np.nda
         two = np.argsort(sizes)[-2:] + 1
         centres = [np.argwhere(labels == v).mean(0) for v in two]
         front, back = sorted(range(2), key=lambda i: centres[i][0])  # row index grows posteriorly
-        for label_value, out in ((two[front], ext), (two[back], inn)):
-            yx = np.argwhere(labels == label_value).astype(float)
-            out.append(zyx_to_lps(grid, np.column_stack([np.full(len(yx), k, float), yx])))
+        for i, out in ((front, ext), (back, inn)):  # branch centre lines: one point per slice
+            out.append(zyx_to_lps(grid, np.array([k, *centres[i]], float)))
         if len(seps) < 3:
             a, b = (zyx_to_lps(grid, np.array([k, *c])) for c in centres)
             seps.append((z_of[int(k)], float(np.linalg.norm((a - b)[:2]))))
@@ -205,4 +204,4 @@ def _split_iliac(marks: Landmarks, side: str) -> tuple[float, np.ndarray, np.nda
         slope, intercept = np.polyfit(zs, ds, 1)
         if slope < 0:
             z_bif = float(np.clip(-intercept / slope, z_split, z_split + 30.0))
-    return z_bif, np.vstack(ext), np.vstack(inn)
+    return z_bif, np.array(ext), np.array(inn)

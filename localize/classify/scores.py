@@ -1,9 +1,9 @@
 """Visual uptake scores against reference regions: miPSMA (PSMA tracers) and fluciclovine suspicion.
 
 miPSMA expression score (PROMISE, DOMAIN.md §4.1): lesion SUVmax against the
-SUVmean of blood pool, liver and parotid glands; V2 (Seifert et al. Eur Urol
-2023) boundaries: 0 <= blood pool < 1 <= liver < 2 <= parotid < 3, V1 (Eiber et
-al. JNM 2018): 0 < blood pool <= 1 < liver <= 2 < parotid <= 3. For 18F-PSMA-1007
+SUVmean of blood pool, liver and parotid glands. V2 (Seifert et al. Eur Urol
+2023): 0 if SUVmax <= blood pool, 1 if <= liver, 2 if <= parotid, else 3; V1
+(Eiber et al. JNM 2018) uses < where V2 uses <=. For 18F-PSMA-1007
 (hepatobiliary clearance) the spleen replaces the liver (§4.1).
 
 Fluciclovine (DOMAIN.md §4.4, [REC] rule of the Axumin label / EANM-SNMMI 2020
