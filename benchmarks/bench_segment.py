@@ -1,0 +1,107 @@
+"""Benchmark: anatomy + reference regions + segmentation on whole-body phantom studies, four tracers.
+
+Budget: <= 10 s per whole-body study and <= 3 GB peak memory. The baseline,
+timed in the same process, is one 3-D Gaussian smoothing of the same SUV volume
+(sigma 1 voxel): the ratio says how many such passes the pipeline costs, which
+travels between machines better than seconds. Also prints detection figures per
+tracer (sensitivity >= 8 mm / 5-8 mm with true SUVmax >= 4, false positives,
+median target error, SUVmax error, reference-region errors).
+
+Run: python3 benchmarks/bench_segment.py [--ct-matrix 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository first
+
+from localize.anatomy import build_anatomy, read_label_map  # noqa: E402
+from localize.pet import load_pet  # noqa: E402
+from localize.reference import reference_regions  # noqa: E402
+from localize.sample_data import StudySpec, make_study  # noqa: E402
+from localize.segment import segment_lesions  # noqa: E402
+from localize.series import load_series  # noqa: E402
+
+FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
+TRUTH_REFERENCE = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
+                   "l3_marrow": "marrow_l3"}
+
+
+def one_study(root: Path, tracer: str, ct_matrix: int) -> dict:
+    truth = make_study(root, StudySpec(tracer=tracer, extent="whole_body", ct_matrix=ct_matrix, with_mr=False))
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    label_map, names = read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json")
+    suv = sitk.GetArrayFromImage(pet)
+
+    t0 = time.perf_counter()
+    ndimage.gaussian_filter(suv, 1.0)
+    baseline_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    anatomy = build_anatomy(ct, pet, label_map=label_map, label_names=names)
+    t1 = time.perf_counter()
+    refs = reference_regions(pet, anatomy, FAMILY[tracer])
+    t2 = time.perf_counter()
+    seg = segment_lesions(pet, anatomy, tracer_family=FAMILY[tracer], references=refs)
+    t3 = time.perf_counter()
+
+    matched, used = {}, set()
+    for lesion in truth.lesions:
+        dists = [np.linalg.norm(np.subtract(f.target_lps_mm, lesion.center_lps_mm)) for f in seg.lesions]
+        k = int(np.argmin(dists)) if dists else -1
+        if k >= 0 and dists[k] <= max(8.0, lesion.diameter_mm):
+            matched[lesion.name] = seg.lesions[k]
+            used.add(k)
+    big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
+    small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
+    found = [(t, matched[t.name]) for t in truth.lesions if t.name in matched]
+    return {
+        "tracer": tracer,
+        "voxels": int(suv.size),
+        "baseline_s": baseline_s,
+        "anatomy_s": t1 - t0,
+        "reference_s": t2 - t1,
+        "segment_s": t3 - t2,
+        "sens_8mm": f"{sum(t.name in matched for t in big)}/{len(big)}",
+        "sens_5_8mm": f"{sum(t.name in matched for t in small)}/{len(small)}",
+        "missed": [t.name for t in big + small if t.name not in matched],
+        "false_positives": len(seg.lesions) - len(used),
+        "target_err_median_mm": float(np.median([np.linalg.norm(np.subtract(f.target_lps_mm, t.center_lps_mm)) for t, f in found])),
+        "suvmax_err_median_pct": float(np.median([100 * abs(f.suv_max - t.suv_max) / t.suv_max for t, f in found if t.suv_max >= 4])),
+        "reference_err_pct": {name: round(100 * (refs[ours].suv_mean - truth.reference_regions[name]["suv_mean"])
+                                          / truth.reference_regions[name]["suv_mean"], 1)
+                              for name, ours in TRUTH_REFERENCE.items() if name in truth.reference_regions and ours in refs},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ct-matrix", type=int, default=512)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for tracer in FAMILY:
+            r = one_study(Path(tmp) / tracer, tracer, args.ct_matrix)
+            total = r["anatomy_s"] + r["reference_s"] + r["segment_s"]
+            print(f"{tracer:13s} {r['voxels'] / 1e6:.1f} Mvox  anatomy {r['anatomy_s']:.2f} s  reference "
+                  f"{r['reference_s']:.2f} s  segment {r['segment_s']:.2f} s  total {total:.2f} s "
+                  f"({total / r['baseline_s']:.0f}x baseline {r['baseline_s']:.3f} s)")
+            print(f"{'':13s} sensitivity >=8 mm {r['sens_8mm']}, 5-8 mm {r['sens_5_8mm']}, missed {r['missed']}, "
+                  f"FP {r['false_positives']}, target err median {r['target_err_median_mm']:.2f} mm, "
+                  f"SUVmax err median {r['suvmax_err_median_pct']:.1f} %, reference err % {r['reference_err_pct']}")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"peak memory (whole process, incl. phantom generation) {peak_gb:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
