@@ -109,7 +109,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bone_reference_region="marrow",
         grow_floor_suv=2.2,
         suppress_organs=("pancreas", "bowel"),
-        suppress_excess_organs=("liver",),
+        suppress_excess_organs=("liver", "spleen", "kidneys"),
         halo_organs=("urinary_bladder",),
         ureters=False,
     ),
