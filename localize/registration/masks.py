@@ -92,3 +92,21 @@ def principal_axes(points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov((points_lps - centroid).T))
     order = np.argsort(eigenvalues)[::-1]
     return centroid, eigenvalues[order], eigenvectors[:, order]
+
+
+# Intensity windows for the metric, so a few very bright voxels (urine in the
+# bladder at SUV > 50 on PSMA PET, T2-bright urine) do not squeeze the tissue
+# contrast into one histogram bin: PET is clipped at 4x the median body SUV
+# (background tissue; lesions and bladder saturate), MR at its 99.5th percentile,
+# CT to [-1000, 1500] HU (air to cortical bone).
+def metric_window(image: sitk.Image, modality: Modality) -> sitk.Image:
+    """``image`` as float32 with its intensities clipped to the range that carries anatomy."""
+    values = sitk.GetArrayViewFromImage(image)
+    if modality == "CT":
+        low, high = -1000.0, 1500.0
+    elif modality == "PT":
+        body = values[values > PET_BODY_SUV]
+        low, high = 0.0, 4.0 * float(np.median(body)) if body.size else float(values.max())
+    else:
+        low, high = 0.0, float(np.percentile(values, 99.5))
+    return sitk.Clamp(sitk.Cast(image, sitk.sitkFloat32), sitk.sitkFloat32, low, max(high, low + 1e-3))
