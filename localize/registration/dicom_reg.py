@@ -101,7 +101,7 @@ def spatial_registration_dataset(
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 9001
     ds.SeriesDescription = "MR to PET/CT registration"
-    ds.Laterality = ""  # type 2C: unpaired body part (pelvis)
+    ds.BodyPartExamined = "PELVIS"  # unpaired, so Laterality (type 2C) is absent
     ds.FrameOfReferenceUID = fixed_frame
     ds.PositionReferenceIndicator = ""
     ds.Manufacturer = "localize"

@@ -14,13 +14,13 @@ from scipy import ndimage
 
 Modality = Literal["CT", "PT", "MR"]
 
-# Body outline thresholds.  CT: air is -1000 HU, lung about -800 HU and fat about
-# -100 HU, so -300 HU separates the body (lungs filled afterwards) from air.
-# PET: air carries no activity; background soft tissue on PSMA / fluciclovine PET
-# is SUV 0.3-1 (DOMAIN.md, reference regions), so SUV 0.15 after smoothing keeps
-# the body and rejects noise in air.  MR intensities have no unit: a fraction of
-# the bright end of the histogram (robust to the bias field) separates tissue from
-# the air background.
+# Body outline thresholds (engineering choices, checked on the phantom studies).
+# CT: air is -1000 HU, lung about -800 HU and fat about -100 HU, so -300 HU
+# separates the body (lungs filled afterwards) from air.  PET: air carries no
+# activity and soft tissue carries some tracer everywhere, so SUV 0.15 after
+# smoothing keeps the body and rejects reconstruction noise in air.  MR intensities
+# have no unit: a fraction of the bright end of the histogram (robust to the bias
+# field) separates tissue from the air background.
 CT_BODY_HU = -300.0
 PET_BODY_SUV = 0.15
 MR_BODY_FRACTION = 0.12

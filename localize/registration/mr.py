@@ -39,8 +39,8 @@ FINE_SPACING_MM = 2.0  # finest fixed grid the metric is sampled on
 FOOTPRINT_MARGIN_MM = 20.0  # fixed region kept around the initially aligned moving body
 MASK_DILATION_MM = 8.0  # the fixed body mask is widened so the skin edge counts
 MIN_COVER_DICE = 0.25  # below this the moving image covers none of the body
-# Half sizes (LR, AP, SI mm) of the pelvic box around the MR body centre for ``pelvis_only``:
-# the bony pelvis spans about 26 cm LR, 20 cm AP and 18 cm SI in adults (DOMAIN.md, anatomy).
+# Half sizes (LR, AP, SI mm) of the box around the MR body centre kept by ``pelvis_only``:
+# an engineering choice, wide enough for an adult bony pelvis and the femoral heads.
 PELVIS_HALF_SIZE_MM = np.array([130.0, 100.0, 90.0])
 
 

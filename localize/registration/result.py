@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,6 @@ class Registration:
     body_dice: float = float("nan")
     rotation_deg: float = float("nan")
     stop_condition: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """findings.json ``registration.mr_to_pet``: matrix_lps (MR -> PET LPS), metric, method, quality."""
