@@ -13,6 +13,7 @@ with several threads results agree to ~1e-9 mm).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -113,24 +114,27 @@ def _register(
     crop = _footprint(fixed, moving_points @ moving_to_fixed[:3, :3].T + moving_to_fixed[:3, 3], fixed_modality)
     metric_mask = _metric_mask(crop, fixed_body, fixed_mask)
     if pelvis_only:
-        centre = moving_to_fixed[:3, :3] @ moving_points.mean(axis=0) + moving_to_fixed[:3, 3]
+        centre = moving_to_fixed[:3, :3] @ moving_points.mean(axis=0) + moving_to_fixed[:3, 3]  # fixed frame
         metric_mask = _restrict_to_box(metric_mask, centre, PELVIS_HALF_SIZE_MM)
     if sitk.GetArrayViewFromImage(metric_mask).sum() < 100:
         raise RegistrationError(f"{moving_modality} image covers none of the {fixed_modality} body")
 
     moving_f = metric_window(downsample(moving, FINE_SPACING_MM), moving_modality)
     crop = metric_window(crop, fixed_modality)
-    rigid = _linear_transform(sitk.Euler3DTransform(), np.linalg.inv(moving_to_fixed), moving_to_fixed[:3, :3] @ moving_points.mean(axis=0) + moving_to_fixed[:3, 3])
+    centre = moving_to_fixed[:3, :3] @ moving_points.mean(axis=0) + moving_to_fixed[:3, 3]  # fixed frame
+    rigid = _linear_transform(sitk.Euler3DTransform(), np.linalg.inv(moving_to_fixed), centre)
     run = optimise(crop, moving_f, metric_mask, rigid, levels=Levels(), seed=seed)
     method = "rigid Euler3D, Mattes MI, 3 levels, anatomical initialisation"
     if refine is not None:
         first = run
         if refine == "affine":
-            affine = _linear_transform(sitk.AffineTransform(3), linear_matrix(run.transform), np.array(run.transform.GetCenter()))
+            centre = np.array(run.transform.GetCenter())
+            affine = _linear_transform(sitk.AffineTransform(3), linear_matrix(run.transform), centre)
             run = optimise(crop, moving_f, metric_mask, affine, levels=Levels((4.0, 2.0), (2.0, 0.0)), seed=seed)
         else:
-            run = optimise(crop, moving_f, metric_mask, run.transform, levels=Levels((4.0,), (2.0,)), seed=seed, bspline=True, max_iterations=30)
-        run = type(run)(run.transform, first.initial_metric, run.final_metric, first.iterations + run.iterations, run.converged, run.stop_condition)
+            run = optimise(crop, moving_f, metric_mask, run.transform, levels=Levels((4.0,), (2.0,)), seed=seed,
+                           bspline=True, max_iterations=30)
+        run = replace(run, initial_metric=first.initial_metric, iterations=first.iterations + run.iterations)
         method += f" + {refine} refinement"
 
     fixed_to_moving = linear_matrix(run.transform)
@@ -140,7 +144,9 @@ def _register(
         raise RegistrationError(
             f"{moving_modality} image covers none of the {fixed_modality} body after alignment (body Dice {overlap:.2f})"
         )
-    reasons = quality_reasons(moving_to_fixed, run.initial_metric, run.final_metric, overlap, run.converged, run.stop_condition)
+    reasons = quality_reasons(
+        moving_to_fixed, run.initial_metric, run.final_metric, overlap, run.converged, run.stop_condition
+    )
     return Registration(
         transform=run.transform,
         matrix_mr_to_pet_lps=moving_to_fixed,
