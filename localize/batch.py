@@ -2,8 +2,8 @@
 
 The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.catalog``);
 each PET/CT study is paired with its patient's MR (``localize.study``) and run
-in a child process of its own (``python -m localize.worker``), with a time and
-an address-space limit, so a crash, a timeout or a memory blow-up in one study
+in a child process of its own (``python -m localize.worker``), watched for
+time and resident memory, so a crash, a timeout or a memory blow-up in one study
 is recorded and the rest go on. Children are spread over Dask workers: a local
 cluster by default, or an existing one given by ``scheduler``.
 
@@ -33,7 +33,7 @@ from localize.catalog import Catalog
 from localize.errors import LocalizeError
 
 DEFAULT_TIMEOUT_S = 1800.0
-DEFAULT_MEMORY_LIMIT_GB = 8.0
+DEFAULT_MEMORY_LIMIT_GB = 6.0
 WORKER_EXIT_INPUT_ERROR = 2  # the worker's exit status for a LocalizeError (as the CLI's)
 WORKER_EXIT_MEMORY = 3
 
@@ -46,7 +46,7 @@ class BatchSettings:
     scheduler: str | None = None  # tcp://HOST:PORT of an existing Dask scheduler
     force: bool = False
     timeout_s: float = DEFAULT_TIMEOUT_S
-    memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB
+    memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB  # resident memory per study
     mr_window_days: float = 90.0
     pipeline: str | None = None  # name or file; default: chosen by tracer
     progress: bool = True
@@ -147,6 +147,8 @@ def _progress(total: int, enabled: bool):
 def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memory_limit_gb: float) -> dict[str, Any]:
     """Run one study in a child process; return the fields of its catalog row.
 
+    The child is killed past ``timeout_s`` seconds or ``memory_limit_gb`` GiB resident.
+
     The child writes into ``OUT/studies/.tmp-NAME``; on success that folder is
     renamed to ``OUT/studies/NAME`` (replacing an earlier result), so a
     finished-looking folder is always a finished one.
@@ -158,23 +160,26 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
     tmp.mkdir(parents=True)
     manifest_path = tmp / "manifest.json"
     manifest_path.write_text(json.dumps(manifest))
-    limit = int(memory_limit_gb * 2**30)
     started = time.perf_counter()
     row: dict[str, Any] = {"study_uid": manifest["study_uid"]}
-    try:
-        child = subprocess.run(
-            [sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp), str(limit)],
-            capture_output=True, text=True, timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
+    log_path = tmp / "worker.log"  # a file, not a pipe: a chatty child can never block on it
+    with open(log_path, "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp)],
+                                 stdout=subprocess.DEVNULL, stderr=log)
+        stop = _watch(child, timeout_s, int(memory_limit_gb * 2**30))
+    stderr = log_path.read_text(errors="replace")
+    if stop == "timeout":
         row.update(ok=False, reason="timeout", error=f"no result after {timeout_s:g} s")
+    elif stop == "memory":
+        row.update(ok=False, reason="memory", error=f"used more than {memory_limit_gb:g} GiB")
     else:
-        row.update(_classify_exit(child.returncode, child.stderr))
+        row.update(_classify_exit(child.returncode, stderr))
     row["duration_s"] = round(time.perf_counter() - started, 3)
     if row["ok"]:
         findings = json.loads((tmp / "findings.json").read_text())
         row["n_lesions"] = len(findings["lesions"])
         manifest_path.unlink()
+        log_path.unlink()
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -182,6 +187,39 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return row
+
+
+def _watch(child: subprocess.Popen, timeout_s: float, limit_bytes: int) -> str | None:
+    """Wait for ``child``; kill it past ``timeout_s`` or above ``limit_bytes`` resident memory.
+
+    Returns "timeout", "memory" or None (it ended by itself). Resident memory is
+    read from /proc (Linux); elsewhere only the time limit applies.
+    """
+    deadline = time.monotonic() + timeout_s
+    status = Path(f"/proc/{child.pid}/status")
+    while child.poll() is None:
+        if time.monotonic() > deadline:
+            reason = "timeout"
+        elif _resident_bytes(status) > limit_bytes:
+            reason = "memory"
+        else:
+            time.sleep(0.1)
+            continue
+        child.kill()
+        child.wait()
+        return reason
+    return None
+
+
+def _resident_bytes(status: Path) -> int:
+    """VmRSS of a process from its /proc status file (0 when unknown)."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _classify_exit(code: int, stderr: str) -> dict[str, Any]:
@@ -194,7 +232,7 @@ def _classify_exit(code: int, stderr: str) -> dict[str, Any]:
         name = signal.Signals(-code).name
         return {"ok": False, "reason": "crash", "error": f"killed by {name}"}
     if code == WORKER_EXIT_MEMORY:
-        return {"ok": False, "reason": "memory", "error": "exceeded the memory limit"}
+        return {"ok": False, "reason": "memory", "error": "ran out of memory"}
     return {"ok": False, "reason": "error", "error": last or f"exit status {code}"}
 
 

@@ -94,8 +94,8 @@ def pipelines_command() -> None:
 @click.option("--force", is_flag=True, help="Rerun studies that already finished.")
 @click.option("--pipeline", default=None, help="Pipeline for every study (default: chosen by tracer).")
 @click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Seconds allowed per study.")
-@click.option("--memory-limit", "memory_limit_gb", default=8.0, show_default=True,
-              help="Address space allowed per study, GiB.")
+@click.option("--memory-limit", "memory_limit_gb", default=6.0, show_default=True,
+              help="Resident memory allowed per study, GiB.")
 @click.option("--mr-window-days", default=90.0, show_default=True,
               help="Pair each PET study with its patient's MR at most this many days apart.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -141,10 +141,10 @@ def convert_command(path: Path, out: Path, strict: bool) -> None:
 
 @main.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the outputs (created if missing).")
+              help="Folder for the outputs (default: ./localize-demo; created if missing).")
 @_one_line_errors
 def demo_command(out_dir: Path | None) -> None:
-    """Build (once, cached) the demo phantom study and summarise it."""
+    """Build (once, cached) the demo phantom study and run the default pipeline on it."""
     from localize.demo import run_demo
 
     result = run_demo(out_dir)

@@ -6,6 +6,7 @@ tags, no code) with these sections::
     name: psma-salvage-rt
     description: one line
     tracer: psma                # family the pipeline is meant for
+    status: auto                # post_prostatectomy / post_radiotherapy / auto (from the anatomy)
     segmentation: {...}         # settings passed to localize.segment (validated there)
     registration: {pelvis_only: true, refine: null}
     exports: [findings, csv, rtstruct, ...]
@@ -30,6 +31,7 @@ from localize.errors import ConfigError
 EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration")
 TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")
 REFINE = (None, "affine", "bspline")
+STATUSES = ("auto", "post_prostatectomy", "post_radiotherapy")
 
 # The pipeline chosen when none is given, by tracer family (localize.tracer).
 DEFAULT_PIPELINE = {
@@ -47,6 +49,7 @@ class PipelineConfig:
     name: str
     description: str = ""
     tracer: str | None = None
+    status: str = "auto"  # treatment status: decides prostate bed (miTr) vs prostate (miT2+)
     segmentation: dict[str, Any] = field(default_factory=dict)
     registration: dict[str, Any] = field(default_factory=lambda: {"pelvis_only": False, "refine": None})
     exports: tuple[str, ...] = EXPORTS
@@ -57,6 +60,7 @@ class PipelineConfig:
             "name": self.name,
             "description": self.description,
             "tracer": self.tracer,
+            "status": self.status,
             "segmentation": copy.deepcopy(self.segmentation),
             "registration": dict(self.registration),
             "exports": list(self.exports),
@@ -107,7 +111,7 @@ def _read_yaml(data: bytes, source: str) -> dict[str, Any]:
     return doc
 
 
-_TOP_KEYS = {"name", "description", "tracer", "segmentation", "registration", "exports", "extends"}
+_TOP_KEYS = {"name", "description", "tracer", "status", "segmentation", "registration", "exports", "extends"}
 _REGISTRATION_KEYS = {"pelvis_only", "refine"}
 
 
@@ -122,6 +126,9 @@ def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
     tracer = doc.get("tracer")
     if tracer is not None and tracer not in TRACER_FAMILIES:
         raise ConfigError(f"tracer must be one of {TRACER_FAMILIES}, not {tracer!r}", source)
+    status = doc.get("status", "auto")
+    if status not in STATUSES:
+        raise ConfigError(f"status must be one of {STATUSES}, not {status!r}", source)
     segmentation = _expect(doc.get("segmentation", {}), dict, "segmentation", source)
     _check_segmentation(segmentation, source)
     registration = {"pelvis_only": False, "refine": None}
@@ -140,6 +147,7 @@ def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
         name=name,
         description=_expect(doc.get("description", ""), str, "description", source),
         tracer=tracer,
+        status=status,
         segmentation=segmentation,
         registration=registration,
         exports=tuple(exports),

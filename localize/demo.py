@@ -50,9 +50,17 @@ def demo_study(spec: StudySpec = DEMO_SPEC) -> tuple[Path, bool]:
     return root, True
 
 
+DEFAULT_OUT = Path("localize-demo")
+
+
 def run_demo(out_dir: Path | None = None) -> DemoResult:
-    """Build or reuse the demo study, index it, and summarise it; ``out_dir`` receives the pipeline outputs."""
+    """Build or reuse the demo study, run the default pipeline on it into ``out_dir``, summarise both.
+
+    ``out_dir`` defaults to ``./localize-demo``.
+    """
     from localize.index import index_folder
+    from localize.pipeline import run_study
+    from localize.summary import format_findings
 
     root, built = demo_study()
     truth = StudyTruth.load(root)
@@ -64,8 +72,8 @@ def run_demo(out_dir: Path | None = None) -> DemoResult:
     lines.append(f"lesions in truth: {len(truth.lesions)} "
                  f"(local {regions['local']}, nodal {regions['nodal']}, distant {regions['distant']})")
     lines.append(f"tracer {truth.tracer}, vendor {truth.vendor}, {truth.status.replace('_', ' ')}")
-    lines += [f"DICOM:  {root / 'dicom'}", f"truth:  {root / 'truth'}"]
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        lines.append(f"output: {Path(out_dir)}")
+    lines += [f"DICOM:  {root / 'dicom'}", f"truth:  {root / 'truth'}", ""]
+    out_dir = Path(out_dir or DEFAULT_OUT).resolve()
+    findings = run_study(root / "dicom", out_dir)
+    lines += [format_findings(findings), f"output: {out_dir}"]
     return DemoResult(root, root / "dicom", root / "truth", built, "\n".join(lines))

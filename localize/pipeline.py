@@ -97,6 +97,7 @@ class Analysis:
     ct: Any | None  # localize.series.Volume
     mr: Any | None  # localize.series.Volume
     registration: Any | None  # localize.registration Registration (MR -> PET/CT frame)
+    ct_to_pet: Any | None  # sitk transform, CT-frame points -> PET points; None when they share a frame
     anatomy: Any  # localize.anatomy.Anatomy
     segmentation: Any  # localize.segment.Segmentation
     findings: Findings
@@ -106,24 +107,30 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
             clock: _Clock | None = None) -> Analysis:
     """Register, build anatomy, measure references, segment and classify one loaded study."""
     from localize.anatomy import build_anatomy
-    from localize.classify import classify_lesions, stage
+    from localize.anatomy.ct_heuristics import ct_on_grid
+    from localize.classify import classify_lesions, infer_status, stage
     from localize.reference import reference_regions
     from localize.registration import check_pet_ct, register_mr
     from localize.rtstruct import rtstruct_to_masks
     from localize.segment import segment_lesions
 
+    import SimpleITK as sitk
+
     clock = clock or _Clock({})
     warnings = list(pet.volume.warnings) + list(pet.calibration.warnings)
-    registration = None
+    registration = frame = None
+    ct_image = None  # the CT in the PET frame (HU)
     with clock("register"):
         if ct is not None:
             warnings += list(ct.warnings)
             frame = check_pet_ct(pet.image, ct.image, _frame_uid(pet.volume), _frame_uid(ct))
             warnings += list(frame.warnings)
+            ct_image = ct.image if frame.same_frame_of_reference else sitk.Resample(
+                ct.image, pet.image, frame.transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
         if mr is not None:
             warnings += list(mr.warnings)
             registration = register_mr(
-                mr.image, ct.image if ct is not None else pet.image,
+                mr.image, ct_image if ct_image is not None else pet.image,
                 fixed_modality="CT" if ct is not None else "PT", **config.registration)
             if registration.quality != "ok":
                 warnings.append("MR registration is doubtful: " + "; ".join(registration.reasons))
@@ -134,7 +141,7 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                 warnings.append(f"{path}: RTSTRUCT ignored (no CT to place it on)")
                 continue
             imported.update(rtstruct_to_masks(path, ct, grid=pet.image))
-        anatomy = build_anatomy(ct.image if ct is not None else None, pet.image, rtstruct_masks=imported or None)
+        anatomy = build_anatomy(ct_image, pet.image, rtstruct_masks=imported or None)
         warnings += list(anatomy.warnings)
     segmentation_settings = dict(config.segmentation)
     preset = segmentation_settings.pop("preset", family)
@@ -147,8 +154,14 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                                        exclude=sitk_array(segmentation.labels) > 0)
         warnings += [r.warning for r in references.values() if r.warning]
     with clock("classify"):
-        lesions = classify_lesions(segmentation.lesions, anatomy, status=None, references=references,
-                                   tracer_family=family)
+        status = config.status
+        if status == "auto":
+            status, reason = infer_status(anatomy)
+            warnings.append(reason)
+        lesions = classify_lesions(segmentation.lesions, anatomy, status=status, references=references,
+                                   tracer_family=family, labels=segmentation.labels,
+                                   ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None,
+                                   warnings=warnings)
         if registration is not None:
             for lesion in lesions:
                 lesion.target_mr_lps_mm = tuple(float(v) for v in
@@ -160,7 +173,7 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
         tracer=_tracer_dict(pet.calibration, family),
         series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
         lesions=lesions,
-        staging=stage(lesions, anatomy=anatomy),
+        staging=stage(lesions, status=status),
         registration={"mr_to_pet": registration.to_dict()} if registration is not None else None,
         reference_regions={name: r.to_dict() for name, r in references.items()},
         candidates=segmentation.candidates,
@@ -168,7 +181,8 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                     "thresholds_suv": segmentation.thresholds},
         warnings=warnings,
     )
-    return Analysis(pet, ct, mr, registration, anatomy, segmentation, findings)
+    ct_to_pet = None if frame is None or frame.same_frame_of_reference else frame.transform.GetInverse()
+    return Analysis(pet, ct, mr, registration, ct_to_pet, anatomy, segmentation, findings)
 
 
 def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> dict[str, str]:
@@ -184,7 +198,8 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> dict[
     if "csv" in wanted:
         outputs["csv"] = write_csv(f, out_dir / "lesions.csv")
     if "rtstruct" in wanted and result.ct is not None:
-        outputs["rtstruct"] = write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct)
+        outputs["rtstruct"] = write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct,
+                                             transform=result.ct_to_pet)
     mr_transform = result.registration.transform if result.registration is not None else None
     if "rtstruct_mr" in wanted and result.mr is not None:
         outputs["rtstruct_mr"] = write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, result.mr,

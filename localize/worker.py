@@ -1,15 +1,14 @@
-"""The child process of a batch: ``python -m localize.worker MANIFEST OUT LIMIT_BYTES``.
+"""The child process of a batch: ``python -m localize.worker MANIFEST OUT``.
 
-Runs one study (``localize.pipeline.run_manifest``) under an address-space
-limit. Exit status 0 on success, 2 with a one-line reason on stderr for bad
-input (a ``LocalizeError``), 3 when the memory limit was hit; anything else
-is a bug, reported by its traceback.
+Runs one study (``localize.pipeline.run_manifest``); the parent watches its
+time and memory. Exit status 0 on success, 2 with a one-line reason on stderr
+for bad input (a ``LocalizeError``), 3 when memory ran out; anything else is
+a bug, reported by its traceback.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from localize.errors import LocalizeError
 
 
 def main(argv: list[str]) -> int:
-    manifest_path, out, limit_bytes = Path(argv[0]), Path(argv[1]), int(argv[2])
-    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-    from localize.pipeline import run_manifest
-
+    manifest_path, out = Path(argv[0]), Path(argv[1])
     try:
+        from localize.pipeline import run_manifest
+
         run_manifest(json.loads(manifest_path.read_text()), out)
     except LocalizeError as exc:
         print(f"localize: error: {exc}", file=sys.stderr)

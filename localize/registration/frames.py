@@ -39,9 +39,9 @@ class FrameCheck:
 
 def body_dice_on(pet: sitk.Image, ct: sitk.Image, pet_to_ct: sitk.Transform) -> float:
     """Dice of PET and CT body outlines on the PET grid, the CT mapped by ``pet_to_ct``."""
-    pet_body = sitk.GetArrayViewFromImage(body_mask(pet, "PT")) > 0
+    pet_body = sitk.GetArrayFromImage(body_mask(pet, "PT")) > 0
     ct_on_pet = sitk.Resample(ct, pet, pet_to_ct, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    ct_body = sitk.GetArrayViewFromImage(body_mask(ct_on_pet, "CT")) > 0
+    ct_body = sitk.GetArrayFromImage(body_mask(ct_on_pet, "CT")) > 0
     return dice(pet_body, ct_body)
 
 
