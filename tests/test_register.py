@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from localize.errors import RegistrationError
 from localize.pet import load_pet
-from localize.register import (
+from localize.registration import (
     check_pet_ct,
     load_transform,
     mr_to_pet_points,
