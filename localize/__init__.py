@@ -2,8 +2,19 @@
 
 Research software, not a medical device. Coordinates are DICOM patient
 coordinates (LPS, millimetres) unless a name says otherwise.
+
+Every step is a plain function over plain values (SimpleITK images in LPS mm,
+numpy arrays z, y, x, dataclasses, pandas), importable from here; the names
+are loaded on first use, so ``import localize`` stays quick.
+
+>>> import localize
+>>> localize.lps_to_ras([[10.0, 20.0, 30.0]]).tolist()
+[[-10.0, -20.0, 30.0]]
+>>> sorted(localize.pipeline_names())[:2]
+['fluciclovine', 'psma-1007']
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -11,6 +22,67 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from localize.errors import LocalizeError
+from localize.errors import (
+    ConfigError,
+    DicomReadError,
+    LocalizeError,
+    RegistrationError,
+    ResourceLimitError,
+    SeriesError,
+    StudyError,
+    SuvError,
+)
 
-__all__ = ["LocalizeError", "__version__"]
+# Public name -> the module that defines it, in the order of the data flow (DESIGN.md).
+_LAZY = {
+    # index and load
+    "index_folder": "localize.index", "format_index": "localize.index", "Archive": "localize.index",
+    "load_series": "localize.series", "Volume": "localize.series",
+    "load_pet": "localize.pet", "PetImage": "localize.pet",
+    "identify_tracer": "localize.tracer", "TracerInfo": "localize.tracer",
+    "open_study": "localize.api", "OpenedStudy": "localize.api", "analyse_study": "localize.api",
+    # register
+    "register_mr": "localize.registration", "check_pet_ct": "localize.registration",
+    "Registration": "localize.registration", "resample_to": "localize.registration",
+    "mr_to_pet_points": "localize.registration", "pet_to_mr_points": "localize.registration",
+    # anatomy, reference regions, segmentation, classification
+    "build_anatomy": "localize.anatomy", "Anatomy": "localize.anatomy",
+    "reference_regions": "localize.reference", "ReferenceRegion": "localize.reference",
+    "segment_lesions": "localize.segment", "Segmentation": "localize.segment",
+    "SegmentationSettings": "localize.segment", "settings_for": "localize.segment",
+    "classify_lesions": "localize.classify", "infer_status": "localize.classify", "stage": "localize.classify",
+    # results and exports
+    "Findings": "localize.findings", "Lesion": "localize.findings", "Candidate": "localize.findings",
+    "number_lesions": "localize.findings", "validate_findings": "localize.findings",
+    "lesion_table": "localize.table", "lesion_table_from_doc": "localize.table", "write_csv": "localize.table",
+    "write_rtstruct": "localize.rtstruct", "rtstruct_to_masks": "localize.rtstruct",
+    "write_seg": "localize.seg", "write_labelmap": "localize.labelmap",
+    "write_report": "localize.report", "report_figure": "localize.report",
+    "read_nifti": "localize.nifti", "write_nifti": "localize.nifti",
+    "lps_to_ras": "localize.nifti", "ras_to_lps": "localize.nifti",
+    "convert_folder": "localize.convert",
+    # pipelines
+    "load_pipeline": "localize.config", "default_pipeline": "localize.config",
+    "pipeline_names": "localize.config", "PipelineConfig": "localize.config",
+    "run_study": "localize.pipeline", "analyse": "localize.pipeline", "Analysis": "localize.pipeline",
+    "run_batch": "localize.batch", "BatchSettings": "localize.batch",
+}
+
+__all__ = [
+    "ConfigError", "DicomReadError", "LocalizeError", "RegistrationError", "ResourceLimitError",
+    "SeriesError", "StudyError", "SuvError", "__version__", *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    """Import the module of a public name on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'localize' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,97 @@
+"""One patient's study in a notebook: index a folder, load its PET as SUV, its CT and MR; analyse it.
+
+``open_study`` picks the series the way ``localize run`` does (``localize.study``)
+and loads them; ``analyse_study`` runs every analysis step of a pipeline on
+them (``localize.pipeline.analyse``) and writes nothing. Each step stays
+callable on its own (see ``localize.__all__``).
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from localize.sample_data import StudySpec, make_study
+>>> tmp = tempfile.TemporaryDirectory()
+>>> truth = make_study(Path(tmp.name), StudySpec(extent="pelvis", ct_matrix=256, with_mr=False))
+>>> study = open_study(Path(tmp.name) / "dicom")
+>>> study.tracer_family, study.mr is None
+('psma_f18_renal', True)
+>>> study.pet.image.GetDirection() == study.ct.image.GetDirection() == (1, 0, 0, 0, 1, 0, 0, 0, 1)
+True
+>>> tmp.cleanup()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localize.pet import PetImage
+from localize.pipeline import Analysis
+from localize.series import Volume
+from localize.study import DEFAULT_MR_WINDOW_DAYS, StudyPlan
+
+
+@dataclass
+class OpenedStudy:
+    """One PET study loaded from a folder; images are SimpleITK, LPS mm, numpy views z, y, x.
+
+    ``pet.image`` is SUVbw (g/ml) and ``pet.calibration`` says how it was computed;
+    ``ct.image`` is in HU on the CT's own grid (same frame of reference as the PET
+    on a PET/CT); ``mr.image`` is in the MR's own frame until registered.
+    ``tracer_family`` is the detailed family of ``localize.tracer`` (``psma_ga68``,
+    ``psma_f18_renal``, ``psma_f18_hepatobiliary``, ``fluciclovine``, ``fdg``).
+    ``plan`` records which series were chosen (and the MR's distance in days).
+    """
+
+    root: Path
+    plan: StudyPlan
+    pet: PetImage
+    ct: Volume | None
+    mr: Volume | None
+    rtstruct_files: list[Path]
+    tracer_family: str
+
+
+def open_study(path: str | Path, *, tracer: str = "auto",
+               mr_window_days: float = DEFAULT_MR_WINDOW_DAYS) -> OpenedStudy:
+    """Index ``path`` (one patient's work-up) and load its PET as SUVbw, its CT and its MR.
+
+    ``tracer``: ``auto`` (from the PET header), or ``psma`` / ``fluciclovine`` /
+    ``fdg`` to override it, as ``localize run --tracer``. The MR is the patient's
+    MR nearest in date within ``mr_window_days``. Raises ``StudyError`` when the
+    folder holds no PET study or several, and the loaders' errors on bad series.
+    """
+    from localize.index import index_folder
+    from localize.pet import load_pet
+    from localize.pipeline import StudyInputs, _tracer_family
+    from localize.series import load_series
+    from localize.study import single_plan
+
+    root = Path(path).resolve()
+    plan = single_plan(index_folder(root), mr_window_days=mr_window_days)
+    files = plan.manifest()["files"]
+    inputs = StudyInputs(pet=[Path(f) for f in files["pet"]], ct=[Path(f) for f in files["ct"]],
+                         mr=[Path(f) for f in files["mr"]], rtstruct=[Path(f) for f in files["rtstruct"]],
+                         root=str(root))
+    pet = load_pet(inputs.pet)
+    return OpenedStudy(
+        root=root,
+        plan=plan,
+        pet=pet,
+        ct=load_series(inputs.ct) if inputs.ct else None,
+        mr=load_series(inputs.mr) if inputs.mr else None,
+        rtstruct_files=inputs.rtstruct,
+        tracer_family=_tracer_family(pet, tracer, inputs),
+    )
+
+
+def analyse_study(study: OpenedStudy, *, pipeline: str | Path | None = None) -> Analysis:
+    """Register, build anatomy, measure references, segment and classify ``study``; writes nothing.
+
+    ``pipeline``: a named pipeline or a YAML file; None takes the tracer's default
+    (``localize.config.default_pipeline``). Returns ``localize.pipeline.Analysis``
+    (its ``findings`` are what ``localize run`` would write, less the outputs).
+    """
+    from localize.config import default_pipeline, load_pipeline
+    from localize.pipeline import analyse
+
+    config = load_pipeline(pipeline) if pipeline else default_pipeline(study.tracer_family)
+    return analyse(study.pet, study.ct, study.mr, study.rtstruct_files, study.tracer_family, config)
