@@ -64,15 +64,18 @@ def index_command(path: Path, as_json: bool) -> None:
               help="A pipeline YAML file (the same as --pipeline FILE).")
 @click.option("--tracer", type=click.Choice(["auto", "psma", "fluciclovine", "fdg"]), default="auto",
               show_default=True, help="Override the tracer family read from the PET header.")
+@click.option("--anatomy", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Imported anatomy: a folder of NIfTI masks or a multilabel NIfTI (e.g. TotalSegmentator output).")
 @_one_line_errors
-def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path | None, tracer: str) -> None:
+def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path | None, tracer: str,
+                anatomy: Path | None) -> None:
     """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
     from localize.pipeline import run_study
     from localize.summary import format_findings
 
     if pipeline and config_file:
         raise click.UsageError("give either --pipeline or --config, not both")
-    findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer)
+    findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer, anatomy=anatomy)
     click.echo(format_findings(findings))
 
 

@@ -33,12 +33,18 @@ class StudyInputs:
     ct: list[Path] = field(default_factory=list)
     mr: list[Path] = field(default_factory=list)
     rtstruct: list[Path] = field(default_factory=list)
+    anatomy: Path | None = None  # imported anatomy: a folder of masks or a NIfTI label map (e.g. TotalSegmentator)
     root: str = ""  # where they were found, for messages
 
 
 def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Path | None = None,
-              tracer: str = "auto") -> Findings:
-    """``localize run``: the one PET study under ``study_dir`` into ``out_dir``."""
+              tracer: str = "auto", anatomy: str | Path | None = None) -> Findings:
+    """``localize run``: the one PET study under ``study_dir`` into ``out_dir``.
+
+    ``anatomy``: optional imported anatomy on the study's CT frame (a folder of
+    NIfTI masks named by class, or a multilabel NIfTI with its class names),
+    e.g. TotalSegmentator output; it overrides the built-in CT anatomy.
+    """
     from localize.index import index_folder
     from localize.study import single_plan
 
@@ -46,11 +52,11 @@ def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Pat
     if out_dir == study_dir or study_dir in out_dir.parents:
         raise StudyError("the output folder must not be inside the study folder", out_dir)
     manifest = single_plan(index_folder(study_dir)).manifest()
-    return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir))
+    return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir), anatomy=anatomy)
 
 
 def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str | Path | None = None,
-                 tracer: str = "auto", root: str = "") -> Findings:
+                 tracer: str = "auto", root: str = "", anatomy: str | Path | None = None) -> Findings:
     """Run the series listed in a manifest (see ``localize.study.StudyPlan.manifest``)."""
     files = manifest["files"]
     inputs = StudyInputs(
@@ -58,6 +64,7 @@ def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str
         ct=[Path(f) for f in files["ct"]],
         mr=[Path(f) for f in files["mr"]],
         rtstruct=[Path(f) for f in files["rtstruct"]],
+        anatomy=Path(anatomy) if anatomy else None,
         root=root,
     )
     return run_inputs(inputs, Path(out_dir), pipeline=pipeline or manifest.get("pipeline"), tracer=tracer)
@@ -77,7 +84,7 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
         mr = load_series(inputs.mr) if inputs.mr else None
     family = _tracer_family(pet, tracer, inputs)
     config = load_pipeline(pipeline) if pipeline else default_pipeline(family)
-    result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock)
+    result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock, anatomy_path=inputs.anatomy)
     findings = result.findings
     out_dir.mkdir(parents=True, exist_ok=True)
     with clock("export"):
@@ -104,9 +111,9 @@ class Analysis:
 
 
 def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: PipelineConfig,
-            clock: _Clock | None = None) -> Analysis:
+            clock: _Clock | None = None, *, anatomy_path: Path | None = None) -> Analysis:
     """Register, build anatomy, measure references, segment and classify one loaded study."""
-    from localize.anatomy import build_anatomy
+    from localize.anatomy import build_anatomy, read_label_map, read_mask_folder
     from localize.anatomy.ct_heuristics import ct_on_grid
     from localize.classify import classify_lesions, infer_status, stage
     from localize.reference import reference_regions
@@ -141,7 +148,14 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                 warnings.append(f"{path}: RTSTRUCT ignored (no CT to place it on)")
                 continue
             imported.update(rtstruct_to_masks(path, ct, grid=pet.image))
-        anatomy = build_anatomy(ct_image, pet.image, rtstruct_masks=imported or None)
+        label_map = label_names = None
+        if anatomy_path is not None and anatomy_path.is_dir():
+            imported.update(read_mask_folder(anatomy_path))
+        elif anatomy_path is not None:
+            sidecar = anatomy_path.with_name(anatomy_path.name.split(".")[0] + ".json")  # labels.nii.gz -> labels.json
+            label_map, label_names = read_label_map(anatomy_path, sidecar if sidecar.is_file() else None)
+        anatomy = build_anatomy(ct_image, pet.image, rtstruct_masks=imported or None, label_map=label_map,
+                                label_names=label_names)
         warnings += list(anatomy.warnings)
     segmentation_settings = dict(config.segmentation)
     preset = segmentation_settings.pop("preset", family)
