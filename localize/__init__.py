@@ -46,7 +46,7 @@ _LAZY = {
     "Registration": "localize.registration", "resample_to": "localize.registration",
     "mr_to_pet_points": "localize.registration", "pet_to_mr_points": "localize.registration",
     # anatomy, reference regions, segmentation, classification
-    "build_anatomy": "localize.anatomy", "Anatomy": "localize.anatomy",
+    "build_anatomy": "localize.anatomy", "Anatomy": "localize.anatomy", "read_label_map": "localize.anatomy",
     "reference_regions": "localize.reference", "ReferenceRegion": "localize.reference",
     "segment_lesions": "localize.segment", "Segmentation": "localize.segment",
     "SegmentationSettings": "localize.segment", "settings_for": "localize.segment",
