@@ -96,8 +96,13 @@ def max_diameter_mm(mask: np.ndarray, spacing_zyx: np.ndarray) -> float:
     return float(np.sqrt((diffs**2).sum(-1)).max())
 
 
-def measure_lesion(pet_suv: sitk.Image, suv: np.ndarray, mask: np.ndarray, label: int) -> Lesion:
-    """Measure one lesion: ``suv`` is the SUVbw array (z, y, x) of ``pet_suv``, ``mask`` its boolean lesion mask."""
+def measure_lesion(pet_suv: sitk.Image, suv: np.ndarray, mask: np.ndarray, label: int,
+                   target_weights: np.ndarray | None = None) -> Lesion:
+    """Measure one lesion: ``suv`` is the SUVbw array (z, y, x) of ``pet_suv``, ``mask`` its boolean lesion mask.
+
+    The target is the uptake-weighted centre; ``target_weights`` (same shape) replaces the SUV as
+    weight, e.g. the SUV with a neighbouring organ's spill-over removed, so urine does not pull it.
+    """
     spacing = spacing_zyx_mm(pet_suv)
     coords = np.argwhere(mask)
     values = suv[mask].astype(np.float64)
@@ -106,7 +111,7 @@ def measure_lesion(pet_suv: sitk.Image, suv: np.ndarray, mask: np.ndarray, label
     suv_mean = float(values.mean())
     peak_global, _ = suv_peaks(suv, mask, spacing)
     hottest = coords[int(np.argmax(values))]
-    weights = np.clip(values, 0.0, None)
+    weights = np.clip(values if target_weights is None else target_weights[mask].astype(np.float64), 0.0, None)
     weighted = (coords * weights[:, None]).sum(0) / weights.sum() if weights.sum() > 0 else coords.mean(0)
     return Lesion(
         label=label,

@@ -42,6 +42,7 @@ ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
     "spleen": ("spleen",),
     "bowel": ("bowel", "small_bowel", "colon", "duodenum"),
     "pancreas": ("pancreas",),
+    "prostate": ("prostate", "seminal_vesicles"),
 }
 
 
@@ -54,6 +55,7 @@ class Suppression:
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
     detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
     significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise
+    walls: np.ndarray | None = None  # the voxels just outside halo organs (their wall on the PET grid)
 
     def any_organ(self, shape: tuple[int, ...]) -> np.ndarray:
         """Union of the ``organ`` masks."""
@@ -147,6 +149,8 @@ def suppression_for(
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
+        wall = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3))) & ~mask
+        out.walls = wall if out.walls is None else out.walls | wall
     # in a halo, only what stands out of the spill-over noise of its patch counts
     significant = np.ones(suv.shape, bool)
     for noise, background in out.halo.values():

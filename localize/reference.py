@@ -101,6 +101,8 @@ def reference_regions(
         if voi.sum() == 0:
             continue
         values = suv[voi].astype(np.float64)
+        if name.startswith("marrow"):
+            values = _without_outliers(values)
         mean, sd = float(values.mean()), float(values.std())
         centre = zyx_to_lps(pet_suv, np.argwhere(voi).mean(0))
         lo, hi = PLAUSIBLE_SUV.get((tracer_family, name), GENERIC_PLAUSIBLE_SUV)
@@ -112,6 +114,15 @@ def reference_regions(
             )
         out[name] = ReferenceRegion(name, mean, sd, (float(centre[0]), float(centre[1]), float(centre[2])), int(voi.sum()), warning)
     return out
+
+
+def _without_outliers(values: np.ndarray, k: float = 3.0) -> np.ndarray:
+    """``values`` without those above median + k x robust SD (1.4826 MAD): a metastasis inside a
+    vertebral body must not raise the marrow reference [REC]."""
+    median = float(np.median(values))
+    spread = 1.4826 * float(np.median(np.abs(values - median)))
+    kept = values[values <= median + k * max(spread, 1e-6)]
+    return kept if kept.size else values
 
 
 def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:

@@ -82,12 +82,15 @@ class SegmentationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+# Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6): a hot spot there is kept
+# when it clearly exceeds the organ's own uptake, so a recurrence in the gland or a node against a
+# bowel loop stays detectable [REC].
 _PSMA_RENAL = dict(
     method="fixed_suv",
     detect_suv=3.0,
     bone_suv=3.0,
-    suppress_organs=("salivary_glands", "kidneys", "urinary_bladder", "bowel"),
-    suppress_excess_organs=("liver", "spleen"),
+    suppress_organs=("salivary_glands", "kidneys", "urinary_bladder"),
+    suppress_excess_organs=("liver", "spleen", "bowel", "prostate"),
     halo_organs=("urinary_bladder",),
     ureters=True,
 )
@@ -108,8 +111,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         reference_region="blood_pool",
         bone_reference_region="marrow",
         grow_floor_suv=2.2,
-        suppress_organs=("pancreas", "bowel"),
-        suppress_excess_organs=("liver", "spleen", "kidneys"),
+        suppress_organs=("pancreas",),
+        suppress_excess_organs=("liver", "spleen", "kidneys", "bowel", "prostate"),
         halo_organs=("urinary_bladder",),
         ureters=False,
     ),
@@ -153,10 +156,15 @@ class Segmentation:
     warnings: list[str] = field(default_factory=list)
 
 
-def detection_thresholds(s: SegmentationSettings, references: dict[str, ReferenceRegion]) -> tuple[float, float]:
-    """(soft tissue, bone) detection thresholds in SUV for settings ``s``."""
+def detection_thresholds(s: SegmentationSettings, references: dict[str, ReferenceRegion], *,
+                         floor_without_reference: bool = False) -> tuple[float, float]:
+    """(soft tissue, bone) detection thresholds in SUV for settings ``s``.
+
+    A missing soft-tissue reference raises ConfigError unless ``floor_without_reference``
+    (then soft tissue is detected at ``detect_suv``).
+    """
     soft = s.detect_suv
-    if s.method in ("percist", "qpsma"):
+    if s.method in ("percist", "qpsma") and not (floor_without_reference and s.reference_region not in references):
         ref = references.get(s.reference_region)
         if ref is None:
             raise ConfigError(f"method {s.method} needs the {s.reference_region} reference region, not found in this study")
@@ -191,7 +199,13 @@ def segment_lesions(
     spacing = spacing_zyx_mm(pet_suv)
     if references is None and s.method in ("percist", "qpsma"):
         references = reference_regions(pet_suv, anatomy, tracer_family)
-    soft_t, bone_t = detection_thresholds(s, references or {})
+    warnings = []
+    from_preset = not isinstance(settings, SegmentationSettings) and not {"method", "reference_region"} & set(settings or {})
+    if from_preset and s.method in ("percist", "qpsma") and s.reference_region not in (references or {}):
+        # a preset on a study whose field of view or anatomy lacks the reference: the fixed floor, said so
+        warnings.append(f"reference region {s.reference_region} not found: soft-tissue detection at the fixed "
+                        f"floor SUV {s.detect_suv:g} instead of the {s.method} threshold")
+    soft_t, bone_t = detection_thresholds(s, references or {}, floor_without_reference=bool(warnings))
     bone = anatomy.mask("bone")
     threshold = np.full(suv.shape, soft_t, np.float32)
     if bone is not None:
@@ -237,6 +251,8 @@ def segment_lesions(
         accepted.append(seed)
 
     masks = _grow(detect, accepted, organ_any, threshold, spacing, s)
+    if physio.walls is not None:
+        masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
     for seed, mask in zip(accepted, masks):
@@ -244,7 +260,7 @@ def segment_lesions(
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue
-        lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1))
+        lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
     lesions = number_lesions(lesions)
     final = np.zeros_like(labels)
@@ -260,6 +276,7 @@ def segment_lesions(
         candidates=sorted(candidates, key=lambda c: -c.suv_max)[: s.max_candidates],
         settings=s,
         thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
+        warnings=warnings,
     )
 
 
@@ -381,6 +398,26 @@ def _grow(
         local = _component_at(mask[crop], seed - lo)
         mask[crop] = local
         out.append(mask)
+    return out
+
+
+def _to_wall(mask: np.ndarray, seed: np.ndarray, suv: np.ndarray, detect: np.ndarray, walls: np.ndarray,
+             spacing: np.ndarray, s: SegmentationSettings) -> np.ndarray:
+    """A lesion touching a urine-filled organ extends to its wall: add the adjacent wall voxels at its level.
+
+    The spill-over flattening removes most of the lesion's own uptake in the wall voxels; its
+    SUVmax is read on the SUV image, so those voxels must belong to it (the target stays
+    weighted by the flattened image, not pulled by urine).
+    """
+    lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
+    near = ndimage.binary_dilation(mask[crop], structure=np.ones((3, 3, 3))) & walls[crop]
+    if not near.any():
+        return mask
+    level = max(s.percent_of_max * float(detect[tuple(seed)]), s.grow_floor_suv)
+    # only the wall the lesion itself covers: within its equivalent-sphere radius of the hot spot
+    radius_mm = (3.0 * mask.sum() * float(np.prod(spacing)) / (4.0 * np.pi)) ** (1.0 / 3.0)
+    out = mask.copy()
+    out[crop] |= near & (suv[crop] >= level) & ball_mask(seed - lo, near.shape, radius_mm, spacing)
     return out
 
 

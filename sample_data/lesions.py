@@ -54,18 +54,22 @@ def place(spec: LesionSpec, rng: np.random.Generator) -> Placement:
     bone, touches = None, False
     site = spec.site
     if site == "prostate_bed":
-        c = np.array(an.VUA) + (6, 8, 6)
+        # in the fossa beside the anastomosis, clear of a bladder-base lesion (two resolvable lesions)
+        c = np.array(an.VUA) + (8, 6, -4)
     elif site == "prostate_bed_bladder":
         # on the bladder base: centre one radius below the lowest bladder point, touching its wall
         c, jitter, touches = np.array([0.0, -30.0, BLADDER.center[2] - BLADDER.semi_mm[2] - r + 0.5]), 0 * jitter, True
     elif site == "prostate":
         c = np.array(an.PROSTATE.center) + (sign * 8, 6, -3)
     elif site == "obturator":
-        c = np.array([sign * (62 - r), 0.0, 30.0])
+        # in the fat of the obturator fossa, medial to obturator internus, clear of the acetabulum
+        c = np.array([sign * (52.0 - r), 0.0, 32.0])
     elif site == "external_iliac":
-        c = _beside(v[f"external_iliac_artery_{side}"], 0.18, (sign * (4.5 + r + 2), -6, 0))
+        # in front of the artery, in the fat away from the iliac bone behind and lateral to it
+        c = _beside(v[f"external_iliac_artery_{side}"], 0.18, (sign * 2, -(4.5 + r + 2), 0))
     elif site == "internal_iliac":
-        c = _beside(v[f"internal_iliac_artery_{side}"], 0.55, (sign * (3.5 + r + 2), 4, 0))
+        # beside the artery where it runs down the side wall, below the iliac wing
+        c = _beside(v[f"internal_iliac_artery_{side}"], 0.8, (sign * (3.5 + r + 2), 4, 0))
     elif site == "presacral":
         z = 105.0
         c = np.array([0.0, an.sacrum_center_y(z) - 16 - r - 4, z])

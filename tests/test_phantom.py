@@ -237,3 +237,23 @@ def test_same_seed_same_bytes(phantom, tmp_path):
     other = StudySpec(**SMALL, seed=8)
     c = _files(phantom(other)[0] / "dicom")
     assert any(pa.read_bytes() != pc.read_bytes() for pa, pc in zip(a, c))
+
+
+def test_nodes_lie_in_soft_tissue_clear_of_bone(phantom):
+    """Every nodal lesion sphere of the phantom lies outside all bone classes of its own organ map."""
+    import SimpleITK as sitk
+
+    from localize.anatomy import read_label_map
+
+    root, truth = phantom(status="post_radiotherapy", seed=7)
+    image, names = read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json")
+    labels = sitk.GetArrayViewFromImage(image)
+    bone_values = [v for v, n in names.items() if n.startswith(("hip_", "femur_", "vertebrae_", "rib_")) or n == "sacrum"]
+    nodes = [t for t in truth.lesions if t.region == "nodal" or t.site in ("common_iliac", "retroperitoneal", "inguinal")]
+    assert {t.site for t in nodes} >= {"obturator", "internal_iliac", "external_iliac"}
+    for t in nodes:
+        centre = np.asarray(t.center_lps_mm)
+        offsets = np.array([(0, 0, 0)] + [tuple(s * d for d in axis) for axis in np.eye(3) for s in (-1, 1)])
+        for point in centre + offsets * (t.diameter_mm / 2):
+            index = image.TransformPhysicalPointToIndex(tuple(float(v) for v in point))
+            assert labels[index[::-1]] not in bone_values, (t.site, point, names.get(int(labels[index[::-1]])))

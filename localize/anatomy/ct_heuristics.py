@@ -6,15 +6,20 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 
 * body: HU > -500, largest component, holes filled per slice (no opening: thin walls must stay closed);
 * lungs: air (HU < -400) inside the body in components over 150 ml;
-* bone: HU > 150 inside the body, holes filled per slice (marrow included);
+* bone: HU > 150 inside the body, holes of up to 25 cm² filled per slice (fatty marrow inside
+  a cortex is bone; the pelvic cavity, enclosed by the pelvic ring in axial slices, is not);
 * spine: bone in a midline strip; vertebral bodies are its runs along z,
   the sacrum the lowest run, L5 the one above it and so on upwards;
 * hips (iliac wings, acetabula, pubis) and femora: bone lateral to the spine
   below the sacral promontory; femoral heads where both meet;
 * urinary bladder: water-density (HU -20..30) component of the low pelvis
   between the acetabula;
+* prostate (intact gland): soft-tissue component of 12-120 ml on the midline within 6 cm
+  behind the pubis, between the symphysis bottom and the bladder (absent after prostatectomy);
 * PET-avid organs (liver, spleen, kidneys, parotid and submandibular glands):
-  the largest avid soft-tissue component in the box where each organ lies.
+  the largest avid soft-tissue component in the box where each organ lies;
+* bowel: diffuse PET uptake of the abdomen and pelvis outside bone and the other organs
+  (see ``bowel_uptake``).
 
 Levels (DOMAIN.md §5.3 fallbacks): aortic bifurcation = L4/L5 disc, common
 iliac bifurcation = L5/S1 disc; pelvic inlet = sacral promontory; symphysis
@@ -79,7 +84,8 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[
         lungs = np.isin(lab, np.flatnonzero(sizes > 150.0) + 1)
     else:
         lungs = np.zeros_like(air)
-    bone = _fill_slices(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body)
+    bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
+                            MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
     masks["bone"] = bone
 
     # midline: centre of the body in x, weighted by slice (robust to arms)
@@ -92,8 +98,105 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[
 
     _spine_and_pelvis(bone, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
     _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x)
+    _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
     _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml)
+    bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
+                         voxel_ml)
+    if bowel.any():
+        masks["bowel"] = bowel
     return masks, levels, midline_x
+
+
+# Marrow cavities in an axial slice are smaller than this (adult lumbar body ~14 cm², femoral head
+# ~18 cm² including cortex); the pelvic cavity inside the pelvic ring is over 80 cm² [REC].
+MARROW_HOLE_MM2 = 2500.0
+# Bowel uptake (DOMAIN.md §3.6: small bowel and colon take up PSMA ligands) [REC]: a connected region of
+# at least BOWEL_MIN_ML above BOWEL_BACKGROUND_FACTOR x the soft-tissue median SUV whose 95th percentile is
+# at most BOWEL_FLATNESS x its median: a plateau many centimetres long, unlike a node (a blurred sphere
+# whose region at that level is mostly its own tail: small, and peaked).
+BOWEL_MIN_ML = 15.0
+BOWEL_BACKGROUND_FACTOR = 2.5
+BOWEL_FLATNESS = 2.0
+_NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
+              "lung_right", "prostate")
+
+
+def _union(masks: dict[str, np.ndarray], names: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    for name in names:
+        if name in masks:
+            out |= masks[name]
+    return out
+
+
+def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
+    """``mask`` (z, y, x) with the holes of each axial slice filled when at most ``max_pixels`` in area."""
+    holes = _fill_slices(mask) & ~mask
+    labels, n = ndimage.label(holes, structure=_SLICE)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
+    return mask | np.isin(labels, np.flatnonzero(sizes <= max_pixels) + 1)
+
+
+def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml: float) -> np.ndarray:
+    """Diffuse, low-contrast bowel uptake (bool z, y, x) within ``allowed`` (body minus bone and organs).
+
+    Soft tissue and bowel content (HU -200..200, gas excluded: it has no uptake) whose smoothed
+    SUV exceeds ``BOWEL_BACKGROUND_FACTOR`` x the median of soft tissue, in connected regions
+    that are large (``BOWEL_MIN_ML``) and flat (``BOWEL_FLATNESS``).
+    """
+    tissue = allowed & (hu > -200.0) & (hu < 200.0)
+    if not tissue.any():
+        return np.zeros(suv.shape, bool)
+    smooth = ndimage.gaussian_filter(suv, 1.0)
+    level = BOWEL_BACKGROUND_FACTOR * float(np.median(suv[tissue & (hu > SOFT_HU[0])]))
+    labels, n = ndimage.label(tissue & (smooth >= level))
+    if n == 0:
+        return np.zeros(suv.shape, bool)
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, index) * voxel_ml
+    keep = []
+    for lab in index[sizes >= BOWEL_MIN_ML]:
+        values = smooth[labels == lab]
+        p95, median = np.percentile(values, [95, 50])
+        if p95 <= BOWEL_FLATNESS * median:
+            keep.append(lab)
+    return np.isin(labels, keep)
+
+
+def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml) -> None:
+    """The intact prostate: a soft-tissue organ on the midline behind the lower symphysis, below the bladder."""
+    pubic = masks.get("pubic_symphysis")
+    if pubic is None or "symphysis_bottom" not in levels:
+        return
+    pubis_y = float(np.median(y_mm[np.argwhere(pubic)[:, 1]]))
+    # the gland lies within ~6 cm behind the pubis (rectum behind it), from the symphysis bottom to the bladder neck
+    z_lo, z_hi = levels["symphysis_bottom"], levels["symphysis_top"] + 30.0
+    box = (((z_mm >= z_lo) & (z_mm <= z_hi))[:, None, None] & ((y_mm > pubis_y + 5.0) & (y_mm < pubis_y + 75.0))[None, :, None]
+           & (np.abs(x_mm - midline_x) <= 40.0)[None, None, :])
+    tissue = (hu > 0.0) & (hu < 100.0) & body & box & ~masks["bone"]
+    if "urinary_bladder" in masks:
+        tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"], iterations=1)
+    tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
+    soft = ndimage.binary_opening(tissue, iterations=1) & (z_mm <= levels["symphysis_top"])[:, None, None]
+    if not soft.any():
+        return
+    gland = _largest(soft)
+    if not 12.0 <= gland.sum() * voxel_ml <= 120.0:
+        return
+    masks["prostate"] = _fill_slices(gland)
+    # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
+    near = ndimage.distance_transform_edt(~gland, sampling=spacing) <= 30.0
+    centre_z = float(z_mm[np.argwhere(gland)[:, 0]].mean())
+    labels, _ = ndimage.label(tissue & ~ndimage.binary_dilation(gland) & (z_mm > centre_z)[:, None, None])
+    vesicles = np.zeros_like(gland)
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[sl] == lab
+        if 1.0 <= part.sum() * voxel_ml <= 20.0 and (near[sl] & part).any():
+            vesicles[sl] |= part
+    if vesicles.any():
+        masks["seminal_vesicles"] = vesicles
 
 
 def _spine_and_pelvis(bone, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels) -> None:
