@@ -31,8 +31,10 @@ def test_the_three_notebooks_are_committed_without_outputs():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_and_draws_a_figure(name, tmp_path):
+def test_notebook_runs_and_draws_a_figure(name, tmp_path, monkeypatch):
     before = sorted(p.name for p in NOTEBOOKS.iterdir())
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the kernel's temporary folders, removed with tmp_path
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on a failing cell
@@ -40,7 +42,8 @@ def test_notebook_runs_and_draws_a_figure(name, tmp_path):
     assert not [out for out in outputs if out.output_type == "error"]
     assert any("image/png" in out.get("data", {}) for out in outputs)
     assert sorted(p.name for p in NOTEBOOKS.iterdir()) == before
-    assert list(tmp_path.iterdir()) == []  # everything went to the notebook's own temporary folder
+    assert [p.name for p in tmp_path.iterdir()] == ["tmp"]  # nothing beside the notebook's temporary folder
+    assert len(list((tmp_path / "tmp").iterdir())) >= 1
     text = "".join(out.get("text", "") + out.get("data", {}).get("text/plain", "") for out in outputs)
     if name == "01_walkthrough.ipynb":
         assert "label map read back on the PET grid: True" in text
