@@ -61,7 +61,7 @@ def open_study(path: str | Path, *, tracer: str = "auto",
     """
     from localize.index import index_folder
     from localize.pet import load_pet
-    from localize.pipeline import StudyInputs, _tracer_family
+    from localize.pipeline import StudyInputs, tracer_family
     from localize.series import load_series
     from localize.study import single_plan
 
@@ -79,19 +79,23 @@ def open_study(path: str | Path, *, tracer: str = "auto",
         ct=load_series(inputs.ct) if inputs.ct else None,
         mr=load_series(inputs.mr) if inputs.mr else None,
         rtstruct_files=inputs.rtstruct,
-        tracer_family=_tracer_family(pet, tracer, inputs),
+        tracer_family=tracer_family(pet, tracer, inputs),
     )
 
 
-def analyse_study(study: OpenedStudy, *, pipeline: str | Path | None = None) -> Analysis:
+def analyse_study(study: OpenedStudy, *, pipeline: str | Path | None = None,
+                  anatomy: str | Path | None = None) -> Analysis:
     """Register, build anatomy, measure references, segment and classify ``study``; writes nothing.
 
     ``pipeline``: a named pipeline or a YAML file; None takes the tracer's default
-    (``localize.config.default_pipeline``). Returns ``localize.pipeline.Analysis``
+    (``localize.config.default_pipeline``). ``anatomy``: imported organ masks (a
+    folder of NIfTI masks or a multilabel NIfTI, e.g. TotalSegmentator output),
+    as ``localize run --anatomy``. Returns ``localize.pipeline.Analysis``
     (its ``findings`` are what ``localize run`` would write, less the outputs).
     """
     from localize.config import default_pipeline, load_pipeline
     from localize.pipeline import analyse
 
     config = load_pipeline(pipeline) if pipeline else default_pipeline(study.tracer_family)
-    return analyse(study.pet, study.ct, study.mr, study.rtstruct_files, study.tracer_family, config)
+    return analyse(study.pet, study.ct, study.mr, study.rtstruct_files, study.tracer_family, config,
+                   anatomy_path=Path(anatomy) if anatomy else None)

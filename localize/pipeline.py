@@ -82,7 +82,7 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
         pet = load_pet(inputs.pet)
         ct = load_series(inputs.ct) if inputs.ct else None
         mr = load_series(inputs.mr) if inputs.mr else None
-    family = _tracer_family(pet, tracer, inputs)
+    family = tracer_family(pet, tracer, inputs)
     config = load_pipeline(pipeline) if pipeline else default_pipeline(family)
     result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock, anatomy_path=inputs.anatomy)
     findings = result.findings
@@ -239,8 +239,11 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> dict[
     return {name: str(path) for name, path in outputs.items()}
 
 
-def _tracer_family(pet, override: str, inputs: StudyInputs) -> str:
-    """The detailed tracer family (localize.tracer) from the header, or the user's override."""
+def tracer_family(pet, override: str, inputs: StudyInputs) -> str:
+    """The detailed tracer family (``localize.tracer.FAMILIES``) from the PET header, or the user's override.
+
+    ``override``: "auto", "psma", "fluciclovine" or "fdg" (as ``localize run --tracer``).
+    """
     info = pet.calibration.tracer
     if override == "auto":
         if info.family == "unknown":
