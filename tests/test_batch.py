@@ -146,3 +146,14 @@ def test_batch_runs_on_an_existing_dask_scheduler(archive, tmp_path):
         summary = run_batch(archive, tmp_path / "out",
                             BatchSettings(scheduler=cluster.scheduler_address, progress=False))
     assert summary["runs"] == {"done": 2, "failed": 1, "skipped": 1}
+
+
+def test_every_dicom_output_passes_dciodvfy(first_batch):
+    """RTSTRUCTs on CT and MR and the Spatial Registration of each finished study are valid DICOM."""
+    _, out, _, _ = first_batch
+    outputs = sorted((out / "studies").glob("*/*.dcm"))
+    assert {p.name for p in outputs} >= {"rtstruct_ct.dcm", "rtstruct_mr.dcm", "registration.dcm"}
+    for path in outputs:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (path.name, errors)
