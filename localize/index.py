@@ -31,7 +31,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from localize.errors import DicomReadError, StudyError
+from localize.errors import DicomReadError, LocalizeError, StudyError
+from localize.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, too_deep
 from localize.tracer import identify_tracer
 
 INDEX_FORMAT = "localize-index/1"
@@ -533,9 +534,10 @@ def _truncation(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _read_one(path: str, tracers: dict[str, TracerSummary]) -> _Outcome:
-    """Classify and read one file; never raises."""
+def _read_one(path: str, tracers: dict[str, TracerSummary], limits: Limits = DEFAULT_LIMITS) -> _Outcome:
+    """Classify and read one file within ``limits``; never raises."""
     try:
+        check_file(path, limits)
         with open(path, "rb") as handle:
             head = handle.read(132)
             if not head:
@@ -556,21 +558,24 @@ def _read_one(path: str, tracers: dict[str, TracerSummary]) -> _Outcome:
                 sop_class = meta.get("MediaStorageSOPClassUID")
                 if os.path.basename(path).upper() == "DICOMDIR" or str(sop_class) == _DICOMDIR_SOP_CLASS:
                     return ("dicomdir", "")
+                check_dataset(ds, path, limits)
                 if handle.tell() >= os.fstat(handle.fileno()).st_size:
                     reason = _truncation(ds)
                     if reason:
                         return ("unreadable", reason)
                 return ("header", _header(path, ds, tracers))
-    except DicomReadError as exc:
+    except LocalizeError as exc:
         return ("unreadable", exc.reason)
+    except RecursionError:  # pydicom parses undefined-length sequences recursively
+        return ("unreadable", too_deep(path, limits.max_sequence_depth).reason)
     except Exception as exc:  # any parser failure is this file's problem, not the scan's
         reason = " ".join(f"cannot parse header ({type(exc).__name__}: {exc})".split())
         return ("unreadable", reason[:240])
 
 
-def _read_chunk(paths: Sequence[str]) -> list[_Outcome]:
+def _read_chunk(paths: Sequence[str], limits: Limits = DEFAULT_LIMITS) -> list[_Outcome]:
     tracers: dict[str, TracerSummary] = {}
-    return [_read_one(p, tracers) for p in paths]
+    return [_read_one(p, tracers, limits) for p in paths]
 
 
 # --------------------------------------------------------------------------
@@ -707,11 +712,12 @@ def _group(headers: list[_Header], archive: Archive) -> None:
         study.series[series_uid] = series
 
 
-def index_folder(path: str | Path, *, workers: int | None = None) -> Archive:
+def index_folder(path: str | Path, *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS) -> Archive:
     """Index every DICOM file under ``path`` (headers only; nothing is written).
 
     ``workers``: processes to read headers with; None picks 1 for small trees
-    and the CPU count for trees of more than a few thousand files.
+    and the CPU count for trees of more than a few thousand files. A file past
+    a ceiling of ``limits`` is listed as unreadable with the reason.
     Raises DicomReadError only when ``path`` is not a readable folder.
     """
     root = os.path.abspath(os.fspath(path))
@@ -725,9 +731,9 @@ def index_folder(path: str | Path, *, workers: int | None = None) -> Archive:
     if workers > 1:
         chunks = [files[i:i + _CHUNK_FILES] for i in range(0, len(files), _CHUNK_FILES)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            outcomes = [o for chunk in pool.map(_read_chunk, chunks) for o in chunk]
+            outcomes = [o for chunk in pool.map(_read_chunk, chunks, [limits] * len(chunks)) for o in chunk]
     else:
-        outcomes = _read_chunk(files)
+        outcomes = _read_chunk(files, limits)
     headers: list[_Header] = []
     for file_path, (kind, value) in zip(files, outcomes):
         if kind == "header":

@@ -48,6 +48,8 @@ from localize import __version__
 from localize.atomic import atomic_write
 from localize.errors import DicomReadError, SeriesError
 from localize.findings import Findings, Lesion
+from localize.limits import DEFAULT_LIMITS, Limits, read_dataset
+from localize.names import clean_label
 
 if TYPE_CHECKING:
     from localize.series import Volume
@@ -353,18 +355,15 @@ def write_rtstruct(
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _read_structure_set(path: Path) -> Dataset:
-    try:
-        ds = pydicom.dcmread(path)
-    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise DicomReadError(f"not readable DICOM ({exc})", path) from exc
+def _read_structure_set(path: Path, limits: Limits) -> Dataset:
+    ds = read_dataset(path, limits)
     if ds.get("Modality") != "RTSTRUCT" or "StructureSetROISequence" not in ds:
         raise DicomReadError(f"not an RT Structure Set (Modality {ds.get('Modality')!r})", path)
     return ds
 
 
 def rtstruct_to_masks(
-    path: str | Path, reference: Volume, grid: sitk.Image | None = None
+    path: str | Path, reference: Volume, grid: sitk.Image | None = None, *, limits: Limits = DEFAULT_LIMITS
 ) -> dict[str, sitk.Image]:
     """Masks (UInt8, 1 inside) of the ROIs with CLOSED_PLANAR contours of an RTSTRUCT.
 
@@ -374,13 +373,21 @@ def rtstruct_to_masks(
     stay holes. The masks have the geometry of ``reference.image``, or are
     resampled (nearest neighbour) onto ``grid`` when given, e.g. the PET grid of
     the same frame of reference. ROIs without closed contours (points) are left
-    out; a repeated ROI name gets its ROI number appended.
+    out; a repeated ROI name gets its ROI number appended. ROI names are kept
+    as one-line labels (control characters removed, length bounded).
     Raises ``SeriesError`` when the RTSTRUCT belongs to another frame of
     reference, references images that are not in ``reference``, or has a
     contour that is not in the plane of a slice.
     """
     path = Path(path)
-    ds = _read_structure_set(path)
+    ds = _read_structure_set(path, limits)
+    try:
+        return _masks(ds, path, reference, grid)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:  # malformed values
+        raise DicomReadError(f"malformed RT Structure Set ({type(exc).__name__}: {exc})", path) from exc
+
+
+def _masks(ds: Dataset, path: Path, reference: Volume, grid: sitk.Image | None) -> dict[str, sitk.Image]:
     frame_uid = reference.headers[0].FrameOfReferenceUID
     series_uids = {str(uid) for uid in reference.sop_instance_uids}
     image = reference.image
@@ -395,7 +402,7 @@ def rtstruct_to_masks(
         if roi_frame != frame_uid:
             raise SeriesError(f"ROI {roi.get('ROIName', roi.ROINumber)!r} is in frame of reference {roi_frame}, "
                               f"not the series' {frame_uid}", path)
-        names[int(roi.ROINumber)] = str(roi.get("ROIName", f"ROI_{roi.ROINumber}"))
+        names[int(roi.ROINumber)] = clean_label(roi.get("ROIName")) or f"ROI_{roi.ROINumber}"
 
     masks: dict[str, sitk.Image] = {}
     for roi_contour in ds.get("ROIContourSequence", []):

@@ -39,7 +39,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
-from localize.errors import DicomReadError, SeriesError
+from localize.errors import DicomReadError, ResourceLimitError, SeriesError
+from localize.limits import DEFAULT_LIMITS, Limits, read_dataset
 
 #: Two slices closer than this along the normal are at "the same position" (mm).
 DUPLICATE_TOL_MM = 0.01
@@ -92,16 +93,25 @@ class _Slice:
     pixels: np.ndarray  # stored values, rows x columns
 
 
-def load_series(files: Sequence[Path], *, strict: bool = False) -> Volume:
+def load_series(files: Sequence[Path], *, strict: bool = False, limits: Limits = DEFAULT_LIMITS) -> Volume:
     """Read the files of one series (any order) into a float32 LPS volume.
 
     ``strict`` turns missing slices and non-uniform spacing into ``SeriesError``.
     Raises ``DicomReadError`` for unreadable files, ``SeriesError`` when the files
-    do not form one consistent volume.
+    do not form one consistent volume, ``ResourceLimitError`` past a ceiling of
+    ``limits`` (checked per file before decoding, and on the series' voxel count).
     """
     if not files:
         raise SeriesError("no files given for the series")
-    slices = [s for path in files for s in _read_file(Path(path))]
+    slices: list[_Slice] = []
+    voxels_read = 0
+    for path in files:
+        read = _read_file(Path(path), limits)
+        slices += read
+        voxels_read += sum(s.pixels.size for s in read)
+        if voxels_read > limits.max_volume_voxels:
+            raise ResourceLimitError(
+                f"the series holds more than the ceiling of {limits.max_volume_voxels} voxels", path)
     first = slices[0].path
     row, col, spacing_rc = _common_plane(slices)
     normal = np.cross(row, col)
@@ -175,18 +185,12 @@ def split_series(files: Sequence[Path]) -> list[list[Path]]:
 
 
 def _read_header(path: Path) -> Dataset:
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many kinds on malformed files
-        raise DicomReadError(f"not readable as DICOM ({type(exc).__name__}: {exc})", path) from exc
+    return read_dataset(path, stop_before_pixels=True)
 
 
-def _read_file(path: Path) -> list[_Slice]:
-    """Read one file into its slices (one, or one per frame)."""
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:  # pydicom raises many kinds on malformed files
-        raise DicomReadError(f"not readable as DICOM ({type(exc).__name__}: {exc})", path) from exc
+def _read_file(path: Path, limits: Limits) -> list[_Slice]:
+    """Read one file into its slices (one, or one per frame), within ``limits``."""
+    ds = read_dataset(path, limits)
     if "PixelData" not in ds:
         raise SeriesError(f"no pixel data (SOP class {ds.get('SOPClassUID', '?')})", path)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
