@@ -31,6 +31,7 @@ from typing import Any
 from localize.atomic import atomic_write
 from localize.catalog import Catalog
 from localize.errors import LocalizeError
+from localize.names import safe_name
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_LIMIT_GB = 6.0
@@ -154,8 +155,9 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
     finished-looking folder is always a finished one.
     """
     studies = Path(out) / "studies"
-    final = studies / manifest["name"]
-    tmp = studies / f".tmp-{manifest['name']}"
+    name = safe_name(manifest["name"], fallback="study")
+    final = studies / name
+    tmp = studies / f".tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     manifest_path = tmp / "manifest.json"

@@ -9,7 +9,6 @@ is written under the input folder.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import SimpleITK as sitk
 from localize import __version__
 from localize.errors import ConfigError, LocalizeError, SeriesError
 from localize.index import Series, index_folder
+from localize.names import safe_name, unique_name
 from localize.nifti import affine_ras, write_nifti
 from localize.series import Volume, load_series, split_series
 
@@ -56,26 +56,27 @@ def convert_folder(path: str | Path, out_dir: str | Path, *, strict: bool = Fals
         raise ConfigError("the output folder must not be inside the input folder", out)
     archive = index_folder(root)
     results: list[ConvertedSeries] = []
+    taken: set[str] = set()  # stems written so far, lower-cased: no two series share a file
     for series in archive.all_series():
         if series.modality in NON_IMAGE_MODALITIES or series.geometry.rows is None:
             continue
-        results += _convert_series(series, out, strict)
+        results += _convert_series(series, out, strict, taken)
     return results
 
 
 def output_stem(series: Series, part: int | None = None) -> str:
-    """File name stem: modality, sanitised description, short hash of the UID (no separators)."""
+    """File name stem: modality, sanitised description, short hash of the UID (see ``localize.names``)."""
     text = f"{series.series_number or 0}_{series.description or 'series'}"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:64] or "series"
-    short = hashlib.sha1(series.series_instance_uid.encode()).hexdigest()[:8]
+    short = hashlib.sha1(series.series_instance_uid.encode("utf-8", "replace")).hexdigest()[:8]
     suffix = f"_part{part}" if part is not None else ""
-    return f"{series.modality or 'OT'}_{safe}_{short}{suffix}"
+    modality = safe_name(series.modality, fallback="OT", max_length=16)
+    return f"{modality}_{safe_name(text, fallback='series')}_{short}{suffix}"
 
 
-def _convert_series(series: Series, out: Path, strict: bool) -> list[ConvertedSeries]:
+def _convert_series(series: Series, out: Path, strict: bool, taken: set[str]) -> list[ConvertedSeries]:
     files = [Path(f) for f in series.files]
     try:
-        return [_convert_files(series, files, out, strict, None)]
+        return [_convert_files(series, files, out, strict, None, taken)]
     except SeriesError as first_error:
         try:
             groups = split_series(files)
@@ -86,7 +87,7 @@ def _convert_series(series: Series, out: Path, strict: bool) -> list[ConvertedSe
     results = []
     for part, group in enumerate(groups, start=1):
         try:
-            results.append(_convert_files(series, group, out, strict, part))
+            results.append(_convert_files(series, group, out, strict, part, taken))
         except LocalizeError as exc:
             results.append(_failed(series, exc))
     return results
@@ -96,7 +97,8 @@ def _failed(series: Series, exc: LocalizeError) -> ConvertedSeries:
     return ConvertedSeries(series.series_instance_uid, series.modality, series.description, error=str(exc))
 
 
-def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, part: int | None) -> ConvertedSeries:
+def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, part: int | None,
+                   taken: set[str]) -> ConvertedSeries:
     """Load one loadable group of files and write its NIfTI and sidecar."""
     suv: dict | None = None
     if series.modality == "PT":
@@ -110,7 +112,7 @@ def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, p
         image = volume.image
     warnings = list(volume.warnings) if volume else []
     sidecar = _sidecar(series, image, volume, warnings, suv, part)
-    nifti = write_nifti(image, out / f"{output_stem(series, part)}.nii.gz", sidecar)
+    nifti = write_nifti(image, out / f"{unique_name(output_stem(series, part), taken, max_length=128)}.nii.gz", sidecar)
     return ConvertedSeries(
         series.series_instance_uid,
         series.modality,

@@ -17,7 +17,6 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
-    RTStructureSetStorage,
     generate_uid,
 )
 
