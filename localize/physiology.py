@@ -9,8 +9,8 @@ arrays (z, y, x) on the PET grid.
 Three kinds of suppression:
 
 * ``organ``: a hot spot inside the (slightly dilated) organ is physiological;
-* ``excess``: a hot spot inside the organ is kept only when it clearly exceeds the
-  organ's own uptake (mean + k SD), so a liver metastasis can still come out;
+* ``excess``: a hot spot inside the organ (or within the margin around it) is kept only when it
+  clearly exceeds the organ's own uptake (mean + k SD), so a liver metastasis can still come out;
 * ``halo``: around urine-filled organs a hot spot is kept only when it exceeds the
   spill-over seen at the same distance from the organ elsewhere, so a local
   recurrence touching the bladder base stays detectable.
@@ -141,7 +141,8 @@ def suppression_for(
             continue
         core = ndimage.binary_erosion(mask, iterations=1)
         values = suv[core if core.sum() > 20 else mask]
-        out.excess[group] = (mask, float(values.mean() + excess_sd * values.std()))
+        # the organ's spill-out into its neighbours (a rib or vertebra against the liver) counts as the organ
+        out.excess[group] = (_dilate(mask, organ_margin_mm, spacing_zyx), float(values.mean() + excess_sd * values.std()))
     for group in halo_organs:
         mask = group_mask(masks, group)
         if mask is None or not mask.any():

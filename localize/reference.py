@@ -80,7 +80,9 @@ def reference_regions(
         if voi is not None:
             vois["liver"] = voi
     if "aorta" in masks:
-        level = anatomy.levels_z_mm.get("L3") if tracer_family == "fluciclovine" else anatomy.levels_z_mm.get("diaphragm")
+        levels = anatomy.levels_z_mm
+        # descending thoracic aorta (PERCIST, §4.2): beside T8 when the vertebrae are named, else the diaphragm
+        level = levels.get("L3") if tracer_family == "fluciclovine" else levels.get("T8", levels.get("diaphragm"))
         voi = aorta_cylinder(pet_suv, masks["aorta"], spacing, level)
         if voi is not None:
             vois["blood_pool"] = voi

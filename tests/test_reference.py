@@ -69,7 +69,9 @@ def test_whole_body_phantom_reference_means_within_5_percent(phantom):
         got = regions[ours[name]]
         # the truth is the unblurred tissue value; a vertebral body 25 mm tall, seen at 6 mm FWHM on 4 mm
         # voxels, keeps no voxel free of the cortex's and discs' partial volume: marrow is read ~5-20 % low
-        tolerance = 0.20 if name == "l3_marrow" else 0.05
+        # the PERCIST blood-pool cylinder (1 x 2 cm) holds ~25 PET voxels of ~20 % CoV, spatially correlated:
+        # its mean scatters by ~5 % from level to level of the aorta
+        tolerance = 0.20 if name == "l3_marrow" else 0.10 if name == "aortic_blood_pool" else 0.05
         assert got.suv_mean == pytest.approx(expected["suv_mean"], rel=tolerance), name
         assert np.linalg.norm(np.subtract(got.centre_lps_mm, expected["center_lps_mm"])) < 120, name
         assert got.warning is None

@@ -32,10 +32,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from localize.anatomy.spine import spine_segments
 from localize.metrics import zyx_to_lps
 
 _SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 BONE_HU = 150.0
+LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
 SOFT_HU = (-30.0, 150.0)
 
@@ -67,8 +69,13 @@ def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, y, x
 
 
-def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[str, np.ndarray], dict[str, float], float]:
-    """(masks, levels z mm, midline x mm) from CT ``hu`` and PET ``suv`` arrays on ``grid``."""
+def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None
+               ) -> tuple[dict[str, np.ndarray], dict[str, float], float]:
+    """(masks, levels z mm, midline x mm) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
+
+    ``ct`` (HU, its own grid) is searched for the disc gaps of the spine; without it
+    ``hu`` (on ``grid``) is used, which misses the thin thoracic discs on a coarse grid.
+    """
     spacing = np.array(grid.GetSpacing()[::-1])
     voxel_ml = float(np.prod(spacing)) / 1000.0
     z_mm, y_mm, x_mm = axis_mm(grid)
@@ -77,7 +84,9 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[
 
     body = _fill_slices(_largest(hu > -500))
     masks["body"] = body
-    air = (hu < -400) & body
+    # lungs: parenchyma density (HU -960..-400; pure air outside the patient and bowel gas are ~-1000),
+    # large components [REC]
+    air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
     lab, n = ndimage.label(air)
     if n:
         sizes = ndimage.sum_labels(air, lab, index=np.arange(1, n + 1)) * voxel_ml
@@ -95,8 +104,12 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> tuple[dict[
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
         levels["diaphragm"] = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min())
+        if masks["lung_right"].any():  # the right dome, over the liver
+            levels["diaphragm_right"] = float(z_mm[np.flatnonzero(masks["lung_right"].any((1, 2)))].min())
 
-    _spine_and_pelvis(bone, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
+    ct_native = ct if ct is not None else _image_like(hu, grid)
+    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
+    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
     _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
     _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml)
@@ -199,44 +212,41 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
         masks["seminal_vesicles"] = vesicles
 
 
-def _spine_and_pelvis(bone, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels) -> None:
+def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels) -> None:
+    """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid."""
     strip = np.abs(x_mm - midline_x) <= 20.0
     column = bone & strip[None, None, :]
-    if not column.any():
+    if not column.any() or not segments:
         return
-    # vertebral bodies: the most anterior bone of the midline strip in each slice (spinous processes and ribs behind)
-    ys = np.where(column.any((0, 2)))[0]
-    body_y = np.full(bone.shape[0], -1)
-    for k in range(bone.shape[0]):
-        rows = np.flatnonzero(column[k].any(1))
-        if rows.size:
-            body_y[k] = rows.min()
-    present = body_y >= 0
+    # vertebral bodies: the most anterior bone of the midline strip in each slice (spinous processes behind)
+    behind = (y_mm >= _body_centre_y(masks["body"], y_mm) - 20.0)[None, :, None]
+    column &= behind
     depth_vox = int(round(30.0 / spacing[1]))
     spine = np.zeros_like(bone)
-    for k in np.flatnonzero(present):
-        spine[k, body_y[k] : body_y[k] + depth_vox] = column[k, body_y[k] : body_y[k] + depth_vox]
-    del ys
-    runs = _runs(spine.any((1, 2)), min_len=max(2, int(round(10.0 / spacing[0]))))
-    if not runs:
-        return
+    for k in np.flatnonzero(column.any((1, 2))):
+        first = int(np.flatnonzero(column[k].any(1)).min())
+        spine[k, first : first + depth_vox] = column[k, first : first + depth_vox]
     masks["spine"] = spine
     lateral = bone & ~(np.abs(x_mm - midline_x) <= 30.0)[None, None, :]
-    pelvis_slices = lateral.sum((1, 2)) > 0
-    # the sacrum: the lowest spinal run that has pelvic (lateral) bone at the same levels
-    sacrum_run = next((r for r in runs if pelvis_slices[r[0] : r[1]].any()), runs[0])
-    i = runs.index(sacrum_run)
-    masks["sacrum"] = _in_slices(spine, *sacrum_run)
-    levels["pelvic_inlet"] = float(z_mm[sacrum_run[1] - 1])  # sacral promontory
-    names = ["L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2", "T1"]
-    above = runs[i + 1 :]
-    for name, run in zip(names, above):
-        masks[f"vertebrae_{name}"] = _in_slices(spine, *run)
-        levels[name] = float(z_mm[(run[0] + run[1] - 1) // 2])
+    pelvic_z = z_mm[lateral.any((1, 2))]
+    # the sacrum: the lowest segment with pelvic (lateral) bone at its levels
+    i = next((j for j, (z0, z1) in enumerate(segments)
+              if pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
+    if i is None:
+        return
+    sacrum_z = segments[i]
+    masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
+    levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
+    above = segments[i + 1 :]
+    for name, (z0, z1) in zip(VERTEBRA_NAMES, above):
+        masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
+        levels[name] = (z0 + z1) / 2
     if len(above) >= 1:
-        levels["common_iliac_bifurcation"] = float((z_mm[sacrum_run[1] - 1] + z_mm[above[0][0]]) / 2)
+        levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2  # L5/S1 disc (DOMAIN.md §5.3)
     if len(above) >= 2:
-        levels["aortic_bifurcation"] = float((z_mm[above[0][1] - 1] + z_mm[above[1][0]]) / 2)
+        # "typically at L4 (L4-L5)" (DOMAIN.md §5.3): the lower quarter of L4 [REC]
+        l4_bottom, l4_top = above[1]
+        levels["aortic_bifurcation"] = l4_bottom + 0.25 * (l4_top - l4_bottom)
     below_inlet = (z_mm <= levels["pelvic_inlet"])[:, None, None]
     pelvic = lateral & below_inlet
     for side, sign in (("left", 1), ("right", -1)):
@@ -252,6 +262,24 @@ def _spine_and_pelvis(bone, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
         levels["symphysis_top"], levels["symphysis_bottom"] = float(z_mm[zs.max()]), float(z_mm[zs.min()])
 
 
+VERTEBRA_NAMES = ("L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2",
+                  "T1")
+
+
+def _body_centre_y(body: np.ndarray, y_mm: np.ndarray) -> float:
+    """AP centre (LPS y, mm) of the body, over all slices."""
+    return float(np.average(y_mm, weights=body.sum((0, 2)) + 1e-9))
+
+
+def _in_z(mask: np.ndarray, z_mm: np.ndarray, z0: float, z1: float) -> np.ndarray:
+    """``mask`` in the slices whose centre lies within [z0, z1] mm (half a slice of tolerance)."""
+    half = abs(float(z_mm[1] - z_mm[0])) / 2 if len(z_mm) > 1 else 0.0
+    out = np.zeros_like(mask)
+    keep = (z_mm >= z0 - half) & (z_mm <= z1 + half)
+    out[keep] = mask[keep]
+    return out
+
+
 def _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x) -> None:
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
         return
@@ -265,50 +293,76 @@ def _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x) -> None:
 
 
 def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml) -> None:
-    """Liver, spleen, kidneys, salivary glands: largest avid soft-tissue component in each organ's box."""
+    """Liver, spleen, kidneys, salivary glands: PET-avid soft tissue where each organ lies.
+
+    Each organ has a box from the landmarks and a volume range [REC: adult organ volumes, liver
+    1-2.5 l, spleen 0.1-0.6 l, kidney 0.1-0.3 l, parotid 15-40 ml, submandibular 5-15 ml]. In
+    its box, the organ is the largest component above half the box's 99.5th percentile SUV
+    within the range. The hottest organ of a box can be a neighbour (a kidney in the liver's
+    box), so the boxes are revisited with the organs found so far taken out, until none is added.
+    """
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
     dia = levels.get("diaphragm")
     if dia is None:
         return
-    left = x_mm > midline_x
-    boxes = {
-        "liver": ((dia - 150, dia + 60), ~left, 300.0),
-        "spleen": ((dia - 120, dia + 30), left & (x_mm > midline_x + 50), 40.0),
-    }
-    l1 = levels.get("L1", dia - 90)
+    background = float(np.median(suv[soft])) if soft.any() else 0.0
+    left, offset = x_mm > midline_x, np.abs(x_mm - midline_x)
+    posterior = y_mm > _body_centre_y(body, y_mm)
+    spine_y = float(y_mm[np.argwhere(masks["spine"])[:, 1]].mean()) if "spine" in masks and masks["spine"].any() else None
+    any_y = np.ones_like(y_mm, bool)
+    # kidneys first: under PSMA ligands they are the hottest organ of the liver's and spleen's boxes
+    boxes = {}
+    top_kidney = levels.get("T11", dia - 60)
+    bottom_kidney = levels.get("L3", dia - 170) - 30
     for side, sel in (("left", left), ("right", ~left)):
-        boxes[f"kidney_{side}"] = ((l1 - 90, l1 + 60), sel & (np.abs(x_mm - midline_x) > 35), 40.0)
+        boxes[f"kidney_{side}"] = ((bottom_kidney, top_kidney), sel & (offset > 30) & (offset < 140), posterior,
+                                   (60.0, 450.0))
+    dome = levels.get("diaphragm_right", dia)
+    boxes["liver"] = ((dome - 200, dome + 40), ~left | (offset < 40), any_y, (600.0, 3500.0))
+    boxes["spleen"] = ((dia - 140, dia + 80), left & (offset > 50), any_y, (40.0, 800.0))
     top = float(z_mm[np.flatnonzero(body.any((1, 2)))].max())
-    if top - dia > 250:  # the head is in the field of view
+    if top - dia > 250:  # the head and neck are in the field of view
         for side, sel in (("left", left), ("right", ~left)):
-            boxes[f"parotid_gland_{side}"] = ((top - 140, top - 40), sel & (np.abs(x_mm - midline_x) > 25), 5.0)
-            boxes[f"submandibular_gland_{side}"] = ((top - 190, top - 90), sel & (np.abs(x_mm - midline_x) > 15), 2.0)
+            boxes[f"parotid_gland_{side}"] = ((top - 110, top), sel & (offset > 25), any_y, (8.0, 80.0))
+            boxes[f"submandibular_gland_{side}"] = ((top - 160, top - 60), sel & (offset > 15), any_y, (2.0, 30.0))
     taken = np.zeros_like(body)
-    for name, ((z0, z1), xsel, min_ml) in boxes.items():
-        box = ((z_mm >= z0) & (z_mm <= z1))[:, None, None] & xsel[None, None, :] & soft & ~taken
-        if not box.any():
-            continue
-        ref = float(np.percentile(suv[box], 99.5))
-        avid = box & (suv >= 0.5 * ref) & (ref > 2.0 * float(np.median(suv[soft])))
-        if not avid.any():
-            continue
-        organ = _largest(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-        if organ.sum() * voxel_ml >= min_ml:
+    for _ in range(3):
+        found = False
+        for name, ((z0, z1), xsel, ysel, (lo_ml, hi_ml)) in boxes.items():
+            if name in masks:
+                continue
+            box = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
+                   & soft & ~taken)
+            if box.sum() < 10:
+                continue
+            ref = float(np.percentile(suv[box], 99.5))
+            if ref <= 2.0 * background:
+                continue
+            avid = box & (suv >= 0.5 * ref)
+            labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
+            if n == 0:
+                continue
+            sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
+            fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
+            if name.startswith("kidney") and spine_y is not None and fits.size:
+                # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
+                centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
+                fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+            if fits.size == 0:
+                continue
+            organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
+            # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
+            parts, _ = ndimage.label(avid)
+            near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
+            organ |= np.isin(parts, near[near > 0])
             masks[name] = _fill_slices(organ)
-            taken |= masks[name]
+            taken |= ndimage.binary_dilation(masks[name])
+            found = True
+        if not found:
+            break
 
 
-def _runs(present: np.ndarray, min_len: int) -> list[tuple[int, int]]:
-    """(start, stop) index ranges of consecutive True values, at least ``min_len`` long, bottom (low z index) first."""
-    labels, n = ndimage.label(present)
-    out = []
-    for sl in ndimage.find_objects(labels):
-        if sl[0].stop - sl[0].start >= min_len:
-            out.append((sl[0].start, sl[0].stop))
-    return out
-
-
-def _in_slices(mask: np.ndarray, start: int, stop: int) -> np.ndarray:
-    out = np.zeros_like(mask)
-    out[start:stop] = mask[start:stop]
-    return out
+def _image_like(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(grid)
+    return image
