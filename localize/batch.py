@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ from localize.atomic import atomic_write
 from localize.catalog import Catalog
 from localize.errors import LocalizeError
 from localize.names import safe_name
+from localize.privacy import key_check, pseudonymise_manifest, pseudonymise_records
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_LIMIT_GB = 6.0
 WORKER_EXIT_INPUT_ERROR = 2  # the worker's exit status for a LocalizeError (as the CLI's)
 WORKER_EXIT_MEMORY = 3
+KEY_VARIABLE = "LOCALIZE_DEIDENTIFY_KEY"  # how the pseudonym key reaches a worker (never a file)
+PARENT_PID_VARIABLE = "LOCALIZE_BATCH_PID"  # a worker dies with the batch that started it
 
 
 @dataclass
@@ -51,6 +55,7 @@ class BatchSettings:
     mr_window_days: float = 90.0
     pipeline: str | None = None  # name or file; default: chosen by tracer
     progress: bool = True
+    deidentify: str | None = None  # key for pseudonyms (localize.privacy); never written anywhere
 
 
 def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | None = None) -> dict[str, Any]:
@@ -69,15 +74,23 @@ def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | No
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out), Catalog(out / "catalog.sqlite") as catalog:
         started = time.perf_counter()
+        key = settings.deidentify
+        _check_key(catalog, key, out)
+        for stale in (out / "studies").glob(".tmp-*"):  # attempts of a killed batch (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         index = index_folder(archive)
         patients, series, unreadable = catalog_records(index)
+        if key:
+            patients, series = pseudonymise_records(patients, series, key)
         catalog.record_index(patients, series, unreadable)
         for plan in plan_studies(index, mr_window_days=settings.mr_window_days):
+            manifest = plan.manifest(pipeline=settings.pipeline)
+            if key:
+                manifest = pseudonymise_manifest(manifest, key)
             if plan.error:
-                catalog.record_skipped(plan.study_uid, plan.patient_key, plan.reason, plan.error)
+                catalog.record_skipped(manifest["study_uid"], manifest["patient_key"], plan.reason, plan.error)
             else:
-                manifest = plan.manifest(pipeline=settings.pipeline)
-                catalog.plan_run(plan.study_uid, plan.patient_key, manifest, force=settings.force)
+                catalog.plan_run(manifest["study_uid"], manifest["patient_key"], manifest, force=settings.force)
         todo = catalog.pending()
         _run_all(todo, catalog, out, settings)
         summary = catalog.summary()
@@ -86,6 +99,17 @@ def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | No
         with atomic_write(out / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _check_key(catalog: Catalog, key: str | None, out: Path) -> None:
+    """Refuse to mix pseudonymous and identified runs, or two keys, in one catalog."""
+    check = key_check(key) if key else "none"
+    recorded = catalog.setting("deidentify")
+    if recorded is None:
+        catalog.set_setting("deidentify", check)
+    elif recorded != check:
+        raise LocalizeError("this output folder was made with a different --deidentify key (or none);"
+                            " use the same key or another output folder", out)
 
 
 @contextmanager
@@ -127,7 +151,8 @@ def _run_all(todo, catalog: Catalog, out: Path, settings: BatchSettings) -> None
         for row in todo:
             catalog.mark_running(row.study_uid)
             futures.append(client.submit(run_study_process, row.manifest, str(out), settings.timeout_s,
-                                         settings.memory_limit_gb, pure=False, key=f"study-{row.study_uid}"))
+                                         settings.memory_limit_gb, settings.deidentify, pure=False,
+                                         key=f"study-{row.study_uid}"))
         for future in as_completed(futures):
             result = future.result()
             catalog.mark_finished(result.pop("study_uid"), **result)
@@ -145,20 +170,22 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="study", disable=not enabled, file=sys.stderr)
 
 
-def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memory_limit_gb: float) -> dict[str, Any]:
+def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memory_limit_gb: float,
+                      deidentify: str | None = None) -> dict[str, Any]:
     """Run one study in a child process; return the fields of its catalog row.
 
-    The child is killed past ``timeout_s`` seconds or ``memory_limit_gb`` GiB resident.
+    The child is killed past ``timeout_s`` seconds or ``memory_limit_gb`` GiB resident,
+    and dies with its parent. ``deidentify``: pseudonym key, handed to the child
+    in its environment (never in a file).
 
-    The child writes into ``OUT/studies/.tmp-NAME``; on success that folder is
-    renamed to ``OUT/studies/NAME`` (replacing an earlier result), so a
+    The child writes into ``OUT/studies/.tmp-NAME-<attempt>``; on success that
+    folder is renamed to ``OUT/studies/NAME`` (replacing an earlier result), so a
     finished-looking folder is always a finished one.
     """
     studies = Path(out) / "studies"
     name = safe_name(manifest["name"], fallback="study")
     final = studies / name
-    tmp = studies / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = studies / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     manifest_path = tmp / "manifest.json"
     manifest_path.write_text(json.dumps(manifest))
@@ -166,8 +193,11 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
     row: dict[str, Any] = {"study_uid": manifest["study_uid"]}
     log_path = tmp / "worker.log"  # a file, not a pipe: a chatty child can never block on it
     with open(log_path, "w") as log:
+        env = os.environ | {PARENT_PID_VARIABLE: str(os.getpid())}
+        if deidentify:
+            env[KEY_VARIABLE] = deidentify
         child = subprocess.Popen([sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp)],
-                                 stdout=subprocess.DEVNULL, stderr=log)
+                                 stdout=subprocess.DEVNULL, stderr=log, env=env)
         stop = _watch(child, timeout_s, int(memory_limit_gb * 2**30))
     stderr = log_path.read_text(errors="replace")
     if stop == "timeout":

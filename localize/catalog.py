@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS unreadable (
     path TEXT PRIMARY KEY,
     reason TEXT
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT
+);
 """
 
 
@@ -94,6 +98,15 @@ class Catalog:
 
     def _transaction(self):
         return _Transaction(self.db)
+
+    def setting(self, name: str) -> str | None:
+        """A batch-wide setting recorded at the first run (e.g. the pseudonym key check)."""
+        row = self.db.execute("SELECT value FROM settings WHERE name=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, value))
 
     def record_index(self, patients: Iterable[dict], series: Iterable[dict], unreadable: Iterable[tuple[str, str]]) -> None:
         """Upsert what the index found (patients with their studies, every series)."""

@@ -66,16 +66,20 @@ def index_command(path: Path, as_json: bool) -> None:
               show_default=True, help="Override the tracer family read from the PET header.")
 @click.option("--anatomy", type=click.Path(exists=True, path_type=Path), default=None,
               help="Imported anatomy: a folder of NIfTI masks or a multilabel NIfTI (e.g. TotalSegmentator output).")
+@click.option("--deidentify", "deidentify_key", default=None, metavar="KEY", envvar="LOCALIZE_DEIDENTIFY_KEY",
+              help="Pseudonymise patient and study identifiers in findings, tables and logs with this key "
+                   "(keyed hash; the key is never written). DICOM exports keep their identity.")
 @_one_line_errors
 def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path | None, tracer: str,
-                anatomy: Path | None) -> None:
+                anatomy: Path | None, deidentify_key: str | None) -> None:
     """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
     from localize.pipeline import run_study
     from localize.summary import format_findings
 
     if pipeline and config_file:
         raise click.UsageError("give either --pipeline or --config, not both")
-    findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer, anatomy=anatomy)
+    findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer, anatomy=anatomy,
+                         deidentify=deidentify_key)
     click.echo(format_findings(findings))
 
 
@@ -102,16 +106,19 @@ def pipelines_command() -> None:
 @click.option("--mr-window-days", default=90.0, show_default=True,
               help="Pair each PET study with its patient's MR at most this many days apart.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--deidentify", "deidentify_key", default=None, metavar="KEY", envvar="LOCALIZE_DEIDENTIFY_KEY",
+              help="Pseudonymise patient and study identifiers in the catalog, cohort tables, logs and findings "
+                   "with this key (keyed hash; the key is never written). DICOM exports keep their identity.")
 @_one_line_errors
 def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None, force: bool,
                   pipeline: str | None, timeout_s: float, memory_limit_gb: float, mr_window_days: float,
-                  quiet: bool) -> None:
+                  quiet: bool, deidentify_key: str | None) -> None:
     """Run every PET study under ARCHIVE; resumable; one bad study never stops the rest."""
     from localize.batch import BatchSettings, format_summary, run_batch
 
     settings = BatchSettings(workers=workers, scheduler=scheduler, force=force, pipeline=pipeline,
                              timeout_s=timeout_s, memory_limit_gb=memory_limit_gb,
-                             mr_window_days=mr_window_days, progress=not quiet)
+                             mr_window_days=mr_window_days, progress=not quiet, deidentify=deidentify_key)
     summary = run_batch(archive, out, settings)
     click.echo(format_summary(summary))
     if summary["runs"].get("failed"):

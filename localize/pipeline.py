@@ -38,8 +38,11 @@ class StudyInputs:
 
 
 def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Path | None = None,
-              tracer: str = "auto", anatomy: str | Path | None = None) -> Findings:
+              tracer: str = "auto", anatomy: str | Path | None = None, deidentify: str | None = None) -> Findings:
     """``localize run``: the one PET study under ``study_dir`` into ``out_dir``.
+
+    ``deidentify``: a key; identifiers in findings.json, the CSV, the report
+    and provenance.json become keyed pseudonyms (``localize.privacy``).
 
     ``anatomy``: optional imported anatomy on the study's CT frame (a folder of
     NIfTI masks named by class, or a multilabel NIfTI with its class names),
@@ -52,11 +55,13 @@ def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Pat
     if out_dir == study_dir or study_dir in out_dir.parents:
         raise StudyError("the output folder must not be inside the study folder", out_dir)
     manifest = single_plan(index_folder(study_dir)).manifest()
-    return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir), anatomy=anatomy)
+    return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir), anatomy=anatomy,
+                        deidentify=deidentify)
 
 
 def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str | Path | None = None,
-                 tracer: str = "auto", root: str = "", anatomy: str | Path | None = None) -> Findings:
+                 tracer: str = "auto", root: str = "", anatomy: str | Path | None = None,
+                 deidentify: str | None = None) -> Findings:
     """Run the series listed in a manifest (see ``localize.study.StudyPlan.manifest``)."""
     files = manifest["files"]
     inputs = StudyInputs(
@@ -67,12 +72,17 @@ def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str
         anatomy=Path(anatomy) if anatomy else None,
         root=root,
     )
-    return run_inputs(inputs, Path(out_dir), pipeline=pipeline or manifest.get("pipeline"), tracer=tracer)
+    return run_inputs(inputs, Path(out_dir), pipeline=pipeline or manifest.get("pipeline"), tracer=tracer,
+                      deidentify=deidentify)
 
 
 def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | None = None,
-               tracer: str = "auto") -> Findings:
-    """Every step of the pipeline on ``inputs``; returns the findings (also written to ``out_dir``)."""
+               tracer: str = "auto", deidentify: str | None = None) -> Findings:
+    """Every step of the pipeline on ``inputs``; returns the findings (also written to ``out_dir``).
+
+    With a ``deidentify`` key the findings returned and written carry pseudonyms
+    (DICOM exports for planning systems keep the identity they must match).
+    """
     from localize.pet import load_pet
     from localize.series import load_series
 
@@ -91,9 +101,30 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
         findings.outputs = export_all(result, config, out_dir)
     findings.outputs["findings"] = str(out_dir / "findings.json")
     findings.outputs["provenance"] = str(out_dir / "provenance.json")
-    _write_json(out_dir / "provenance.json", _provenance(config, inputs, timings))
-    _write_json(out_dir / "findings.json", findings.to_dict())
+    doc, provenance = findings.to_dict(), _provenance(config, inputs, timings)
+    if deidentify:
+        doc, provenance = _deidentify(findings, doc, provenance, deidentify,
+                                      [v.headers[0] for v in (pet.volume, ct, mr) if v is not None])
+    _write_json(out_dir / "provenance.json", provenance)
+    _write_json(out_dir / "findings.json", doc)
     return findings
+
+
+def _deidentify(findings: Findings, doc: dict, provenance: dict, key: str, headers: list) -> tuple[dict, dict]:
+    """Pseudonymise the findings (object and document), provenance and the text exports in place."""
+    from localize.privacy import identifiers, scrub, scrub_text
+
+    mapping = identifiers(headers, key)
+    doc, provenance = scrub(doc, mapping), scrub(provenance, mapping)
+    for name in ("csv", "report"):
+        if name in findings.outputs:
+            path = Path(findings.outputs[name])
+            text = scrub_text(path.read_text(), mapping)
+            with atomic_write(path) as tmp:
+                tmp.write_text(text)
+    for name in ("study", "frame_of_reference_uid", "tracer", "series", "registration", "warnings"):
+        setattr(findings, name, doc[name])
+    return doc, provenance
 
 
 @dataclass

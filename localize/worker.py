@@ -8,20 +8,36 @@ a bug, reported by its traceback.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
-from localize.batch import WORKER_EXIT_INPUT_ERROR, WORKER_EXIT_MEMORY
+from localize.batch import KEY_VARIABLE, PARENT_PID_VARIABLE, WORKER_EXIT_INPUT_ERROR, WORKER_EXIT_MEMORY
 from localize.errors import LocalizeError
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the batch that started it dies (a killed batch leaves no orphans)."""
+    parent = os.environ.get(PARENT_PID_VARIABLE)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the batch died before the request took effect
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     manifest_path, out = Path(argv[0]), Path(argv[1])
     try:
         from localize.pipeline import run_manifest
 
-        run_manifest(json.loads(manifest_path.read_text()), out)
+        run_manifest(json.loads(manifest_path.read_text()), out, deidentify=os.environ.pop(KEY_VARIABLE, None))
     except LocalizeError as exc:
         print(f"localize: error: {exc}", file=sys.stderr)
         return WORKER_EXIT_INPUT_ERROR

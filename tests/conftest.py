@@ -45,3 +45,21 @@ def tree_digest(root: Path) -> dict[str, str]:
     """SHA-256 of every file under ``root`` (to prove an input tree was not written)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def small_archive(tmp_path_factory):
+    """Two patients' small PET/CT phantom studies (128 CT matrix, one nodal lesion each) and a fast pipeline file."""
+    import shutil
+
+    from localize.sample_data import LesionSpec, StudySpec, make_study
+
+    root = tmp_path_factory.mktemp("small_archive")
+    for seed in (31, 32):
+        built = tmp_path_factory.mktemp(f"phantom{seed}")
+        make_study(built, StudySpec(seed=seed, extent="pelvis", ct_matrix=128, with_mr=False,
+                                    lesions=(LesionSpec("obturator", 12, 8.0, "left"),)))
+        shutil.copytree(built / "dicom", root / "archive" / f"patient{seed}")
+    pipeline = root / "fast.yaml"
+    pipeline.write_text("extends: psma-salvage-rt\nexports: [findings, csv, rtstruct]\n")
+    return root / "archive", pipeline
