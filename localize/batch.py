@@ -39,6 +39,9 @@ DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_LIMIT_GB = 6.0
 WORKER_EXIT_INPUT_ERROR = 2  # the worker's exit status for a LocalizeError (as the CLI's)
 WORKER_EXIT_MEMORY = 3
+# Thread counts of the libraries a study uses (ITK, OpenMP, BLAS), set per child process.
+THREAD_VARIABLES = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS")
 KEY_VARIABLE = "LOCALIZE_DEIDENTIFY_KEY"  # how the pseudonym key reaches a worker (never a file)
 PARENT_PID_VARIABLE = "LOCALIZE_BATCH_PID"  # a worker dies with the batch that started it
 
@@ -140,7 +143,9 @@ def _run_all(todo, catalog: Catalog, out: Path, settings: BatchSettings) -> None
 
     if settings.scheduler:
         client, cluster = Client(settings.scheduler), None
+        threads = 1  # the cluster's machines are not known here: one thread per study
     else:
+        threads = max(1, (os.cpu_count() or 1) // settings.workers)
         # Each task only waits on a child process, so threads suffice locally.
         cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=False,
                                dashboard_address=None)
@@ -151,7 +156,7 @@ def _run_all(todo, catalog: Catalog, out: Path, settings: BatchSettings) -> None
         for row in todo:
             catalog.mark_running(row.study_uid)
             futures.append(client.submit(run_study_process, row.manifest, str(out), settings.timeout_s,
-                                         settings.memory_limit_gb, settings.deidentify, pure=False,
+                                         settings.memory_limit_gb, settings.deidentify, threads, pure=False,
                                          key=f"study-{row.study_uid}"))
         for future in as_completed(futures):
             result = future.result()
@@ -171,12 +176,13 @@ def _progress(total: int, enabled: bool):
 
 
 def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memory_limit_gb: float,
-                      deidentify: str | None = None) -> dict[str, Any]:
+                      deidentify: str | None = None, threads: int = 1) -> dict[str, Any]:
     """Run one study in a child process; return the fields of its catalog row.
 
     The child is killed past ``timeout_s`` seconds or ``memory_limit_gb`` GiB resident,
     and dies with its parent. ``deidentify``: pseudonym key, handed to the child
-    in its environment (never in a file).
+    in its environment (never in a file). ``threads``: the child's ITK and BLAS
+    thread count (workers x threads should not exceed the cores).
 
     The child writes into ``OUT/studies/.tmp-NAME-<attempt>``; on success that
     folder is renamed to ``OUT/studies/NAME`` (replacing an earlier result), so a
@@ -193,7 +199,7 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
     row: dict[str, Any] = {"study_uid": manifest["study_uid"]}
     log_path = tmp / "worker.log"  # a file, not a pipe: a chatty child can never block on it
     with open(log_path, "w") as log:
-        env = os.environ | {PARENT_PID_VARIABLE: str(os.getpid())}
+        env = os.environ | {PARENT_PID_VARIABLE: str(os.getpid())} | {name: str(threads) for name in THREAD_VARIABLES}
         if deidentify:
             env[KEY_VARIABLE] = deidentify
         child = subprocess.Popen([sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp)],
