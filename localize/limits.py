@@ -73,10 +73,10 @@ def check_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> None:
     with open(path, "rb") as handle:
         try:
             read_preamble(handle, False)
-            meta = _read_file_meta_info(handle)
+            syntax = _read_file_meta_info(handle).get("TransferSyntaxUID")
         except Exception:  # no DICM prefix or a malformed meta group: the reader reports it
             return
-        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        if syntax == DeflatedExplicitVRLittleEndian:
             _check_inflated_size(handle, path, limits.max_inflated_bytes)
 
 

@@ -191,6 +191,13 @@ def _read_header(path: Path) -> Dataset:
 def _read_file(path: Path, limits: Limits) -> list[_Slice]:
     """Read one file into its slices (one, or one per frame), within ``limits``."""
     ds = read_dataset(path, limits)
+    try:
+        return _slices_of(ds, path)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:  # malformed header values
+        raise DicomReadError(f"malformed image header ({type(exc).__name__}: {exc})", path) from exc
+
+
+def _slices_of(ds: Dataset, path: Path) -> list[_Slice]:
     if "PixelData" not in ds:
         raise SeriesError(f"no pixel data (SOP class {ds.get('SOPClassUID', '?')})", path)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
@@ -337,8 +344,13 @@ def _stack(slices: list[_Slice]) -> np.ndarray:
     rows, cols = slices[0].pixels.shape
     voxels = np.empty((len(slices), rows, cols), dtype=np.float32)
     for k, s in enumerate(slices):
-        slope = float(s.header.get("RescaleSlope", 1) or 1)
-        intercept = float(s.header.get("RescaleIntercept", 0) or 0)
+        try:
+            slope = float(s.header.get("RescaleSlope", 1) or 1)
+            intercept = float(s.header.get("RescaleIntercept", 0) or 0)
+        except (TypeError, ValueError) as exc:
+            raise SeriesError(f"RescaleSlope / RescaleIntercept is not a number ({exc})", s.path) from exc
+        if not (np.isfinite(slope) and np.isfinite(intercept)):
+            raise SeriesError("RescaleSlope / RescaleIntercept is not finite", s.path)
         voxels[k] = s.pixels * slope + intercept  # in float64, rounded once to float32
         s.pixels = voxels[k]  # drop the stored values as we go
     return voxels

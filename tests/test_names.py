@@ -18,7 +18,7 @@ from localize.batch import run_study_process
 from localize.convert import convert_folder
 from localize.names import clean_label, safe_name, unique_name
 from localize.rtstruct import rtstruct_to_masks
-from localize.series import load_series
+from localize.series import Volume, load_series
 from localize.study import StudyPlan
 
 from test_limits import ct_slice, save
@@ -123,10 +123,14 @@ def test_batch_study_folders_are_safe_whatever_the_study_date(tmp_path):
     assert not (tmp_path / "escaped").exists() and files_under(tmp_path) <= {"out", "out/studies"}
 
 
-def rtstruct_on(reference: Path, names: list[object]) -> Dataset:
-    """An RTSTRUCT with one square contour per ROI on the slice ``reference``."""
-    ct = save(ct_slice(), reference)
-    ref = load_series([ct])
+def rtstruct_on(reference: Path, names: list[object]) -> tuple[Dataset, Volume]:
+    """An RTSTRUCT with one square contour per ROI on a slice written at ``reference``, and that slice loaded."""
+    ref = load_series([save(ct_slice(), reference)])
+    return rtstruct_for(ref, names), ref
+
+
+def rtstruct_for(ref: Volume, names: list[object]) -> Dataset:
+    """An RTSTRUCT with one square contour per ROI on the first slice of ``ref``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -152,7 +156,7 @@ def rtstruct_on(reference: Path, names: list[object]) -> Dataset:
         item.ReferencedROINumber = number
         item.ContourSequence = Sequence([contour])
         ds.ROIContourSequence.append(item)
-    return ds, ref
+    return ds
 
 
 def test_hostile_roi_names_become_one_line_bounded_labels(tmp_path):
