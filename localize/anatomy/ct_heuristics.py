@@ -32,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.spine import spine_segments
 from localize.metrics import zyx_to_lps
 
@@ -111,6 +112,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
     _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
     _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x)
+    _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
     _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml)
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
@@ -130,6 +132,8 @@ MARROW_HOLE_MM2 = 2500.0
 BOWEL_MIN_ML = 15.0
 BOWEL_BACKGROUND_FACTOR = 2.5
 BOWEL_FLATNESS = 2.0
+EDGE_FRACTION = 0.3  # an organ's rim reaches down to this fraction of its box's hottest uptake [REC]
+PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate")
 
@@ -333,33 +337,59 @@ def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxe
                 continue
             box = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
                    & soft & ~taken)
-            if box.sum() < 10:
+            for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
+                if box.sum() < 10:
+                    break
+                ref = float(np.percentile(suv[box], 99.5))
+                if ref <= 2.0 * background:
+                    break
+                avid = box & (suv >= 0.5 * ref)
+                labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
+                sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
+                fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
+                if name.startswith("kidney") and spine_y is not None and fits.size:
+                    # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
+                    centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
+                    fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+                if fits.size:
+                    break
+                box &= ~ndimage.binary_dilation(avid, iterations=2)
+            else:
                 continue
-            ref = float(np.percentile(suv[box], 99.5))
-            if ref <= 2.0 * background:
-                continue
-            avid = box & (suv >= 0.5 * ref)
-            labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-            if n == 0:
-                continue
-            sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
-            fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
-            if name.startswith("kidney") and spine_y is not None and fits.size:
-                # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
-                centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
-                fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
-            if fits.size == 0:
+            if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
                 continue
             organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
             # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
             parts, _ = ndimage.label(avid)
             near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
             organ |= np.isin(parts, near[near > 0])
+            # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
+            rim = soft & ~taken & (suv >= EDGE_FRACTION * ref)
+            organ |= ndimage.binary_dilation(organ, iterations=2, mask=rim)
             masks[name] = _fill_slices(organ)
             taken |= ndimage.binary_dilation(masks[name])
             found = True
         if not found:
             break
+
+
+def _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels) -> None:
+    """Heart above the diaphragm; aorta from the bifurcation up, tracked from L3 (or the nearest named level)."""
+    body, bone = masks["body"], masks["bone"]
+    if "diaphragm" in levels:
+        heart = heart_mask(hu, body, bone, lungs, spacing, z_mm, levels["diaphragm"], voxel_ml)
+        if heart is not None:
+            masks["heart"] = heart
+    start = next((levels[name] for name in ("L3", "L2", "L4", "L1", "T12") if name in levels), None)
+    if start is None or "spine" not in masks:
+        return
+    bottom = levels.get("aortic_bifurcation", float(z_mm.min()))
+    top = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].max()) if lungs.any() else float(z_mm.max())
+    aorta = aorta_mask(hu, body, bone, masks["spine"], spacing, z_mm, y_mm, x_mm, midline_x, start, bottom, top)
+    if aorta.any():
+        masks["aorta"] = aorta
+        if "heart" in masks:
+            masks["heart"] &= ~ndimage.binary_dilation(aorta)
 
 
 def _image_like(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
