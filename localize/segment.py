@@ -257,6 +257,10 @@ def segment_lesions(
     lesions: list[Lesion] = []
     for seed, mask in zip(accepted, masks):
         n = int(mask.sum())
+        if bone is not None and n and bone[mask].mean() >= 0.5 and detect[tuple(seed)] < bone_t:
+            # mostly inside bone though its hottest voxel is not (the CT's edge, the cortex's blur): marrow
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
+            continue
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue

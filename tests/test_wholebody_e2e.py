@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.imported import masks_from_label_map
@@ -166,3 +167,18 @@ def test_fluciclovine_lesions_found_without_organ_false_positives(fluciclovine_w
                                             <= max(8.0, t.diameter_mm) for les in seg.lesions)}
     assert found == {t.name for t in visible}
     assert len(seg.lesions) - len(used) <= 1  # spleen, kidneys, heart and marrow are not lesions
+
+
+def test_fluciclovine_pelvis_normal_femoral_marrow_is_not_a_lesion(phantom):
+    root, truth = phantom(StudySpec(seed=1, tracer="fluciclovine", extent="pelvis", ct_matrix=256, with_mr=False))
+    pet, ct = _load(root, truth)
+    anatomy = build_anatomy(ct.image, pet.image)
+    seg = segment_lesions(pet.image, anatomy, tracer_family="fluciclovine")
+    femora = _truth_masks(root, pet.image)
+    femora = femora["femur_left"] | femora["femur_right"]
+    labels = sitk.GetArrayFromImage(seg.labels)
+    assert not any(femora[labels == les.label].mean() >= 0.5 for les in seg.lesions)
+    visible = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
+    found = [t for t in visible if any(np.linalg.norm(np.subtract(les.target_lps_mm, t.center_lps_mm))
+                                       <= max(8.0, t.diameter_mm) for les in seg.lesions)]
+    assert len(found) == len(visible)
