@@ -98,7 +98,11 @@ def test_whole_body_lesions_found_and_physiology_left_out(whole_body):
             suv_errors.append(abs(lesions[k].suv_max - t.suv_max) / t.suv_max)
             regions.append(lesions[k].region == t.region)
     visible = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
-    assert len(used) >= len(visible) - 1  # the bladder-base recurrence may merge with the bladder wall
+    assert len(used) >= len(visible)
+    base = [t for t in truth.lesions if t.touches_bladder]
+    assert base
+    for t in base:  # under the bladder's partial-volume base slice, not swallowed by its spill-over
+        assert min(np.linalg.norm(np.subtract(les.target_lps_mm, t.center_lps_mm)) for les in lesions) <= 8.0, t.name
     assert len(lesions) - len(used) <= 1  # no salivary gland, kidney, liver or spleen edge called a lesion
     assert np.median(errors) <= 2.0
     assert np.median(suv_errors) <= 0.10

@@ -13,7 +13,7 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 * hips (iliac wings, acetabula, pubis) and femora: bone lateral to the spine
   below the sacral promontory; femoral heads where both meet;
 * urinary bladder: water-density (HU -20..30) component of the low pelvis
-  between the acetabula;
+  between the acetabula, out to its half-water edge where the PET shows urine;
 * prostate (intact gland): soft-tissue component of 12-120 ml on the midline within 6 cm
   behind the pubis, between the symphysis bottom and the bladder (absent after prostatectomy);
 * PET-avid organs (liver, spleen, kidneys, parotid and submandibular glands):
@@ -111,7 +111,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     ct_native = ct if ct is not None else _image_like(hu, grid)
     segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
     _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
-    _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x)
+    _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
     _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml)
@@ -284,7 +284,15 @@ def _in_z(mask: np.ndarray, z_mm: np.ndarray, z0: float, z1: float) -> np.ndarra
     return out
 
 
-def _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x) -> None:
+def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
+    """Urine: the water-density component of the low pelvis, out to its partial-volume edge.
+
+    The fluid range finds the urine; its edge is then placed where the CT reads half water,
+    half fat (``BLADDER_EDGE_HU``), one voxel out at most and only where the PET shows urine
+    (SUV at least ``BLADDER_EDGE_FRACTION`` x the urine median), so the mask is as wide on
+    every side, also where the grid cuts the base or dome between two slices. Tissue at the
+    wall that is cooler than urine (a recurrence at the bladder base) stays outside.
+    """
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
         return
     fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
@@ -292,8 +300,17 @@ def _bladder(hu, body, masks, levels, spacing, x_mm, z_mm, midline_x) -> None:
     window = (z_mm >= levels["symphysis_bottom"]) & (z_mm <= levels["pelvic_inlet"])
     near = np.abs(x_mm - midline_x) <= 60.0
     fluid &= window[:, None, None] & near[None, None, :]
-    if fluid.any():
-        masks["urinary_bladder"] = _largest(fluid)
+    if not fluid.any():
+        return
+    urine = _largest(fluid)
+    edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
+            & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
+    masks["urinary_bladder"] = urine | edge
+
+
+# Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
+BLADDER_EDGE_HU = -50.0
+BLADDER_EDGE_FRACTION = 0.4  # a blurred edge voxel of urine keeps about half its activity; a base lesion less [REC]
 
 
 def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml) -> None:
