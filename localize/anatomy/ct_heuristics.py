@@ -114,7 +114,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
-    _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml)
+    _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml)
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
                          voxel_ml)
     if bowel.any():
@@ -133,6 +133,8 @@ BOWEL_MIN_ML = 15.0
 BOWEL_BACKGROUND_FACTOR = 2.5
 BOWEL_FLATNESS = 2.0
 EDGE_FRACTION = 0.3  # an organ's rim reaches down to this fraction of its box's hottest uptake [REC]
+POLE_FRACTION = 0.2  # a pole cut off by a rib is a small part of its organ [REC]
+RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the CT can cut an organ's pole off [REC]
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate")
@@ -313,7 +315,7 @@ BLADDER_EDGE_HU = -50.0
 BLADDER_EDGE_FRACTION = 0.4  # a blurred edge voxel of urine keeps about half its activity; a base lesion less [REC]
 
 
-def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxel_ml) -> None:
+def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml) -> None:
     """Liver, spleen, kidneys, salivary glands: PET-avid soft tissue where each organ lies.
 
     Each organ has a box from the landmarks and a volume range [REC: adult organ volumes, liver
@@ -347,13 +349,15 @@ def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxe
             boxes[f"parotid_gland_{side}"] = ((top - 110, top), sel & (offset > 25), any_y, (8.0, 80.0))
             boxes[f"submandibular_gland_{side}"] = ((top - 160, top - 60), sel & (offset > 15), any_y, (2.0, 30.0))
     taken = np.zeros_like(body)
+    gap_vox = max(int(np.ceil(RIB_GAP_MM / float(spacing[1:].min()))), 1)
     for _ in range(3):
         found = False
         for name, ((z0, z1), xsel, ysel, (lo_ml, hi_ml)) in boxes.items():
             if name in masks:
                 continue
-            box = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
-                   & soft & ~taken)
+            zone = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
+                    & soft & ~taken)
+            box = zone.copy()
             for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
                 if box.sum() < 10:
                     break
@@ -382,6 +386,18 @@ def _avid_organs(hu, suv, body, masks, levels, z_mm, y_mm, x_mm, midline_x, voxe
             organ |= np.isin(parts, near[near > 0])
             # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
             rim = soft & ~taken & (suv >= EDGE_FRACTION * ref)
+            # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
+            # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
+            # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
+            cold_bone = masks["bone"] & (suv < EDGE_FRACTION * ref)
+            across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
+            parts, _ = ndimage.label(rim & zone)
+            for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
+                part = parts == lab
+                beside = ndimage.binary_dilation(part) & masks["bone"]
+                if (lab and part.sum() <= POLE_FRACTION * organ.sum()
+                        and not (beside.any() and suv[beside].max() > suv[part].max())):
+                    organ |= part
             organ |= ndimage.binary_dilation(organ, iterations=2, mask=rim)
             masks[name] = _fill_slices(organ)
             taken |= ndimage.binary_dilation(masks[name])
