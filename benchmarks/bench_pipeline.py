@@ -59,19 +59,21 @@ def batch(root: Path, n: int) -> None:
     for seed in range(100, 100 + n):
         make_study(root / f"s{seed}", StudySpec(seed=seed, extent="pelvis", ct_matrix=256, lesions=SMALL_LESIONS))
         shutil.copytree(root / f"s{seed}" / "dicom", archive / f"p{seed}")
-    times = {}
-    for workers in (1, 2):
-        out = root / f"batch{workers}"
-        t = time.perf_counter()
-        summary = run_batch(archive, out, BatchSettings(workers=workers, progress=False))
-        times[workers] = time.perf_counter() - t
-        assert summary["runs"].get("done") == n, summary
-    print(f"batch of {n} studies: 1 worker {times[1]:.1f} s, 2 workers {times[2]:.1f} s, "
-          f"speed-up {times[1] / times[2]:.2f}x (target >= 1.7x)")
-    finished = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2" / "catalog.sqlite").runs()}
+    for label, threads in (("default threads (cores // workers)", None), ("one thread per study", 1)):
+        times = {}
+        for workers in (1, 2):
+            out = root / f"batch{workers}-{threads}"
+            t = time.perf_counter()
+            summary = run_batch(archive, out, BatchSettings(workers=workers, progress=False,
+                                                            threads_per_study=threads))
+            times[workers] = time.perf_counter() - t
+            assert summary["runs"].get("done") == n, summary
+        print(f"batch of {n} studies, {label}: 1 worker {times[1]:.1f} s, 2 workers {times[2]:.1f} s, "
+              f"speed-up {times[1] / times[2]:.2f}x (target >= 1.7x)")
+    finished = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2-None" / "catalog.sqlite").runs()}
     t = time.perf_counter()
-    run_batch(archive, root / "batch2", BatchSettings(workers=2, progress=False))
-    again = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2" / "catalog.sqlite").runs()}
+    run_batch(archive, root / "batch2-None", BatchSettings(workers=2, progress=False))
+    again = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2-None" / "catalog.sqlite").runs()}
     redone = sum(again[uid] != when for uid, when in finished.items())
     print(f"resume of the finished batch: {time.perf_counter() - t:.1f} s, studies redone: {redone} of {n}")
 

@@ -48,7 +48,7 @@ PARENT_PID_VARIABLE = "LOCALIZE_BATCH_PID"  # a worker dies with the batch that 
 
 @dataclass
 class BatchSettings:
-    """How a batch runs. Times in seconds, memory in GiB of address space per study."""
+    """How a batch runs. Times in seconds, memory in GiB of resident memory per study."""
 
     workers: int = 2
     scheduler: str | None = None  # tcp://HOST:PORT of an existing Dask scheduler
@@ -59,6 +59,7 @@ class BatchSettings:
     pipeline: str | None = None  # name or file; default: chosen by tracer
     progress: bool = True
     deidentify: str | None = None  # key for pseudonyms (localize.privacy); never written anywhere
+    threads_per_study: int | None = None  # ITK/BLAS threads per study; None: local cores // workers (1 on a cluster)
 
 
 def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | None = None) -> dict[str, Any]:
@@ -143,9 +144,9 @@ def _run_all(todo, catalog: Catalog, out: Path, settings: BatchSettings) -> None
 
     if settings.scheduler:
         client, cluster = Client(settings.scheduler), None
-        threads = 1  # the cluster's machines are not known here: one thread per study
+        threads = settings.threads_per_study or 1  # the cluster's machines are not known here
     else:
-        threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        threads = settings.threads_per_study or max(1, (os.cpu_count() or 1) // settings.workers)
         # Each task only waits on a child process, so threads suffice locally.
         cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=False,
                                dashboard_address=None)

@@ -103,6 +103,8 @@ def pipelines_command() -> None:
 @click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Seconds allowed per study.")
 @click.option("--memory-limit", "memory_limit_gb", default=6.0, show_default=True,
               help="Resident memory allowed per study, GiB.")
+@click.option("--threads-per-study", type=click.IntRange(1), default=None,
+              help="ITK/BLAS threads per study (default: local cores // workers; 1 on a cluster).")
 @click.option("--mr-window-days", default=90.0, show_default=True,
               help="Pair each PET study with its patient's MR at most this many days apart.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -111,14 +113,16 @@ def pipelines_command() -> None:
                    "with this key (keyed hash; the key is never written). DICOM exports keep their identity.")
 @_one_line_errors
 def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None, force: bool,
-                  pipeline: str | None, timeout_s: float, memory_limit_gb: float, mr_window_days: float,
-                  quiet: bool, deidentify_key: str | None) -> None:
+                  pipeline: str | None, timeout_s: float, memory_limit_gb: float,
+                  threads_per_study: int | None, mr_window_days: float, quiet: bool,
+                  deidentify_key: str | None) -> None:
     """Run every PET study under ARCHIVE; resumable; one bad study never stops the rest."""
     from localize.batch import BatchSettings, format_summary, run_batch
 
     settings = BatchSettings(workers=workers, scheduler=scheduler, force=force, pipeline=pipeline,
                              timeout_s=timeout_s, memory_limit_gb=memory_limit_gb,
-                             mr_window_days=mr_window_days, progress=not quiet, deidentify=deidentify_key)
+                             mr_window_days=mr_window_days, progress=not quiet, deidentify=deidentify_key,
+                             threads_per_study=threads_per_study)
     summary = run_batch(archive, out, settings)
     click.echo(format_summary(summary))
     if summary["runs"].get("failed"):
