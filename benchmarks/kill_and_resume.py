@@ -23,20 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from conftest import build_small_archive  # noqa: E402
 from test_crash_safety import batch_command, check_consistent, kill_and_resume, results  # noqa: E402
-
-from localize.sample_data import LesionSpec, StudySpec, make_study  # noqa: E402
-
-
-def build_archive(root: Path) -> tuple[Path, Path]:
-    for seed in (31, 32):
-        built = root / f"phantom{seed}"
-        make_study(built, StudySpec(seed=seed, extent="pelvis", ct_matrix=128, with_mr=False,
-                                    lesions=(LesionSpec("obturator", 12, 8.0, "left"),)))
-        shutil.copytree(built / "dicom", root / "archive" / f"patient{seed}")
-    pipeline = root / "fast.yaml"
-    pipeline.write_text("extends: psma-salvage-rt\nexports: [findings, csv, rtstruct]\n")
-    return root / "archive", pipeline
 
 
 def main() -> int:
@@ -47,7 +35,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        archive, pipeline = build_archive(root)
+        archive, pipeline = build_small_archive(root)
         started = time.perf_counter()
         baseline = root / "baseline"
         subprocess.run(batch_command(archive, baseline, pipeline), check=True, capture_output=True)

@@ -47,19 +47,24 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="session")
-def small_archive(tmp_path_factory):
-    """Two patients' small PET/CT phantom studies (128 CT matrix, one nodal lesion each) and a fast pipeline file."""
+def build_small_archive(root: Path) -> tuple[Path, Path]:
+    """Two patients' small PET/CT phantom studies (128 CT matrix, one nodal lesion each) under
+    ``root/archive``, and a fast pipeline file; returns (archive, pipeline)."""
     import shutil
 
     from localize.sample_data import LesionSpec, StudySpec, make_study
 
-    root = tmp_path_factory.mktemp("small_archive")
     for seed in (31, 32):
-        built = tmp_path_factory.mktemp(f"phantom{seed}")
+        built = root / f"phantom{seed}"
         make_study(built, StudySpec(seed=seed, extent="pelvis", ct_matrix=128, with_mr=False,
                                     lesions=(LesionSpec("obturator", 12, 8.0, "left"),)))
         shutil.copytree(built / "dicom", root / "archive" / f"patient{seed}")
     pipeline = root / "fast.yaml"
     pipeline.write_text("extends: psma-salvage-rt\nexports: [findings, csv, rtstruct]\n")
     return root / "archive", pipeline
+
+
+@pytest.fixture(scope="session")
+def small_archive(tmp_path_factory):
+    """``build_small_archive`` once per session."""
+    return build_small_archive(tmp_path_factory.mktemp("small_archive"))
