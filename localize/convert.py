@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from localize import __version__
@@ -97,6 +98,19 @@ def _failed(series: Series, exc: LocalizeError) -> ConvertedSeries:
     return ConvertedSeries(series.series_instance_uid, series.modality, series.description, error=str(exc))
 
 
+def whole_numbers_as_int16(image: sitk.Image) -> sitk.Image:
+    """``image`` as Int16 when every value is a whole number in the int16 range (e.g. CT in HU), else as is.
+
+    Lossless; halves the file and the time to compress it.
+    """
+    values = sitk.GetArrayViewFromImage(image)
+    if values.size == 0 or values.min() < -32768 or values.max() > 32767:
+        return image
+    if not np.array_equal(values, np.rint(values)):
+        return image
+    return sitk.Cast(image, sitk.sitkInt16)
+
+
 def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, part: int | None,
                    taken: set[str]) -> ConvertedSeries:
     """Load one loadable group of files and write its NIfTI and sidecar."""
@@ -109,7 +123,7 @@ def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, p
         suv = pet.calibration.to_dict()
     else:
         volume = load_series(files, strict=strict)
-        image = volume.image
+        image = whole_numbers_as_int16(volume.image)
     warnings = list(volume.warnings) if volume else []
     sidecar = _sidecar(series, image, volume, warnings, suv, part)
     nifti = write_nifti(image, out / f"{unique_name(output_stem(series, part), taken, max_length=128)}.nii.gz", sidecar)

@@ -91,3 +91,17 @@ def test_cli_convert(archive, tmp_path):
     assert "3 series converted, 1 failed" in result.output
     assert len(list((tmp_path / "o").glob("*.nii.gz"))) == 3
     assert os.access(tmp_path / "o", os.W_OK)
+
+
+def test_whole_number_images_are_written_as_int16_losslessly():
+    import SimpleITK as sitk
+
+    from localize.convert import whole_numbers_as_int16
+
+    hu = sitk.GetImageFromArray(np.array([[[-1024.0, 0.0], [40.0, 3071.0]]], np.float32))
+    compact = whole_numbers_as_int16(hu)
+    assert compact.GetPixelID() == sitk.sitkInt16
+    assert np.array_equal(sitk.GetArrayFromImage(compact), sitk.GetArrayFromImage(hu))
+    for values in ([[[0.5, 1.0]]], [[[40000.0, 1.0]]]):  # a fraction, or out of the int16 range: kept as is
+        image = sitk.GetImageFromArray(np.array(values, np.float32))
+        assert whole_numbers_as_int16(image).GetPixelID() == sitk.sitkFloat32
