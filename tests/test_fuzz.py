@@ -130,20 +130,25 @@ def test_fuzz_index(tmp_path_factory, mutations, flips):
     run_target(base, "i", build, lambda folder: index_folder(folder))
 
 
+def two_slice_series(make_slice, mutations, flips):
+    """A builder of a two-slice series whose second slice is mutated and its bytes flipped."""
+
+    def build(folder):
+        first, second = make_slice(0.0), make_slice(2.0)
+        mutate(second, mutations)
+        ok = write_mutated(first, folder / "a.dcm", []) and write_mutated(second, folder / "b.dcm", flips)
+        return [folder / "a.dcm", folder / "b.dcm"] if ok else None
+
+    return build
+
+
 @seed(20240602)
 @fuzz_settings
 @given(st.lists(MUTATION, max_size=4), BYTE_FLIPS)
 def test_fuzz_load(tmp_path_factory, mutations, flips):
     base = tmp_path_factory.getbasetemp() / "fuzz-load"
     base.mkdir(exist_ok=True)
-
-    def build(folder):
-        first, second = ct_slice(0.0), ct_slice(2.0)
-        mutate(second, mutations)
-        ok = write_mutated(first, folder / "a.dcm", []) and write_mutated(second, folder / "b.dcm", flips)
-        return [folder / "a.dcm", folder / "b.dcm"] if ok else None
-
-    run_target(base, "l", build, load_series)
+    run_target(base, "l", two_slice_series(ct_slice, mutations, flips), load_series)
 
 
 @seed(20240603)
@@ -152,14 +157,7 @@ def test_fuzz_load(tmp_path_factory, mutations, flips):
 def test_fuzz_suv(tmp_path_factory, mutations, flips):
     base = tmp_path_factory.getbasetemp() / "fuzz-suv"
     base.mkdir(exist_ok=True)
-
-    def build(folder):
-        first, second = pet_slice(0.0), pet_slice(2.0)
-        mutate(second, mutations)
-        ok = write_mutated(first, folder / "a.dcm", []) and write_mutated(second, folder / "b.dcm", flips)
-        return [folder / "a.dcm", folder / "b.dcm"] if ok else None
-
-    run_target(base, "s", build, load_pet)
+    run_target(base, "s", two_slice_series(pet_slice, mutations, flips), load_pet)
 
 
 @seed(20240604)
