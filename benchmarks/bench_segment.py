@@ -8,8 +8,10 @@ tracer (sensitivity >= 8 mm / 5-8 mm with true SUVmax >= 4, false positives,
 median target error, SUVmax error, reference-region errors).
 
 Anatomy is built from the CT and PET alone unless ``--label-map`` adds the phantom's organ labels.
+``--seeds`` and ``--extent`` sweep phantom patients (seeds other than 1 were not used to tune the
+presets): the last lines pool every study per tracer into sensitivity and false positives per study.
 
-Run: python3 benchmarks/bench_segment.py [--ct-matrix 512] [--label-map]
+Run: python3 benchmarks/bench_segment.py [--ct-matrix 512] [--label-map] [--seeds 1 11 12] [--extent pelvis]
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ TRUTH_REFERENCE = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid
                    "l3_marrow": "marrow_l3"}
 
 
-def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False) -> dict:
-    truth = make_study(root, StudySpec(tracer=tracer, extent="whole_body", ct_matrix=ct_matrix, with_mr=False))
+def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, seed: int = 1,
+              extent: str = "whole_body") -> dict:
+    status = "post_prostatectomy" if extent == "whole_body" else "post_radiotherapy"  # both beds of recurrence
+    truth = make_study(root, StudySpec(tracer=tracer, extent=extent, status=status, ct_matrix=ct_matrix,
+                                       with_mr=False, seed=seed))
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
     labels, names = (read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json") if label_map
@@ -71,6 +76,9 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False) 
     found = [(t, matched[t.name]) for t in truth.lesions if t.name in matched]
     return {
         "tracer": tracer,
+        "study": f"{extent} seed {seed}",
+        "n_8mm": (sum(t.name in matched for t in big), len(big)),
+        "n_5_8mm": (sum(t.name in matched for t in small), len(small)),
         "voxels": int(suv.size),
         "baseline_s": baseline_s,
         "anatomy_s": t1 - t0,
@@ -92,10 +100,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ct-matrix", type=int, default=512)
     parser.add_argument("--label-map", action="store_true", help="add the phantom's organ label map to the CT anatomy")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--extent", nargs="+", default=["whole_body"], choices=["whole_body", "pelvis"])
     args = parser.parse_args()
+    pooled = {tracer: [] for tracer in FAMILY}
     with tempfile.TemporaryDirectory() as tmp:
-        for tracer in FAMILY:
-            r = one_study(Path(tmp) / tracer, tracer, args.ct_matrix, args.label_map)
+        for extent, seed, tracer in ((e, s, t) for e in args.extent for s in args.seeds for t in FAMILY):
+            r = one_study(Path(tmp) / f"{extent}{seed}{tracer}", tracer, args.ct_matrix, args.label_map, seed, extent)
+            pooled[tracer].append(r)
+            print(r["study"])
             total = r["anatomy_s"] + r["reference_s"] + r["segment_s"]
             print(f"{tracer:13s} {r['voxels'] / 1e6:.1f} Mvox  anatomy {r['anatomy_s']:.2f} s  reference "
                   f"{r['reference_s']:.2f} s  segment {r['segment_s']:.2f} s  total {total:.2f} s "
@@ -103,6 +116,18 @@ def main() -> None:
             print(f"{'':13s} sensitivity >=8 mm {r['sens_8mm']}, 5-8 mm {r['sens_5_8mm']}, missed {r['missed']}, "
                   f"FP {r['false_positives']}, target err median {r['target_err_median_mm']:.2f} mm, "
                   f"SUVmax err median {r['suvmax_err_median_pct']:.1f} %, reference err % {r['reference_err_pct']}")
+    if len(args.seeds) * len(args.extent) > 1:
+        for tracer, runs in pooled.items():
+            found, n = (sum(r["n_8mm"][i] for r in runs) for i in (0, 1))
+            found_small, n_small = (sum(r["n_5_8mm"][i] for r in runs) for i in (0, 1))
+            fp = sum(r["false_positives"] for r in runs)
+            print(f"pooled {tracer:13s} {len(runs)} studies: sensitivity >=8 mm {found}/{n} = {found / n:.3f}, "
+                  f"5-8 mm {found_small}/{n_small}, false positives {fp / len(runs):.2f} per study")
+            errors = {name: [abs(r["reference_err_pct"][name]) for r in runs if name in r["reference_err_pct"]]
+                      for name in TRUTH_REFERENCE}
+            print(f"{'':20s} reference |error| % median / max / within 5 %: " + ", ".join(
+                f"{name} {np.median(e):.1f} / {max(e):.1f} / {sum(v <= 5 for v in e)}/{len(e)}"
+                for name, e in errors.items() if e))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak memory (whole process, incl. phantom generation) {peak_gb:.2f} GB")
 

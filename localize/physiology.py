@@ -147,6 +147,7 @@ def suppression_for(
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
+        mask = with_partial_volume_rim(suv, mask)
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
@@ -170,6 +171,18 @@ def suppression_for(
         if tracks.any():
             out.organ["ureters"] = tracks
     return out
+
+
+def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray) -> np.ndarray:
+    """``organ`` grown by the touching voxels that hold at least half its median SUV and no more than it.
+
+    A urine-filled organ's edge on PET lies where the SUV falls to half the urine's (a CT mask drawn
+    out to the wall leaves some of those voxels outside, raggedly): left out, they would stand out of
+    the spill-over of their shell like a lesion. A lesion hotter than the urine stays outside.
+    """
+    level = float(np.median(suv[organ]))
+    rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
+    return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
 
 
 def flatten_halo(

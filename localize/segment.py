@@ -110,7 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bone_suv=3.0,
         reference_region="blood_pool",
         bone_reference_region="marrow",
-        grow_floor_suv=2.2,
+        grow_floor_suv=2.0,
         suppress_organs=("pancreas",),
         suppress_excess_organs=("liver", "spleen", "kidneys", "bowel", "prostate"),
         halo_organs=("urinary_bladder",),
@@ -207,6 +207,8 @@ def segment_lesions(
                         f"floor SUV {s.detect_suv:g} instead of the {s.method} threshold")
     soft_t, bone_t = detection_thresholds(s, references or {}, floor_without_reference=bool(warnings))
     bone = anatomy.mask("bone")
+    if bone is not None and s.method == "percist" and s.bone_reference_region is not None:
+        bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
     if bone is not None:
         threshold[bone] = bone_t
@@ -229,7 +231,9 @@ def segment_lesions(
     organ_any = physio.any_organ(suv.shape)
     detect = physio.detection  # SUV with urine spill-over flattened: lesions touching the bladder keep their maximum
 
-    seeds = _hot_spots(detect, spacing, s)
+    # spill-over residue that does not stand out of its noise is no hot spot: it must not take the place
+    # of a node beside it in the minimum separation of hot spots
+    seeds = _hot_spots(np.where(physio.significant, detect, 0.0), spacing, s)
     candidates: list[Candidate] = []
     accepted: list[np.ndarray] = []
     candidates += _organ_hot_spots(pet_suv, suv, physio, s.audit_min_suv)
@@ -284,6 +288,23 @@ def segment_lesions(
     )
 
 
+MARROW_CORE_MM = 6.0  # bone at least this deep (>= 12 mm thick: vertebral bodies, pelvis, femora) holds marrow
+MARROW_REACH_MM = 8.0  # ... whose uptake the PSF spreads this far through its cortex [REC]
+
+
+def marrow_bearing(bone: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Bone (bool z, y, x) within ``MARROW_REACH_MM`` of bone at least ``MARROW_CORE_MM`` deep.
+
+    Thin bone (ribs, cortical shells) shows no marrow uptake at PET resolution: a lesion there
+    stands against soft tissue, not against the marrow reference [REC].
+    """
+    depth = ndimage.distance_transform_edt(bone, sampling=spacing)
+    core = depth >= MARROW_CORE_MM
+    if not core.any():
+        return core
+    return bone & (ndimage.distance_transform_edt(~core, sampling=spacing) <= MARROW_REACH_MM)
+
+
 def _hot_spots(suv: np.ndarray, spacing: np.ndarray, s: SegmentationSettings) -> np.ndarray:
     """Local maxima (z, y, x rows) at least ``audit_min_suv``, hottest first, ``min_separation_mm`` apart."""
     detect = suv
@@ -309,8 +330,14 @@ def _hot_spots(suv: np.ndarray, spacing: np.ndarray, s: SegmentationSettings) ->
 
 
 def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression, audit_min_suv: float) -> list[Candidate]:
-    """The hottest voxel of each suppressed organ (each connected part), for the audit list."""
+    """The hottest voxel of each suppressed organ (each connected part) and of each spill-over halo, for the audit list."""
     out = []
+    for name, (noise, _) in physio.halo.items():
+        spill = (noise > 0) & ~physio.significant
+        if spill.any():
+            at = np.unravel_index(int(np.argmax(np.where(spill, suv, -np.inf))), suv.shape)
+            if suv[at] >= audit_min_suv:
+                out.append(_candidate(pet_suv, np.array(at), float(suv[at]), f"physiological: {name} spill-over"))
     for name, mask in physio.organ.items():
         labels, n = ndimage.label(mask)
         if n == 0:
@@ -331,9 +358,6 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
     for name, (mask, limit) in physio.excess.items():
         if mask[at] and value < limit:
             return f"physiological: {name}"
-    for name, (noise, _) in physio.halo.items():
-        if noise[at] > 0 and not physio.significant[at]:
-            return f"physiological: {name} spill-over"
     return None
 
 

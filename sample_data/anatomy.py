@@ -175,7 +175,10 @@ def _wing(sign: int) -> Ellipsoid:
 
 def vessel_paths() -> dict[str, np.ndarray]:
     """Vessel centre lines (N x 3 LPS mm) by name; iliac ones per side, sign +1 = left."""
-    p = {"aorta": np.array([(15, -10, 600), (15, 15, 450), (10, 12, 300), (8, 8, Z_AORTIC_BIFURCATION)], float),
+    # ascending aorta and arch above the heart; the descending thoracic aorta runs left of the spine behind
+    # the heart (clear of it by a fat plane), through the hiatus at T12 to lie in front of the lumbar spine
+    p = {"aorta": np.array([(15, -10, 600), (22, 20, 545), (28, 34, 480), (28, 34, 420), (20, 22, 350),
+                            (10, 12, 300), (8, 8, Z_AORTIC_BIFURCATION)], float),
          "inferior_vena_cava": np.array([(-25, 0, 400), (-22, 12, 330), (-20, 14, 182)], float)}
     for sign, side in ((1, "left"), (-1, "right")):
         m = lambda q: _mirror(q, sign)  # noqa: E731
@@ -209,7 +212,7 @@ def _spine() -> list[tuple[str, Shape, Shape | None]]:
     out = []
     for name, (z0, z1) in VERTEBRAE.items():
         zc, yc = (z0 + z1) / 2, _spine_y((z0 + z1) / 2)
-        a = 24 if name[11] == "L" else 17 if name[11] == "T" else 12
+        a = {"L": 24, "T": 17, "C": 12}[name.removeprefix("vertebrae_")[0]]  # half-width: lumbar ~48 mm wide
         body = Ellipsoid((0, yc, zc), (a, a * 0.8, (z1 - z0) * 0.75), clip_lo=(-99, -999, z0), clip_hi=(99, 999, z1))
         out.append((name, body, body.shrunk(3)))
         canal_y = yc + a * 0.8 + 9
@@ -245,9 +248,12 @@ def _soft_tissues(status: str) -> list[tuple[str, Shape]]:
         s.append((f"parotid_gland_{side}", Ellipsoid(m((50, 20, 695)), (14, 20, 25))))
         s.append((f"submandibular_gland_{side}", Ellipsoid(m((35, -30, 660)), (11, 12, 11))))
     s += [("heart", Ellipsoid((20, -30, 450), (62, 52, 62))),
-          ("liver", Ellipsoid((-60, 0, 365), (105, 85, 75), clip_hi=(55, 200, 999))),
+          # right lobe, and the left lobe crossing the midline in front (the pancreas and aorta lie behind it)
+          ("liver", Ellipsoid((-70, 5, 365), (95, 85, 75), clip_hi=(-5, 200, 999))),
+          ("liver", Ellipsoid((-10, -30, 385), (65, 40, 45), clip_hi=(55, 200, 999))),
           ("spleen", Ellipsoid((95, 45, 375), (32, 42, 55))), ("stomach", Ellipsoid((45, -30, 370), (45, 35, 45)))]
-    s += [("pancreas", c) for c in tube([(-30, 10, 330), (20, 18, 338), (70, 30, 345)], 13)]
+    # head by the duodenum, neck and body in front of the aorta, tail up to the splenic hilum
+    s += [("pancreas", c) for c in tube([(-30, -2, 322), (10, -12, 335), (45, -5, 345), (70, 15, 350)], 12)]
     rows = []
     for k, z in enumerate((245, 220, 195, 170)):
         xs = np.linspace(-70, 70, 6) * (1 if k % 2 == 0 else -1)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from localize.errors import ConfigError
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
 VENDORS = ("siemens", "ge", "philips")

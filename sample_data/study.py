@@ -207,7 +207,7 @@ def make_study(out_root: Path, spec: StudySpec = StudySpec()) -> StudyTruth:
                                    p.center_mm, to_mr(p.center_mm), _true_suv_max(suv_nf, pet_grid, vox),
                                    les.diameter_mm, p.touches_bladder))
     uptake = UPTAKE[spec.tracer]
-    refs = {"liver": ((-95, 10, 345), uptake["liver"]), "aortic_blood_pool": ((14, 14, 420), uptake["blood"]),
+    refs = {"liver": ((-95, 10, 345), uptake["liver"]), "aortic_blood_pool": ((28, 34, 430), uptake["blood"]),
             "parotid": ((50, 20, 695), uptake["parotid"]), "spleen": ((95, 45, 375), uptake["spleen"]),
             "l3_marrow": (an.vertebra_center("vertebrae_L3"), uptake["marrow"])}
     series_dirs = {"CT": str(ct_dir.relative_to(out_root)), "MR": str(mr_dir.relative_to(out_root))

@@ -49,29 +49,48 @@ def test_statistics_and_plausibility_warning():
     assert regions["liver"].suv_sd == pytest.approx(0.0, abs=1e-6)
     assert "check patient weight" in regions["liver"].warning
     assert regions["spleen"].suv_mean == pytest.approx(4.0) and regions["spleen"].warning is None
-    # spleen VOI is the organ eroded by one voxel
+    # spleen VOI is the organ's core, clear of its edge
     assert regions["spleen"].n_voxels < spleen.sum()
     assert np.allclose(regions["spleen"].centre_lps_mm, image.TransformIndexToPhysicalPoint((5, 5, 5)))
     assert regions["liver"].to_dict()["centre_lps_mm"] == list(regions["liver"].centre_lps_mm)
 
 
-def test_whole_body_phantom_reference_means_within_5_percent(phantom):
-    root, truth = phantom(extent="whole_body", tracer="dcfpyl")
+OURS = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
+        "l3_marrow": "marrow_l3"}
+
+
+def _whole_body_regions(phantom, tracer: str, pet_noise: float, label_map: bool):
+    root, truth = phantom(extent="whole_body", tracer=tracer, pet_noise=pet_noise)
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
-    label_map, names = read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json")
-    anatomy = build_anatomy(ct, pet, label_map=label_map, label_names=names)
-    regions = reference_regions(pet, anatomy, "psma_f18_renal")
-    ours = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
-            "l3_marrow": "marrow_l3"}
-    assert set(truth.reference_regions) == set(ours)
-    for name, expected in truth.reference_regions.items():
-        got = regions[ours[name]]
-        # the truth is the unblurred tissue value; a vertebral body 25 mm tall, seen at 6 mm FWHM on 4 mm
-        # voxels, keeps no voxel free of the cortex's and discs' partial volume: marrow is read ~5-20 % low
-        # the PERCIST blood-pool cylinder (1 x 2 cm) holds ~25 PET voxels of ~20 % CoV, spatially correlated:
-        # its mean scatters by ~5 % from level to level of the aorta
-        tolerance = 0.20 if name == "l3_marrow" else 0.10 if name == "aortic_blood_pool" else 0.05
-        assert got.suv_mean == pytest.approx(expected["suv_mean"], rel=tolerance), name
-        assert np.linalg.norm(np.subtract(got.centre_lps_mm, expected["center_lps_mm"])) < 120, name
+    labels, names = (read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json") if label_map
+                     else (None, None))
+    anatomy = build_anatomy(ct, pet, label_map=labels, label_names=names)
+    family = {"dcfpyl": "psma_f18_renal", "fluciclovine": "fluciclovine"}[tracer]
+    return truth, reference_regions(pet, anatomy, family)
+
+
+@pytest.mark.parametrize("label_map", [False, True], ids=["ct-only", "label-map"])
+@pytest.mark.parametrize("tracer", ["dcfpyl", "fluciclovine"])
+def test_whole_body_reference_means_without_noise_within_5_percent(phantom, tracer, label_map):
+    # noise-free PET: what is left is the placement and partial-volume bias of each VOI
+    truth, regions = _whole_body_regions(phantom, tracer, 0.0, label_map)
+    expected = {name: v for name, v in truth.reference_regions.items() if OURS[name] in regions}
+    # fluciclovine reads blood pool and marrow (§4.4); its faint parotids and spleen may go unfound on PET
+    assert set(expected) >= ({"liver", "aortic_blood_pool", "l3_marrow"} if tracer == "fluciclovine" else set(OURS))
+    for name, value in expected.items():
+        got = regions[OURS[name]]
+        assert got.suv_mean == pytest.approx(value["suv_mean"], rel=0.05), name
+        if not (tracer == "fluciclovine" and name == "aortic_blood_pool"):  # fluciclovine's is at L3 (§4.2)
+            assert np.linalg.norm(np.subtract(got.centre_lps_mm, value["center_lps_mm"])) < 120, name
         assert got.warning is None
+
+
+def test_whole_body_phantom_reference_means_with_noise(phantom):
+    truth, regions = _whole_body_regions(phantom, "dcfpyl", 1.0, True)
+    assert set(truth.reference_regions) == set(OURS)
+    for name, expected in truth.reference_regions.items():
+        # organ VOIs hold hundreds of voxels; the 1 x 6 cm blood-pool cylinder ~70 and the L3 marrow core ~45
+        # voxels of 15-20 % noise correlated over the PSF: their means scatter by ~5 % (bias above: < 2 %)
+        tolerance = 0.12 if name in ("aortic_blood_pool", "l3_marrow") else 0.05
+        assert regions[OURS[name]].suv_mean == pytest.approx(expected["suv_mean"], rel=tolerance), name

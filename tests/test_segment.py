@@ -9,7 +9,8 @@ from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
-from localize.segment import SegmentationSettings, segment_lesions, settings_for
+from localize.physiology import with_partial_volume_rim
+from localize.segment import SegmentationSettings, marrow_bearing, segment_lesions, settings_for
 
 SPACING = 4.0  # mm, isotropic
 SHAPE = (50, 60, 60)  # z, y, x
@@ -137,3 +138,33 @@ def test_percist_threshold_uses_the_liver_reference():
     assert seg.thresholds["soft_tissue_suv"] == pytest.approx(1.5 * 5.0, abs=0.05)  # uniform liver: SD 0
     found = {n for n in LESIONS if any(np.linalg.norm(np.subtract(les.peak_lps_mm, LESIONS[n][0])) <= 8 for les in seg.lesions)}
     assert "node" in found and "touching_b" not in found or _nearest(seg.lesions, LESIONS["touching_b"][0]).suv_max >= 7.5
+
+
+def test_marrow_threshold_holds_in_thick_bone_only():
+    spacing = np.array([4.0, 4.0, 4.0])
+    bone = np.zeros((30, 30, 30), bool)
+    bone[5:25, 5:15, 5:15] = True  # a vertebral body, 40 mm thick
+    bone[5:25, 20:22, 5:25] = True  # a rib, 8 mm thick
+    zone = marrow_bearing(bone, spacing)
+    assert zone[5:25, 5:15, 5:15].all()  # cortex included: the marrow's uptake reaches through it
+    assert not zone[:, 20:22, :].any()
+    assert not (zone & ~bone).any()
+
+
+def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
+    # a bladder whose CT mask stops short of its PET edge in places: the half-urine voxels left outside
+    # stand out of their shell's median; a faint node 9 mm off the wall must still come out
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 45.0
+    node_centre = (BLADDER[0][0] + BLADDER[1][0] + 9.0, BLADDER[0][1], BLADDER[0][2])
+    activity[_ellipsoid(node_centre, (4.0, 4.0, 4.0))] += 8.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    ragged = bladder & ~(ndimage.binary_dilation(~bladder) & (np.indices(SHAPE).sum(0) % 2 == 0))
+    assert (with_partial_volume_rim(suv, ragged) & ~ragged).sum() > 0.5 * (bladder & ~ragged).sum()
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": ragged}), tracer_family="psma_ga68")
+    assert len(seg.lesions) == 1
+    assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0

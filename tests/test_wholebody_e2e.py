@@ -83,6 +83,18 @@ def test_organs_match_the_label_map(whole_body):
     for name in ("spleen", "parotid_gland_left", "parotid_gland_right", "submandibular_gland_left",
                  "submandibular_gland_right"):
         assert name in ours and (ours[name] & reference[name]).sum() >= 0.5 * ours[name].sum(), name
+    assert "pancreas" not in ours  # not avid with a PSMA ligand
+
+
+def test_avid_fluciclovine_pancreas_is_found_and_no_lesion(phantom):
+    root, truth = phantom(StudySpec(seed=1, tracer="fluciclovine", extent="whole_body", ct_matrix=256, with_mr=False))
+    pet, ct = _load(root, truth)
+    result = analyse(pet, ct, None, [], "fluciclovine", default_pipeline("fluciclovine"))
+    ours, reference = result.anatomy.masks, _truth_masks(root, pet.image)
+    assert _dice(ours["pancreas"], reference["pancreas"]) >= 0.7
+    assert _dice(ours["liver"], reference["liver"]) >= 0.9  # the pancreas is taken out of the liver grown into it
+    labels = sitk.GetArrayFromImage(result.segmentation.labels)
+    assert not any(reference["pancreas"][labels == les.label].any() for les in result.findings.lesions)
 
 
 def test_whole_body_lesions_found_and_physiology_left_out(whole_body):

@@ -1,12 +1,14 @@
 """Aorta and heart from a non-contrast CT on the PET grid, after the spine landmarks.
 
 * aorta: a round soft-tissue tube (blood ~40 HU, wall-to-wall 20-30 mm [REC: adult abdominal aorta
-  ~2 cm, descending thoracic ~2.5 cm]) lying just anterior (and left) of the vertebral bodies from the
-  bifurcation to the thorax. Tracked slice by slice from the L3 level (the fluciclovine blood-pool
-  level, DOMAIN.md §4.2) upwards and downwards: in each slice the deepest point of soft tissue
-  (in-plane distance to the nearest non-soft voxel) near the previous centre. Where it merges with
-  the heart or another organ of the same density the centre is carried on from the slices below, and
-  those slices are left out of the mask (its wall is not seen there).
+  ~2 cm, descending thoracic ~2.5 cm]) lying just anterior (and left) of the lumbar vertebral bodies
+  and left of the thoracic ones, behind the heart. Tracked slice by slice upwards and downwards from
+  two starts: the L3 level (the fluciclovine blood-pool level, DOMAIN.md §4.2), in front of the
+  vertebral body, and the T8 level (the PERCIST blood-pool level), beside it on the left; in each
+  slice the deepest point of soft tissue (in-plane distance to the nearest non-soft voxel) near the
+  previous centre. Where it merges with the heart, the crura or another organ of the same density
+  the centre is carried on, and those slices are left out of the mask (its wall is not seen there):
+  the second start finds the thoracic aorta again above the hiatus.
 * heart: the large soft-tissue mass between the lungs above the diaphragm: the opening of soft
   tissue by a ``HEART_CORE_MM`` ball (the chest wall and vessels are thinner) in its largest
   component between the lungs.
@@ -23,7 +25,9 @@ from scipy import ndimage
 AORTA_RADIUS_MM = (6.0, 17.0)  # in-plane depth of the lumen centre: 12-34 mm wide [REC]
 AORTA_STEP_MM = 6.0  # the centre line moves at most this much between neighbouring slices [REC]
 MERGE_MARGIN_PX = 0.75  # a lumen this much deeper than at the start has merged with a neighbour (voxels) [REC]
-AORTA_WINDOW_MM = 45.0  # the aorta lies within this AP distance in front of the vertebral body [REC]
+# Where the aorta's centre lies relative to the vertebral body's front (y) and the midline (x, + = left),
+# mm: in front of a lumbar body, left beside a thoracic one [REC: cross-sectional anatomy].
+AORTA_WINDOWS_MM = {"abdominal": ((-45.0, 5.0), (-15.0, 35.0)), "thoracic": ((-15.0, 25.0), (5.0, 55.0))}
 HEART_CORE_MM = 15.0  # the heart is ~12 cm wide [REC]; chest wall and great vessels are under 3 cm thick
 HEART_ML = (250.0, 2000.0)  # heart with blood, adult [REC]
 _SOFT_HU = (-30.0, 120.0)
@@ -34,30 +38,38 @@ def _soft(hu: np.ndarray, body: np.ndarray, bone: np.ndarray) -> np.ndarray:
 
 
 def aorta_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, spine: np.ndarray, spacing: np.ndarray,
-               z_mm: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray, midline_x: float, start_z_mm: float,
+               z_mm: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray, midline_x: float, starts_z_mm: dict[str, float],
                bottom_z_mm: float, top_z_mm: float) -> np.ndarray:
-    """The aorta (bool z, y, x) from ``bottom_z_mm`` (bifurcation) to ``top_z_mm``, tracked from ``start_z_mm``.
+    """The aorta (bool z, y, x) from ``bottom_z_mm`` (bifurcation) to ``top_z_mm``.
 
-    ``spine`` holds the vertebral bodies; the search starts at the slice nearest ``start_z_mm``
-    in front of the vertebral body, left of the midline first.
+    ``starts_z_mm`` maps a window of ``AORTA_WINDOWS_MM`` ("abdominal", "thoracic") to the level
+    where a track starts, in order; ``spine`` holds the vertebral bodies. A track ends where an
+    earlier one has drawn.
     """
     soft = _soft(hu, body, bone)
     out = np.zeros(hu.shape, bool)
     slices = np.flatnonzero((z_mm >= min(bottom_z_mm, top_z_mm)) & (z_mm <= max(bottom_z_mm, top_z_mm)))
     if slices.size == 0:
         return out
-    k0 = int(slices[np.argmin(np.abs(z_mm[slices] - start_z_mm))])
-    start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, midline_x)
-    if start is None:
-        return out
+    for window, start_z_mm in starts_z_mm.items():
+        k0 = int(slices[np.argmin(np.abs(z_mm[slices] - start_z_mm))])
+        start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, midline_x, AORTA_WINDOWS_MM[window])
+        if start is not None:
+            _track(soft, spacing, y_mm, x_mm, slices, k0, start, out)
+    return out
+
+
+def _track(soft: np.ndarray, spacing: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray, slices: np.ndarray, k0: int,
+           start: tuple[float, float, float], out: np.ndarray) -> None:
+    """Follow the tube found at slice ``k0`` (``start`` = y, x, radius mm) up and down ``slices``; draw it into ``out``."""
     yy, xx = y_mm[:, None], x_mm[None, :]
     for direction in (1, -1):
         centre, radius, merged = start[:2], start[2], 0
         k = k0 if direction == 1 else k0 - 1
         while slices.min() <= k <= slices.max():
             found = _centre_near(soft[k], spacing, y_mm, x_mm, centre)
-            if found is None:
-                break
+            if found is None or out[k].any():
+                break  # lost, or joined the track of the other start
             if found[2] > min(AORTA_RADIUS_MM[1], start[2] + MERGE_MARGIN_PX * spacing[1]):
                 # merged with a neighbour of the same density (heart, pancreas, crus): carry the centre line on
                 merged += 1
@@ -69,18 +81,19 @@ def aorta_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, spine: np.nda
             disc = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= (radius + 0.5 * spacing[1]) ** 2
             out[k] |= disc & soft[k]
             k += direction
-    return out
 
 
 def _first_centre(soft: np.ndarray, spine: np.ndarray, spacing: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray,
-                  midline_x: float) -> tuple[float, float, float] | None:
-    """(y, x, radius) mm of the roundest tube of aortic size in front of the vertebral body of one slice."""
+                  midline_x: float, window_mm: tuple[tuple[float, float], tuple[float, float]]
+                  ) -> tuple[float, float, float] | None:
+    """(y, x, radius) mm of the roundest tube of aortic size in ``window_mm`` beside the vertebral body of one slice."""
     if not spine.any():
         return None
     front_y = float(y_mm[np.flatnonzero(spine.any(1)).min()])
     depth = ndimage.distance_transform_edt(soft, sampling=spacing[1:])
-    window = (((y_mm >= front_y - AORTA_WINDOW_MM) & (y_mm <= front_y + 5.0))[:, None]
-              & ((x_mm >= midline_x - 15.0) & (x_mm <= midline_x + 35.0))[None, :])
+    (y0, y1), (x0, x1) = window_mm
+    window = (((y_mm >= front_y + y0) & (y_mm <= front_y + y1))[:, None]
+              & ((x_mm >= midline_x + x0) & (x_mm <= midline_x + x1))[None, :])
     peaks = (depth == ndimage.maximum_filter(depth, size=3)) & window
     peaks &= (depth >= AORTA_RADIUS_MM[0]) & (depth <= AORTA_RADIUS_MM[1])
     if not peaks.any():

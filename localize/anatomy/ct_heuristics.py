@@ -115,6 +115,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
     _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml)
+    _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml)
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
                          voxel_ml)
     if bowel.any():
@@ -137,7 +138,7 @@ POLE_FRACTION = 0.2  # a pole cut off by a rib is a small part of its organ [REC
 RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the CT can cut an organ's pole off [REC]
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
-              "lung_right", "prostate")
+              "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
 
 
 def _union(masks: dict[str, np.ndarray], names: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -406,19 +407,69 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
             break
 
 
+# The pancreas where it is avid (fluciclovine, more so than the liver: DOMAIN.md §3.7): uptake above
+# PANCREAS_OVER_LIVER x the liver's median between the levels of T10 and L3 [R: Gray's Anatomy, body
+# at L1-L2], at least PANCREAS_MIN_ML, PANCREAS_MIN_LENGTH_MM long and PANCREAS_ELONGATION x longer
+# than thick, its long axis within 30 degrees of the axial plane [REC: adult pancreas ~15 cm long,
+# 2-3 cm thick, lying across the spine; a liver metastasis or a node is round, a para-aortic chain
+# runs along the spine].
+PANCREAS_OVER_LIVER = 1.15
+PANCREAS_MIN_ML = 5.0
+PANCREAS_MIN_LENGTH_MM = 50.0
+PANCREAS_ELONGATION = 2.5
+PANCREAS_MAX_AXIS_Z = 0.5  # sin 30 degrees
+_NOT_PANCREAS = ("bone", "kidney_left", "kidney_right", "spleen", "aorta", "urinary_bladder")
+
+
+def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> None:
+    """An avid pancreas, taken out of the liver that a PET-based rule grows into it."""
+    top, bottom, liver = levels.get("T10"), levels.get("L3"), masks.get("liver")
+    if top is None or bottom is None or liver is None or not liver.any():
+        return
+    liver_level = float(np.median(suv[liver]))
+    band = ((z_mm >= bottom) & (z_mm <= top))[:, None, None]
+    hot = (band & body & (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & (suv >= PANCREAS_OVER_LIVER * liver_level)
+           & ~_union(masks, _NOT_PANCREAS, body.shape))
+    labels, n = ndimage.label(hot)
+    pancreas = np.zeros_like(hot)
+    for lab in range(1, n + 1):
+        part = labels == lab
+        if part.sum() * voxel_ml >= PANCREAS_MIN_ML and _lies_across(np.argwhere(part) * spacing):
+            pancreas |= part
+    if not pancreas.any():
+        return
+    # its blurred rim, down to halfway between the liver's uptake and its own
+    rim_level = 0.5 * (liver_level + float(np.median(suv[pancreas])))
+    pancreas |= ndimage.binary_dilation(pancreas, iterations=1) & (suv >= rim_level) & body & band
+    masks["pancreas"] = pancreas
+    masks["liver"] = liver & ~pancreas
+
+
+def _lies_across(points_mm: np.ndarray) -> bool:
+    """True when points (z, y, x mm) form a rod at least ``PANCREAS_MIN_LENGTH_MM`` long, elongated and transverse."""
+    variances, axes = np.linalg.eigh(np.cov(points_mm.T))  # ascending
+    sd = np.sqrt(np.maximum(variances, 0.0))
+    length = 2.0 * np.sqrt(3.0) * sd[-1]  # extent of a uniform rod with this SD
+    return bool(length >= PANCREAS_MIN_LENGTH_MM and sd[-1] >= PANCREAS_ELONGATION * sd[-2]
+                and abs(axes[0, -1]) <= PANCREAS_MAX_AXIS_Z)
+
+
 def _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels) -> None:
-    """Heart above the diaphragm; aorta from the bifurcation up, tracked from L3 (or the nearest named level)."""
+    """Heart above the diaphragm; aorta from the bifurcation up, tracked from T8 (or the nearest named
+    mid-thoracic level) and from L3 (or the nearest named lumbar level)."""
     body, bone = masks["body"], masks["bone"]
     if "diaphragm" in levels:
         heart = heart_mask(hu, body, bone, lungs, spacing, z_mm, levels["diaphragm"], voxel_ml)
         if heart is not None:
             masks["heart"] = heart
-    start = next((levels[name] for name in ("L3", "L2", "L4", "L1", "T12") if name in levels), None)
-    if start is None or "spine" not in masks:
+    starts = {window: next((levels[name] for name in names if name in levels), None)
+              for window, names in (("thoracic", ("T8", "T9", "T7")), ("abdominal", ("L3", "L2", "L4", "L1", "T12")))}
+    starts = {window: z for window, z in starts.items() if z is not None}
+    if not starts or "spine" not in masks:
         return
     bottom = levels.get("aortic_bifurcation", float(z_mm.min()))
     top = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].max()) if lungs.any() else float(z_mm.max())
-    aorta = aorta_mask(hu, body, bone, masks["spine"], spacing, z_mm, y_mm, x_mm, midline_x, start, bottom, top)
+    aorta = aorta_mask(hu, body, bone, masks["spine"], spacing, z_mm, y_mm, x_mm, midline_x, starts, bottom, top)
     if aorta.any():
         masks["aorta"] = aorta
         if "heart" in masks:
