@@ -49,7 +49,7 @@ class SegmentationSettings:
     method: str = "fixed_suv"
     detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, §3.1)
     bone_suv: float | None = None  # threshold inside the bone mask; None: as soft tissue
-    bone_reference_region: str | None = None  # percist in bone: factors x this region's statistics instead
+    bone_reference_region: str | None = None  # in marrow-bearing bone: at least factors x this region's statistics
     reference_region: str = "liver"
     reference_mean_factor: float = 1.5
     reference_sd_factor: float = 2.0
@@ -82,15 +82,15 @@ class SegmentationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-# Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6): a hot spot there is kept
-# when it clearly exceeds the organ's own uptake, so a recurrence in the gland or a node against a
-# bowel loop stays detectable [REC].
+# Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6), the heart holds the blood
+# pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
+# gland or a node against a bowel loop or the heart stays detectable [REC].
 _PSMA_RENAL = dict(
     method="fixed_suv",
     detect_suv=3.0,
     bone_suv=3.0,
     suppress_organs=("salivary_glands", "kidneys", "urinary_bladder"),
-    suppress_excess_organs=("liver", "spleen", "bowel", "prostate"),
+    suppress_excess_organs=("liver", "spleen", "bowel", "prostate", "heart"),
     halo_organs=("urinary_bladder",),
     ureters=True,
 )
@@ -99,8 +99,9 @@ _PSMA_RENAL = dict(
 PRESETS: dict[str, dict[str, Any]] = {
     "psma_ga68": {**_PSMA_RENAL, "reference_region": "liver"},
     "psma_f18_renal": {**_PSMA_RENAL, "reference_region": "liver"},
-    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (§4.1).
-    "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen"},
+    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (§4.1); its unspecific marrow
+    # uptake (§3.6) sets the bone threshold, PERCIST-style against the lumbar marrow [REC].
+    "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen", "bone_reference_region": "marrow"},
     # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (§3.7). Soft tissue above the
     # aortic blood pool, bone above the marrow (§4.4), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
     # floor above the skeletal-muscle background (§3.7) [REC].
@@ -112,7 +113,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         bone_reference_region="marrow",
         grow_floor_suv=2.0,
         suppress_organs=("pancreas",),
-        suppress_excess_organs=("liver", "spleen", "kidneys", "bowel", "prostate"),
+        suppress_excess_organs=("liver", "spleen", "kidneys", "bowel", "prostate", "heart"),
         halo_organs=("urinary_bladder",),
         ureters=False,
     ),
@@ -157,14 +158,14 @@ class Segmentation:
 
 
 def detection_thresholds(s: SegmentationSettings, references: dict[str, ReferenceRegion], *,
-                         floor_without_reference: bool = False) -> tuple[float, float]:
+                         unused: frozenset[str] = frozenset()) -> tuple[float, float]:
     """(soft tissue, bone) detection thresholds in SUV for settings ``s``.
 
-    A missing soft-tissue reference raises ConfigError unless ``floor_without_reference``
-    (then soft tissue is detected at ``detect_suv``).
+    A missing reference raises ConfigError unless it is ``unused`` (then soft tissue is detected
+    at ``detect_suv``, bone at ``bone_suv``).
     """
     soft = s.detect_suv
-    if s.method in ("percist", "qpsma") and not (floor_without_reference and s.reference_region not in references):
+    if s.method in ("percist", "qpsma") and s.reference_region not in unused:
         ref = references.get(s.reference_region)
         if ref is None:
             raise ConfigError(f"method {s.method} needs the {s.reference_region} reference region, not found in this study")
@@ -173,7 +174,7 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
         else:
             soft = max(s.detect_suv, s.qpsma_constant / ref.suv_mean * (ref.suv_mean + ref.suv_sd))
     bone = soft if s.bone_suv is None else s.bone_suv
-    if s.method == "percist" and s.bone_reference_region is not None:
+    if s.bone_reference_region is not None and s.bone_reference_region not in unused:
         ref = references.get(s.bone_reference_region)
         if ref is None:
             raise ConfigError(f"bone_reference_region {s.bone_reference_region} not found in this study")
@@ -197,17 +198,23 @@ def segment_lesions(
     s = settings_for(tracer_family, settings)
     suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
     spacing = spacing_zyx_mm(pet_suv)
-    if references is None and s.method in ("percist", "qpsma"):
+    if references is None and (s.method in ("percist", "qpsma") or s.bone_reference_region is not None):
         references = reference_regions(pet_suv, anatomy, tracer_family)
-    warnings = []
-    from_preset = not isinstance(settings, SegmentationSettings) and not {"method", "reference_region"} & set(settings or {})
-    if from_preset and s.method in ("percist", "qpsma") and s.reference_region not in (references or {}):
-        # a preset on a study whose field of view or anatomy lacks the reference: the fixed floor, said so
+    warnings, unused = [], set()
+    chosen = set(settings or {}) if not isinstance(settings, SegmentationSettings) else {"method"}
+    # a preset on a study whose field of view or anatomy lacks a reference: the fixed floor, said so
+    if not {"method", "reference_region"} & chosen and s.method in ("percist", "qpsma") \
+            and s.reference_region not in (references or {}):
+        unused.add(s.reference_region)
         warnings.append(f"reference region {s.reference_region} not found: soft-tissue detection at the fixed "
                         f"floor SUV {s.detect_suv:g} instead of the {s.method} threshold")
-    soft_t, bone_t = detection_thresholds(s, references or {}, floor_without_reference=bool(warnings))
+    if not {"method", "bone_reference_region"} & chosen and s.bone_reference_region is not None \
+            and s.bone_reference_region not in (references or {}):
+        unused.add(s.bone_reference_region)
+        warnings.append(f"reference region {s.bone_reference_region} not found: bone detection without it")
+    soft_t, bone_t = detection_thresholds(s, references or {}, unused=frozenset(unused))
     bone = anatomy.mask("bone")
-    if bone is not None and s.method == "percist" and s.bone_reference_region is not None:
+    if bone is not None and s.bone_reference_region is not None:
         bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
     if bone is not None:

@@ -168,3 +168,15 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": ragged}), tracer_family="psma_ga68")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0
+
+
+def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
+    image, anatomy, _ = _scene()
+    seg = segment_lesions(image, anatomy, tracer_family="fluciclovine")
+    assert seg.thresholds == {"soft_tissue_suv": 3.0, "bone_suv": 3.0}
+    assert any("blood_pool not found" in w for w in seg.warnings)
+    assert any("marrow not found" in w for w in seg.warnings)
+    seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary")
+    assert seg.thresholds["bone_suv"] == 3.0 and [w for w in seg.warnings if "marrow not found" in w]
+    with pytest.raises(ConfigError, match="marrow"):  # asked for by name: no silent fallback
+        segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", settings={"bone_reference_region": "marrow"})

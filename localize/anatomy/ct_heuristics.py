@@ -418,17 +418,19 @@ PANCREAS_MIN_ML = 5.0
 PANCREAS_MIN_LENGTH_MM = 50.0
 PANCREAS_ELONGATION = 2.5
 PANCREAS_MAX_AXIS_Z = 0.5  # sin 30 degrees
-_NOT_PANCREAS = ("bone", "kidney_left", "kidney_right", "spleen", "aorta", "urinary_bladder")
+_NOT_PANCREAS = ("bone", "spleen", "aorta", "urinary_bladder")
+_GROWN_INTO_PANCREAS = ("liver", "kidney_left", "kidney_right")  # PET-based rules that can take its hot parts
 
 
 def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> None:
-    """An avid pancreas, taken out of the liver that a PET-based rule grows into it."""
+    """An avid pancreas, taken out of the liver and kidneys whose PET-based rules grow into it."""
     top, bottom, liver = levels.get("T10"), levels.get("L3"), masks.get("liver")
     if top is None or bottom is None or liver is None or not liver.any():
         return
     liver_level = float(np.median(suv[liver]))
     band = ((z_mm >= bottom) & (z_mm <= top))[:, None, None]
-    hot = (band & body & (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & (suv >= PANCREAS_OVER_LIVER * liver_level)
+    smooth = ndimage.gaussian_filter(suv, 1.0)  # the liver's voxel noise must not link up into a "rod"
+    hot = (band & body & (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & (smooth >= PANCREAS_OVER_LIVER * liver_level)
            & ~_union(masks, _NOT_PANCREAS, body.shape))
     labels, n = ndimage.label(hot)
     pancreas = np.zeros_like(hot)
@@ -442,7 +444,9 @@ def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> Non
     rim_level = 0.5 * (liver_level + float(np.median(suv[pancreas])))
     pancreas |= ndimage.binary_dilation(pancreas, iterations=1) & (suv >= rim_level) & body & band
     masks["pancreas"] = pancreas
-    masks["liver"] = liver & ~pancreas
+    for name in _GROWN_INTO_PANCREAS:
+        if name in masks:
+            masks[name] = masks[name] & ~pancreas
 
 
 def _lies_across(points_mm: np.ndarray) -> bool:
