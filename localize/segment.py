@@ -25,7 +25,7 @@ from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
 from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import Suppression, suppression_for
+from localize.physiology import Suppression, group_mask, suppression_for
 from localize.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -261,7 +261,9 @@ def segment_lesions(
             continue  # a shoulder of a hotter accepted hot spot: the same lesion
         accepted.append(seed)
 
-    masks = _grow(detect, accepted, organ_any, threshold, spacing, s)
+    parenchyma = [group_mask(anatomy.masks, group) for group in s.suppress_excess_organs]
+    parenchyma = np.logical_or.reduce([m for m in parenchyma if m is not None] or [np.zeros(suv.shape, bool)])
+    masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s)
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
     labels = np.zeros(suv.shape, np.uint16)
@@ -393,11 +395,16 @@ def _grow(
     suv: np.ndarray,
     seeds: list[np.ndarray],
     organ_any: np.ndarray,
+    parenchyma: np.ndarray,
     threshold: np.ndarray,
     spacing: np.ndarray,
     s: SegmentationSettings,
 ) -> list[np.ndarray]:
-    """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV."""
+    """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV.
+
+    A lesion outside the organs of diffuse uptake (``parenchyma``: liver, spleen, bowel...) does
+    not grow into them: a node beside the liver is cooler than 1 / ``percent_of_max`` x the liver.
+    """
     if not seeds:
         return []
     union = np.zeros(suv.shape, bool)
@@ -408,7 +415,8 @@ def _grow(
         level = max(level, s.grow_floor_suv)
         lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
         inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
-        region = _component_at((suv[crop] >= level) & inside & ~organ_any[crop], seed - lo)
+        barrier = organ_any[crop] if parenchyma[tuple(seed)] else organ_any[crop] | parenchyma[crop]
+        region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
         regions.append((crop, region))
         union[crop] |= region
     # watershed per connected component of the union; organs compete as one extra marker

@@ -180,3 +180,21 @@ def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
     assert seg.thresholds["bone_suv"] == 3.0 and [w for w in seg.warnings if "marrow not found" in w]
     with pytest.raises(ConfigError, match="marrow"):  # asked for by name: no silent fallback
         segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", settings={"bone_reference_region": "marrow"})
+
+
+def test_a_node_beside_the_liver_does_not_grow_into_it():
+    activity = np.full(SHAPE, 0.3)
+    liver = _ellipsoid((-40.0, 0.0, 0.0), (50.0, 60.0, 60.0))
+    activity[liver] = 5.0
+    node_centre = (16.0, 0.0, 0.0)  # touching the liver
+    activity[_ellipsoid(node_centre, (5.0, 5.0, 5.0))] += 9.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"liver": liver}), tracer_family="psma_f18_renal")
+    assert len(seg.lesions) == 1
+    node = seg.lesions[0]
+    assert np.linalg.norm(np.subtract(node.peak_lps_mm, node_centre)) <= 4.0
+    assert not (sitk.GetArrayFromImage(seg.labels)[liver] > 0).any()
+    assert node.volume_ml < 2.0  # a 10 mm node, not the liver's rim
