@@ -27,6 +27,10 @@ from scipy.spatial import cKDTree
 from localize.metrics import ball
 
 HALO_PATCH_MM = 25.0  # radius of the surface patch whose median is the local spill-over
+# Bowel, as the CT-only rules find it, is any large flat plateau of uptake (loops, and lukewarm vessels
+# or pancreas): a hot spot in it must also reach this x the plateau's mean, so a node against
+# iliac vessels stands out while the plateau's own noise does not [REC].
+PLATEAU_CONTRAST = 2.0
 
 # Organ groups: a name of the anatomy, or a group of names (unions).
 ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
@@ -51,7 +55,7 @@ class Suppression:
     """Physiology masks on the PET grid (z, y, x) and what each one means."""
 
     organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
-    excess: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # mask, SUV a lesion must exceed
+    excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV a lesion must exceed
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
     detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
     significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise
@@ -139,10 +143,8 @@ def suppression_for(
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
-        core = ndimage.binary_erosion(mask, iterations=1)
-        values = suv[core if core.sum() > 20 else mask]
-        # the organ's spill-out into its neighbours (a rib or vertebra against the liver) counts as the organ
-        out.excess[group] = (_dilate(mask, organ_margin_mm, spacing_zyx), float(values.mean() + excess_sd * values.std()))
+        out.excess[group] = excess_limits(suv, mask, spacing_zyx, organ_margin_mm, excess_sd,
+                                          PLATEAU_CONTRAST if group == "bowel" else 0.0)
     for group in halo_organs:
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
@@ -171,6 +173,31 @@ def suppression_for(
         if tracks.any():
             out.organ["ureters"] = tracks
     return out
+
+
+def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float, excess_sd: float,
+                  contrast: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(organ grown by ``margin_mm``, SUV a hot spot there must reach to be no longer the organ's own uptake).
+
+    Each connected part of the organ has its own limit, mean + ``excess_sd`` x SD of its core and
+    at least ``contrast`` x its mean: bowel loops and other plateaus differ in uptake. The margin
+    counts as the part (its spill-out into a rib or vertebra beside it); where margins meet, the
+    higher limit holds. Outside, the limit is -inf.
+    """
+    labels, n = ndimage.label(organ)
+    grown = np.zeros(organ.shape, bool)
+    limit = np.full(organ.shape, -np.inf, np.float32)
+    pad = np.ceil(margin_mm / spacing_zyx).astype(int) + 1
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        crop = tuple(slice(max(b.start - k, 0), b.stop + k) for b, k in zip(box, pad))
+        part = labels[crop] == index
+        core = ndimage.binary_erosion(part, iterations=1)
+        values = suv[crop][core if core.sum() > 20 else part]
+        around = _dilate(part, margin_mm, spacing_zyx)
+        grown[crop] |= around
+        part_limit = max(float(values.mean() + excess_sd * values.std()), contrast * float(values.mean()))
+        limit[crop][around] = np.maximum(limit[crop][around], part_limit)
+    return grown, limit
 
 
 def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray) -> np.ndarray:

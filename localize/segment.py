@@ -261,8 +261,7 @@ def segment_lesions(
             continue  # a shoulder of a hotter accepted hot spot: the same lesion
         accepted.append(seed)
 
-    parenchyma = [group_mask(anatomy.masks, group) for group in s.suppress_excess_organs]
-    parenchyma = np.logical_or.reduce([m for m in parenchyma if m is not None] or [np.zeros(suv.shape, bool)])
+    parenchyma = [m for m in (group_mask(anatomy.masks, group) for group in s.suppress_excess_organs) if m is not None]
     masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s)
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
@@ -365,7 +364,7 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
         if mask[at]:
             return f"physiological: {name}"
     for name, (mask, limit) in physio.excess.items():
-        if mask[at] and value < limit:
+        if mask[at] and value < limit[at]:
             return f"physiological: {name}"
     return None
 
@@ -395,15 +394,15 @@ def _grow(
     suv: np.ndarray,
     seeds: list[np.ndarray],
     organ_any: np.ndarray,
-    parenchyma: np.ndarray,
+    parenchyma: list[np.ndarray],
     threshold: np.ndarray,
     spacing: np.ndarray,
     s: SegmentationSettings,
 ) -> list[np.ndarray]:
     """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV.
 
-    A lesion outside the organs of diffuse uptake (``parenchyma``: liver, spleen, bowel...) does
-    not grow into them: a node beside the liver is cooler than 1 / ``percent_of_max`` x the liver.
+    A lesion does not grow into an organ of diffuse uptake (``parenchyma``: liver, spleen, bowel...)
+    it does not start in: a node beside the liver is cooler than 1 / ``percent_of_max`` x the liver.
     """
     if not seeds:
         return []
@@ -415,7 +414,10 @@ def _grow(
         level = max(level, s.grow_floor_suv)
         lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
         inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
-        barrier = organ_any[crop] if parenchyma[tuple(seed)] else organ_any[crop] | parenchyma[crop]
+        barrier = organ_any[crop].copy()
+        for organ in parenchyma:
+            if not organ[tuple(seed)]:
+                barrier |= organ[crop]
         region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
         regions.append((crop, region))
         union[crop] |= region

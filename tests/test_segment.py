@@ -198,3 +198,22 @@ def test_a_node_beside_the_liver_does_not_grow_into_it():
     assert np.linalg.norm(np.subtract(node.peak_lps_mm, node_centre)) <= 4.0
     assert not (sitk.GetArrayFromImage(seg.labels)[liver] > 0).any()
     assert node.volume_ml < 2.0  # a 10 mm node, not the liver's rim
+
+
+def test_each_bowel_plateau_is_judged_on_its_own_uptake():
+    # a hot loop (SUV 6) and a lukewarm plateau (SUV 2, vessels read as bowel) with a node in it:
+    # against the hot loop's statistics the node would pass for bowel
+    activity = np.full(SHAPE, 0.3)
+    loop = _ellipsoid((-60.0, -40.0, 0.0), (30.0, 15.0, 40.0))
+    plateau = _ellipsoid((50.0, 30.0, 0.0), (15.0, 15.0, 60.0))
+    activity[loop] = 6.0
+    activity[plateau] = 2.0
+    node_centre = (50.0, 30.0, 20.0)
+    activity[_ellipsoid(node_centre, (4.5, 4.5, 4.5))] += 7.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"bowel": loop | plateau}), tracer_family="psma_f18_renal")
+    assert len(seg.lesions) == 1
+    assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, node_centre)) <= 4.0
