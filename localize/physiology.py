@@ -55,7 +55,7 @@ class Suppression:
     """Physiology masks on the PET grid (z, y, x) and what each one means."""
 
     organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
-    excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV a lesion must exceed
+    excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV map a lesion must reach
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
     detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
     significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise

@@ -57,6 +57,9 @@ def test_phantom_lesions_found_measured_and_nothing_physiological(phantom, trace
     big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
     small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
     assert len(big) >= 5
+    if tracer == "psma1007":  # unspecific marrow uptake: bone at least 1.5 x lumbar marrow mean + 2 SD
+        marrow = reference_regions(pet, anatomy, FAMILY[tracer])["marrow"]
+        assert seg.thresholds["bone_suv"] == pytest.approx(max(3.0, 1.5 * marrow.suv_mean + 2 * marrow.suv_sd))
     assert sum(matched[t.name] is not None for t in big) / len(big) >= 0.95
     if small:
         assert sum(matched[t.name] is not None for t in small) / len(small) >= 0.8

@@ -142,22 +142,15 @@ def two_slice_series(make_slice, mutations, flips):
     return build
 
 
+@pytest.mark.parametrize("name, make_slice, target", [("load", ct_slice, load_series), ("suv", pet_slice, load_pet)],
+                         ids=["load", "suv"])
 @seed(20240602)
 @fuzz_settings
 @given(st.lists(MUTATION, max_size=4), BYTE_FLIPS)
-def test_fuzz_load(tmp_path_factory, mutations, flips):
-    base = tmp_path_factory.getbasetemp() / "fuzz-load"
+def test_fuzz_series(tmp_path_factory, name, make_slice, target, mutations, flips):
+    base = tmp_path_factory.getbasetemp() / f"fuzz-{name}"
     base.mkdir(exist_ok=True)
-    run_target(base, "l", two_slice_series(ct_slice, mutations, flips), load_series)
-
-
-@seed(20240603)
-@fuzz_settings
-@given(st.lists(MUTATION, max_size=4), BYTE_FLIPS)
-def test_fuzz_suv(tmp_path_factory, mutations, flips):
-    base = tmp_path_factory.getbasetemp() / "fuzz-suv"
-    base.mkdir(exist_ok=True)
-    run_target(base, "s", two_slice_series(pet_slice, mutations, flips), load_pet)
+    run_target(base, name, two_slice_series(make_slice, mutations, flips), target)
 
 
 @seed(20240604)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.model import Anatomy
 from localize.pet import load_pet
-from localize.reference import liver_sphere, reference_regions
+from localize.reference import BLOOD_POOL_CLEARANCE_MM, aorta_cylinder, clear_of, liver_sphere, reference_regions
 from localize.series import load_series
 
 
@@ -53,6 +54,25 @@ def test_statistics_and_plausibility_warning():
     assert regions["spleen"].n_voxels < spleen.sum()
     assert np.allclose(regions["spleen"].centre_lps_mm, image.TransformIndexToPhysicalPoint((5, 5, 5)))
     assert regions["liver"].to_dict()["centre_lps_mm"] == list(regions["liver"].centre_lps_mm)
+
+
+def test_blood_pool_keeps_clear_of_avid_organs_or_takes_the_aorta_as_it_is():
+    spacing = np.array([4.0, 4.0, 4.0])
+    z, y, x = np.indices((40, 30, 30))
+    aorta = (y - 15) ** 2 + (x - 10) ** 2 <= 3**2  # 24 mm wide tube along z
+    liver = np.zeros(aorta.shape, bool)
+    liver[:, :, 14:] = True  # 4 mm off its wall on one side
+    clear = clear_of(aorta, liver, spacing, BLOOD_POOL_CLEARANCE_MM)
+    voi = aorta_cylinder(_image(aorta.astype(np.float32)), clear, spacing, 30 * 4.0)
+    distance_mm = ndimage.distance_transform_edt(~liver, sampling=spacing)
+    assert voi.sum() >= 30 and distance_mm[voi].min() >= BLOOD_POOL_CLEARANCE_MM
+    # a (thin) aorta wholly within 10 mm of an avid organ: the aorta as it is, rather than no blood pool
+    thin = (y - 15) ** 2 + (x - 10) ** 2 <= 1
+    suv = np.where(thin, 1.5, 5.0).astype(np.float32)
+    anatomy = Anatomy(grid=_image(suv), masks={"aorta": thin, "liver": ~thin}, levels_z_mm={"T8": 30 * 4.0})
+    assert not clear_of(thin, ~thin, spacing, BLOOD_POOL_CLEARANCE_MM).any()
+    blood = reference_regions(_image(suv), anatomy, "psma_f18_renal")["blood_pool"]
+    assert blood.centre_lps_mm[2] == pytest.approx(30 * 4.0, abs=4.0) and blood.n_voxels == 17 * 5
 
 
 OURS = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",

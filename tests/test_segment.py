@@ -168,6 +168,8 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": ragged}), tracer_family="psma_ga68")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0
+    spill = [c for c in seg.candidates if c.reason == "physiological: urinary_bladder spill-over"]
+    assert len(spill) == 1 and spill[0].suv_max < 45.0  # the hottest residue is listed for audit, once
 
 
 def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
