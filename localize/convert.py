@@ -78,13 +78,15 @@ def _convert_series(series: Series, out: Path, strict: bool, taken: set[str]) ->
     files = [Path(f) for f in series.files]
     try:
         return [_convert_files(series, files, out, strict, None, taken)]
-    except SeriesError as first_error:
+    except SeriesError as first_error:  # several series under one UID: try them apart
         try:
             groups = split_series(files)
         except LocalizeError:
             groups = [files]
         if len(groups) < 2:
             return [_failed(series, first_error)]
+    except LocalizeError as exc:  # e.g. a PET without what SUV needs: this series only
+        return [_failed(series, exc)]
     results = []
     for part, group in enumerate(groups, start=1):
         try:
@@ -118,13 +120,14 @@ def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, p
     if series.modality == "PT":
         from localize.pet import load_pet
 
-        pet = load_pet(files)
-        image, volume = pet.image, None
+        pet = load_pet(files, strict=strict)
+        image, volume = pet.image, pet.volume
         suv = pet.calibration.to_dict()
+        warnings = list(volume.warnings) + list(pet.calibration.warnings)
     else:
         volume = load_series(files, strict=strict)
         image = whole_numbers_as_int16(volume.image)
-    warnings = list(volume.warnings) if volume else []
+        warnings = list(volume.warnings)
     sidecar = _sidecar(series, image, volume, warnings, suv, part)
     nifti = write_nifti(image, out / f"{unique_name(output_stem(series, part), taken, max_length=128)}.nii.gz", sidecar)
     return ConvertedSeries(
@@ -138,7 +141,7 @@ def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, p
 
 
 def _sidecar(
-    series: Series, image: sitk.Image, volume: Volume | None, warnings: list[str], suv: dict | None, part: int | None
+    series: Series, image: sitk.Image, volume: Volume, warnings: list[str], suv: dict | None, part: int | None
 ) -> dict:
     """Series identity, geometry (LPS, plus the RAS affine written) and provenance."""
     geometry: dict = {

@@ -32,7 +32,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from localize.errors import DicomReadError, LocalizeError, StudyError
-from localize.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, too_deep
+from localize.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, looks_like_dicom_without_preamble, too_deep
 from localize.tracer import identify_tracer
 
 INDEX_FORMAT = "localize-index/1"
@@ -488,19 +488,6 @@ def _header(path: str, ds: pydicom.Dataset, tracers: dict[str, TracerSummary]) -
     )
 
 
-def _looks_like_dicom_without_preamble(head: bytes) -> bool:
-    """True when the file starts like a DICOM data set (group 0002 or 0008 tag, little endian)."""
-    if len(head) < 8 or head[1:2] != b"\x00" or head[0:1] not in (b"\x02", b"\x08"):
-        return False
-    element = int.from_bytes(head[2:4], "little")
-    if element > 0x0100:
-        return False
-    if head[4:6].isalpha() and head[4:6].isupper():  # explicit VR
-        return True
-    length = int.from_bytes(head[4:8], "little")  # implicit VR: a plausible length
-    return length < 1 << 16
-
-
 def _is_text(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
@@ -543,7 +530,7 @@ def _read_one(path: str, tracers: dict[str, TracerSummary], limits: Limits = DEF
             if not head:
                 return ("unreadable", "empty file (0 bytes)") if _suspicious_name(path) else ("skipped", "")
             has_prefix = head[128:132] == b"DICM"
-            if not has_prefix and not _looks_like_dicom_without_preamble(head):
+            if not has_prefix and not looks_like_dicom_without_preamble(head):
                 if _suspicious_name(path) and not _is_text(head):
                     if len(head) < 132 and not head.strip(b"\x00"):
                         return ("unreadable", f"truncated: {len(head)} bytes, no DICM prefix")

@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragmented_frames
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.utils import _get_jpg_parameters
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from localize.errors import DicomReadError, LocalizeError, ResourceLimitError
 
@@ -186,6 +186,19 @@ def _j2k_size(codestream: bytes) -> tuple[int, int]:
     return max(y_siz - y_offset, 0), max(x_siz - x_offset, 0)
 
 
+def looks_like_dicom_without_preamble(head: bytes) -> bool:
+    """True when the file starts like a DICOM data set (group 0002 or 0008 tag, little endian)."""
+    if len(head) < 8 or head[1:2] != b"\x00" or head[0:1] not in (b"\x02", b"\x08"):
+        return False
+    element = int.from_bytes(head[2:4], "little")
+    if element > 0x0100:
+        return False
+    if head[4:6].isalpha() and head[4:6].isupper():  # explicit VR
+        return True
+    length = int.from_bytes(head[4:8], "little")  # implicit VR: a plausible length
+    return length < 1 << 16
+
+
 def read_dataset(path: str | Path, limits: Limits = DEFAULT_LIMITS, **options) -> Dataset:
     """``pydicom.dcmread`` of an untrusted file behind the ceilings (``options`` go to dcmread).
 
@@ -193,12 +206,22 @@ def read_dataset(path: str | Path, limits: Limits = DEFAULT_LIMITS, **options) -
     file is not readable DICOM.
     """
     check_file(path, limits)
+    if "force" not in options:  # a data set written without the 128-byte preamble and "DICM" (PS3.10 7.1)
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+        options["force"] = head[128:132] != b"DICM" and looks_like_dicom_without_preamble(head)
     try:
         ds = pydicom.dcmread(path, **options)
     except RecursionError:  # pydicom parses undefined-length sequences recursively
         raise too_deep(path, limits.max_sequence_depth) from None
     except Exception as exc:  # pydicom raises many kinds on malformed files
         raise DicomReadError(f"not readable as DICOM ({type(exc).__name__}: {exc})", path) from exc
+    meta = ds.file_meta if hasattr(ds, "file_meta") else None
+    if options.get("force") and (meta is None or "TransferSyntaxUID" not in meta):
+        implicit, little = ds.original_encoding  # as parsed: no file meta names the transfer syntax
+        if little:
+            ds.ensure_file_meta()
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     try:
         check_dataset(ds, path, limits)
     except LocalizeError:

@@ -12,10 +12,13 @@ Grid policy (the image is always a regular, orthogonal grid):
   the same geometry as SimpleITK's ImageSeriesReader;
 * gantry tilt (slice positions not along the normal): each slice is shifted in its
   own plane onto the untilted grid (bilinear), as dcm2niix does; a warning says so;
-* missing slices (gaps that are whole multiples of the smallest spacing): warning
-  naming the gap, the gap filled by linear interpolation along the normal
-  (``strict=True`` raises instead);
-* non-uniform spacing: resampled by linear interpolation along the normal onto a
+* spacing that varies within a few percent (bed overlaps): one grid at the mean
+  spacing with the source's slice count, as ImageSeriesReader and dcm2niix; a
+  warning gives the range;
+* missing slices or beds (steps of 1.5x the median or more, the others regular):
+  warning naming each gap and its position, the gap filled by linear interpolation
+  along the normal at the median step (``strict=True`` raises instead);
+* other non-uniform spacing: resampled by linear interpolation along the normal onto a
   uniform grid at the smallest spacing, with a warning (``strict=True`` raises);
 * several slices at one position (echoes, phases, acquisitions): refused with a
   message naming the attribute to split by (see ``split_series``).
@@ -48,6 +51,10 @@ DUPLICATE_TOL_MM = 0.01
 TILT_TOL_MM = 0.01
 #: Positions within this fraction of the slice spacing of a uniform grid are uniform.
 UNIFORM_TOL = 0.01
+#: Steps within this fraction of their median are one grid at the mean spacing (bed overlaps).
+NEAR_UNIFORM_TOL = 0.05
+#: A step at least this many times the median is a gap: a missing slice or bed.
+GAP_FACTOR = 1.5
 #: Direction cosines of two slices differing by less than this are one orientation.
 ORIENTATION_TOL = 1e-4
 
@@ -135,10 +142,10 @@ def load_series(files: Sequence[Path], *, strict: bool = False, limits: Limits =
         )
         _untilt(voxels, offset_rc, spacing_rc)
 
-    slice_mm, grid_warnings = _slice_spacing(slices, along, strict)
+    slice_mm, grid_warnings, resample = _slice_spacing(slices, along, strict)
     warnings += grid_warnings
-    resampled = tilted or bool(grid_warnings)
-    if grid_warnings:
+    resampled = tilted or resample
+    if resample:
         voxels = _resample_along_normal(voxels, along - along[0], slice_mm)
 
     image = sitk.GetImageFromArray(voxels, isVector=False)
@@ -364,35 +371,47 @@ def _untilt(voxels: np.ndarray, offset_rc_mm: np.ndarray, spacing_rc: np.ndarray
         voxels[k] = ndimage.shift(voxels[k], offset_rc_mm[k] / spacing_rc, order=1, mode="constant", cval=fill)
 
 
-def _slice_spacing(slices: list[_Slice], along: np.ndarray, strict: bool) -> tuple[float, list[str]]:
-    """Spacing of the output grid along the normal (mm), and warnings if it is not the source's."""
+def _slice_spacing(slices: list[_Slice], along: np.ndarray, strict: bool) -> tuple[float, list[str], bool]:
+    """(spacing of the output grid along the normal in mm, warnings, whether to resample).
+
+    Gaps within ``NEAR_UNIFORM_TOL`` of their median (bed overlaps make real scanners write
+    3.19-3.29 mm steps) are one grid at the mean spacing with the source's slice count, as
+    SimpleITK's ImageSeriesReader and dcm2niix read them. A gap of at least
+    ``GAP_FACTOR`` x the median step is a missing slice or bed, named with its position.
+    """
     n = len(along)
     if n == 1:
         h = slices[0].header
-        return float(h.get("SpacingBetweenSlices") or h.get("SliceThickness") or 1.0), []
+        return float(h.get("SpacingBetweenSlices") or h.get("SliceThickness") or 1.0), [], False
     mean_mm = (along[-1] - along[0]) / (n - 1)
-    residual = np.abs(along - along[0] - mean_mm * np.arange(n)).max()
-    if residual <= max(UNIFORM_TOL * mean_mm, 1e-3):
-        return float(mean_mm), []
+    deviation_mm = float(np.abs(along - along[0] - mean_mm * np.arange(n)).max())
+    if deviation_mm <= max(UNIFORM_TOL * mean_mm, 1e-3):
+        return float(mean_mm), [], False
     gaps = np.diff(along)
-    step = float(gaps.min())
-    ratio = gaps / step
+    median = float(np.median(gaps))
     where = slices[0].path
-    if np.abs(ratio - np.round(ratio)).max() <= 0.05:
-        missing = [
-            f"{int(round(r)) - 1} missing after the slice at LPS ({', '.join(f'{v:.1f}' for v in _position(slices[k]))}) mm"
-            f" (gap {gaps[k]:.2f} mm)"
-            for k, r in enumerate(ratio)
-            if round(r) >= 2
+    if np.abs(gaps - median).max() <= NEAR_UNIFORM_TOL * median:
+        return float(mean_mm), [
+            f"slice spacing varies from {gaps.min():.3f} to {gaps.max():.3f} mm (within"
+            f" {100 * NEAR_UNIFORM_TOL:.0f} % of the median): one grid at the mean {mean_mm:.3f} mm, slice"
+            f" positions within {deviation_mm:.2f} mm of it"], False
+    wide = np.flatnonzero(gaps >= GAP_FACTOR * median)
+    rest = np.delete(gaps, wide)
+    if wide.size and np.abs(rest - median).max() <= NEAR_UNIFORM_TOL * median:
+        named = [
+            f"{max(int(round(gaps[k] / median)) - 1, 1)} missing after the slice at LPS"
+            f" ({', '.join(f'{v:.1f}' for v in _position(slices[k]))}) mm (gap {gaps[k]:.2f} mm)"
+            for k in wide
         ]
-        message = f"missing slice(s) at {step:.2f} mm spacing: " + "; ".join(missing)
+        message = f"missing slice(s) at {median:.2f} mm spacing: " + "; ".join(named)
         if strict:
             raise SeriesError(message, where)
-        return step, [message + "; filled by linear interpolation along the slice normal"]
+        return median, [message + "; filled by linear interpolation along the slice normal"], True
+    step = float(gaps.min())
     message = f"slice spacing varies from {step:.3f} to {gaps.max():.3f} mm"
     if strict:
         raise SeriesError(message, where)
-    return step, [message + f"; resampled to a uniform {step:.3f} mm grid by linear interpolation"]
+    return step, [message + f"; resampled to a uniform {step:.3f} mm grid by linear interpolation"], True
 
 
 def _resample_along_normal(voxels: np.ndarray, along_mm: np.ndarray, step_mm: float) -> np.ndarray:

@@ -281,12 +281,16 @@ def test_shared_testdata(testdata):
         counts[s.modality] = counts.get(s.modality, 0) + 1
     # counted by hand from the folder (ATTRIBUTION.md): 3 CT folders + the rt-utils CT;
     # 6 MR folders, one series each (the Philips "two series" folder shares one
-    # SeriesInstanceUID); 8 PET files, each its own series (incl. PrivateMDNTags.dcm,
-    # which has no DICM prefix);
-    # 2 RTSTRUCT series (two rt-utils files share one UID); 1 RWV map.
-    assert counts == {"CT": 4, "MR": 6, "PT": 8, "RTSTRUCT": 2, "RWV": 1}
-    assert archive.unreadable == []
-    assert archive.skipped == 5  # ATTRIBUTION.md and four .nii.gz files
+    # SeriesInstanceUID), + the T1 and T2 of studies/tcia-sts-001; 8 PET files, each its own
+    # series (incl. PrivateMDNTags.dcm, which has no DICM prefix), + the tcia-sts-001 PET;
+    # 2 rt-utils RTSTRUCT series (two files share one UID) + one per tcia-sts-001 series; 1 RWV map.
+    assert counts == {"CT": 4, "MR": 8, "PT": 9, "RTSTRUCT": 5, "RWV": 1}
+    # the 20 totalsegmentator-example CT slices were anonymised down to an empty SeriesInstanceUID
+    unreadable = {Path(p).parent.relative_to(testdata).as_posix() for p, _ in archive.unreadable}
+    assert unreadable == {"ct/totalsegmentator-example/dicom"} and len(archive.unreadable) == 20
+    assert all(reason == "DICOM but no SeriesInstanceUID (0020,000E)" for _, reason in archive.unreadable)
+    # ATTRIBUTION.md, four .nii.gz, the label map, its class map and two LICENSE files
+    assert archive.skipped == 9
     mixed = next(s for s in series if s.geometry.orientation == "mixed")
     assert "mixed_two_series_one_folder_philips" in mixed.files[0]
     sag = next(s for s in series if s.series_number == 5001)

@@ -223,6 +223,27 @@ def test_missing_slice_warns_with_gap_and_strict_refuses(tmp_path):
         load_series(paths, strict=True)
 
 
+def test_bed_overlap_spacing_is_one_grid_at_the_mean(tmp_path):
+    # steps of 3.19 and 3.29 mm as bed overlaps leave them: the source's slice count at the mean step
+    zs = np.cumsum([0.0, 3.29, 3.19, 3.29, 3.29, 3.19, 3.29])
+    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    volume = load_series(paths)
+    assert volume.image.GetSize()[2] == 7 and not volume.resampled
+    assert volume.image.GetSpacing()[2] == pytest.approx(zs[-1] / 6)
+    assert "3.190 to 3.290 mm" in volume.warnings[0] and "mean 3.257 mm" in volume.warnings[0]
+    assert_same_geometry(volume.image, simpleitk_series(tmp_path))
+
+
+def test_missing_bed_named_with_its_position(tmp_path):
+    # 3.27 mm steps with a 30 mm hole (a bed not written): named at the slice before it
+    zs = [0.0, 3.27, 6.54, 9.81, 39.81, 43.08, 46.35]
+    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    volume = load_series(paths)
+    assert len(volume.warnings) == 1
+    assert "missing after the slice at LPS (-4.0, -4.0, 9.8) mm (gap 30.00 mm)" in volume.warnings[0]
+    assert volume.resampled and volume.image.GetSpacing()[2] == pytest.approx(3.27)
+
+
 def test_non_uniform_spacing_resampled_to_smallest_step(tmp_path):
     zs = [0.0, 1.5, 3.0, 6.0, 10.0]
     paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
