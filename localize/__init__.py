@@ -11,7 +11,7 @@ are loaded on first use, so ``import localize`` stays quick.
 >>> localize.lps_to_ras([[10.0, 20.0, 30.0]]).tolist()
 [[-10.0, -20.0, 30.0]]
 >>> sorted(localize.pipeline_names())[:2]
-['fluciclovine', 'psma-1007']
+['fluciclovine', 'generic']
 """
 
 from importlib import import_module

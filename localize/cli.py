@@ -2,7 +2,8 @@
 
 Each command is a thin wrapper: it parses options, calls the library, prints.
 A ``LocalizeError`` becomes one line on stderr and exit status 2; nothing else
-the library raises is caught (that would be a bug to fix, not to hide).
+the library raises is caught (that would be a bug to fix, not to hide). ``run``
+exits 1, with one line, when findings.json was written but an export failed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from localize import __version__
 from localize.errors import LocalizeError
 
 EXIT_INPUT_ERROR = 2
+EXIT_EXPORT_FAILED = 1  # findings.json and the other exports were written
 
 
 def _one_line_errors(func):
@@ -81,6 +83,10 @@ def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path 
     findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer, anatomy=anatomy,
                          deidentify=deidentify_key)
     click.echo(format_findings(findings))
+    if findings.failed_exports:
+        failed = "; ".join(f"{name}: {why}" for name, why in findings.failed_exports.items())
+        click.echo(f"localize: error: findings.json written, but export(s) failed: {failed}", err=True)
+        sys.exit(EXIT_EXPORT_FAILED)
 
 
 @main.command("pipelines")

@@ -8,7 +8,7 @@ tags, no code) with these sections::
     tracer: psma                # family the pipeline is meant for
     status: auto                # post_prostatectomy / post_radiotherapy / auto (from the anatomy)
     segmentation: {...}         # settings passed to localize.segment (validated there)
-    registration: {pelvis_only: true, refine: null}
+    registration: {pelvis_only: true, refine: null, require_mr: false}  # require_mr: stop when the MR is unusable
     exports: [findings, csv, rtstruct, ...]
 
 Named pipelines live in ``pipelines/`` (shipped as ``localize.pipelines``).
@@ -40,6 +40,8 @@ DEFAULT_PIPELINE = {
     "psma_f18_hepatobiliary": "psma-1007",
     "fluciclovine": "fluciclovine",
 }
+#: The pipeline of every other tracer family (FDG, choline, ...): research use.
+GENERIC_PIPELINE = "generic"
 
 
 @dataclass
@@ -51,7 +53,8 @@ class PipelineConfig:
     tracer: str | None = None
     status: str = "auto"  # treatment status: decides prostate bed (miTr) vs prostate (miT2+)
     segmentation: dict[str, Any] = field(default_factory=dict)
-    registration: dict[str, Any] = field(default_factory=lambda: {"pelvis_only": False, "refine": None})
+    registration: dict[str, Any] = field(
+        default_factory=lambda: {"pelvis_only": False, "refine": None, "require_mr": False})
     exports: tuple[str, ...] = EXPORTS
     source: str = ""  # where it came from: a packaged name or a file path
 
@@ -75,22 +78,32 @@ def pipeline_names() -> list[str]:
 
 
 def load_pipeline(name_or_path: str | Path) -> PipelineConfig:
-    """A named pipeline (see ``pipeline_names()``) or a YAML file, validated."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    """A named pipeline (see ``pipeline_names()``) or a YAML file, validated.
+
+    The value is a file only when it ends in ``.yaml``/``.yml`` or holds a path
+    separator; anything else is a packaged name, whatever the working folder holds.
+    """
+    text = str(name_or_path)
+    if is_pipeline_file(text):
+        path = Path(text)
         if not path.is_file():
             raise ConfigError("no such pipeline file", path)
         return _from_document(_read_yaml(path.read_bytes(), str(path)), str(path))
-    name = str(name_or_path)
-    if name not in pipeline_names():
-        raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(pipeline_names())}")
-    data = resources.files("localize.pipelines").joinpath(f"{name}.yaml").read_bytes()
-    return _from_document(_read_yaml(data, name), name)
+    if text not in pipeline_names():
+        raise ConfigError(f"unknown pipeline {text!r}; known: {', '.join(pipeline_names())}"
+                          " (a pipeline file must end in .yaml or .yml)")
+    data = resources.files("localize.pipelines").joinpath(f"{text}.yaml").read_bytes()
+    return _from_document(_read_yaml(data, text), text)
+
+
+def is_pipeline_file(value: str) -> bool:
+    """True when ``value`` names a YAML file rather than a packaged pipeline."""
+    return value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value
 
 
 def default_pipeline(tracer_family: str) -> PipelineConfig:
     """The pipeline a tracer family gets when the user names none."""
-    name = DEFAULT_PIPELINE.get(tracer_family)
+    name = DEFAULT_PIPELINE.get(tracer_family, GENERIC_PIPELINE if tracer_family != "unknown" else None)
     if name is None:
         raise ConfigError(
             f"no default pipeline for tracer family {tracer_family!r}; name one with --pipeline "
@@ -112,7 +125,7 @@ def _read_yaml(data: bytes, source: str) -> dict[str, Any]:
 
 
 _TOP_KEYS = {"name", "description", "tracer", "status", "segmentation", "registration", "exports", "extends"}
-_REGISTRATION_KEYS = {"pelvis_only", "refine"}
+_REGISTRATION_KEYS = {"pelvis_only", "refine", "require_mr"}
 
 
 def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
@@ -131,12 +144,13 @@ def _from_document(doc: dict[str, Any], source: str) -> PipelineConfig:
         raise ConfigError(f"status must be one of {STATUSES}, not {status!r}", source)
     segmentation = _expect(doc.get("segmentation", {}), dict, "segmentation", source)
     _check_segmentation(segmentation, source)
-    registration = {"pelvis_only": False, "refine": None}
+    registration = {"pelvis_only": False, "refine": None, "require_mr": False}
     registration.update(_expect(doc.get("registration", {}), dict, "registration", source))
     unknown = set(registration) - _REGISTRATION_KEYS
     if unknown:
         raise ConfigError(f"unknown registration key(s) {sorted(unknown)}", source)
     _expect(registration["pelvis_only"], bool, "registration.pelvis_only", source)
+    _expect(registration["require_mr"], bool, "registration.require_mr", source)
     if registration["refine"] not in REFINE:
         raise ConfigError(f"registration.refine must be one of {REFINE}", source)
     exports = _expect(doc.get("exports", list(EXPORTS)), list, "exports", source)

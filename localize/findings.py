@@ -70,6 +70,7 @@ class Findings:
     candidates: list[Candidate] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)  # effective segmentation settings
     outputs: dict[str, str] = field(default_factory=dict)
+    failed_exports: dict[str, str] = field(default_factory=dict)  # export name -> why it was not written
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

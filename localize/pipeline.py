@@ -54,6 +54,8 @@ def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Pat
     study_dir, out_dir = Path(study_dir).resolve(), Path(out_dir).resolve()
     if out_dir == study_dir or study_dir in out_dir.parents:
         raise StudyError("the output folder must not be inside the study folder", out_dir)
+    if pipeline:
+        load_pipeline(pipeline)  # a bad name or file fails before the folder is read
     manifest = single_plan(index_folder(study_dir)).manifest()
     return run_manifest(manifest, out_dir, pipeline=pipeline, tracer=tracer, root=str(study_dir), anatomy=anatomy,
                         deidentify=deidentify)
@@ -86,6 +88,7 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
     from localize.pet import load_pet
     from localize.series import load_series
 
+    named = load_pipeline(pipeline) if pipeline else None  # a bad name or file fails before any image is read
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     with clock("load"):
@@ -93,12 +96,13 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
         ct = load_series(inputs.ct) if inputs.ct else None
         mr = load_series(inputs.mr) if inputs.mr else None
     family = tracer_family(pet, tracer, inputs)
-    config = load_pipeline(pipeline) if pipeline else default_pipeline(family)
+    config = named or default_pipeline(family)
     result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock, anatomy_path=inputs.anatomy)
     findings = result.findings
     out_dir.mkdir(parents=True, exist_ok=True)
     with clock("export"):
-        findings.outputs = export_all(result, config, out_dir)
+        findings.outputs, findings.failed_exports = export_all(result, config, out_dir)
+    findings.warnings += [f"export {name} failed: {why}" for name, why in findings.failed_exports.items()]
     findings.outputs["findings"] = str(out_dir / "findings.json")
     findings.outputs["provenance"] = str(out_dir / "provenance.json")
     doc, provenance = findings.to_dict(), _provenance(config, inputs, timings)
@@ -148,15 +152,15 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
     from localize.anatomy.ct_heuristics import ct_on_grid
     from localize.classify import classify_lesions, infer_status, stage
     from localize.reference import reference_regions
-    from localize.registration import check_pet_ct, register_mr
+    from localize.registration import check_pet_ct
     from localize.rtstruct import rtstruct_to_masks
-    from localize.segment import segment_lesions
+    from localize.segment import GENERIC_PRESET, preset_for, segment_lesions
 
     import SimpleITK as sitk
 
     clock = clock or _Clock({})
     warnings = list(pet.volume.warnings) + list(pet.calibration.warnings)
-    registration = frame = None
+    registration = attempted = frame = None
     ct_image = None  # the CT in the PET frame (HU)
     with clock("register"):
         if ct is not None:
@@ -167,11 +171,12 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                 ct.image, pet.image, frame.transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
         if mr is not None:
             warnings += list(mr.warnings)
-            registration = register_mr(
-                mr.image, ct_image if ct_image is not None else pet.image,
-                fixed_modality="CT" if ct is not None else "PT", **config.registration)
-            if registration.quality != "ok":
-                warnings.append("MR registration is doubtful: " + "; ".join(registration.reasons))
+            attempted, refused = _register_mr_checked(mr, ct_image if ct_image is not None else pet.image,
+                                                      "CT" if ct is not None else "PT", config)
+            if refused:
+                warnings.append(refused)
+            else:
+                registration = attempted  # only a registration that passed its check gives MR coordinates
     with clock("anatomy"):
         imported = {}
         for path in rtstruct_files:
@@ -186,10 +191,12 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
             sidecar = anatomy_path.with_name(anatomy_path.name.split(".")[0] + ".json")  # labels.nii.gz -> labels.json
             label_map, label_names = read_label_map(anatomy_path, sidecar if sidecar.is_file() else None)
         anatomy = build_anatomy(ct_image, pet.image, rtstruct_masks=imported or None, label_map=label_map,
-                                label_names=label_names)
+                                label_names=label_names, pet_patterns=_pet_patterns(family, ct_image is not None))
         warnings += list(anatomy.warnings)
     segmentation_settings = dict(config.segmentation)
-    preset = segmentation_settings.pop("preset", family)
+    preset = segmentation_settings.pop("preset", preset_for(family))
+    if preset == GENERIC_PRESET and family != GENERIC_PRESET:
+        warnings.append(f"no preset for tracer family {family!r}: the research-use generic preset is used")
     with clock("segment"):
         references = reference_regions(pet.image, anatomy, preset)
         segmentation = segment_lesions(pet.image, anatomy, tracer_family=preset, settings=segmentation_settings,
@@ -219,7 +226,8 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
         series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
         lesions=lesions,
         staging=stage(lesions, status=status),
-        registration={"mr_to_pet": registration.to_dict()} if registration is not None else None,
+        registration=None if mr is None else {  # mr_to_pet null: the registration itself failed
+            "mr_to_pet": attempted.to_dict() | {"used": registration is not None} if attempted is not None else None},
         reference_regions={name: r.to_dict() for name, r in references.items()},
         candidates=segmentation.candidates,
         parameters={"segmentation": segmentation.settings.to_dict(), "preset": preset,
@@ -230,44 +238,101 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
     return Analysis(pet, ct, mr, registration, ct_to_pet, anatomy, segmentation, findings)
 
 
-def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> dict[str, str]:
-    """Write the exports the pipeline asks for; returns {export name: path}."""
+def _register_mr_checked(mr, fixed, fixed_modality: str, config: PipelineConfig):
+    """(registration, reason the MR is not used or None): the MR registered to the PET/CT frame.
+
+    A registration that fails, or that fails its quality check (``localize.registration``:
+    body overlap, rotation, scale, metric), gives no MR coordinates; the run goes on with
+    PET/CT alone and says why, unless the pipeline requires the MR (then ``StudyError``).
+    """
+    from localize.registration import register_mr
+
+    options = {k: v for k, v in config.registration.items() if k != "require_mr"}
+    registration = None
+    try:
+        registration = register_mr(mr.image, fixed, fixed_modality=fixed_modality, **options)
+    except (LocalizeError, RuntimeError) as exc:  # RuntimeError: ITK's own
+        text = exc.reason if isinstance(exc, LocalizeError) else str(exc)
+        reason = "registration failed: " + " ".join(text.split())[:300]
+    else:
+        if registration.quality == "ok":
+            return registration, None
+        reason = "the registration failed its quality check: " + "; ".join(registration.reasons)
+    message = f"MR not used, PET/CT alone ({mr.paths[0].parent}): {reason}"
+    if config.registration.get("require_mr"):
+        raise StudyError(f"the pipeline requires the MR, but {message}", mr.paths[0])
+    return registration, message
+
+
+def _pet_patterns(family: str, with_ct: bool) -> tuple[str, ...]:
+    """Organs of physiological uptake to find on the PET alone (``localize.anatomy.pet_organs``).
+
+    Without a CT: urine, kidneys and the liver (the PERCIST reference) for every tracer, brain and
+    myocardium for FDG too;
+    with one, the CT rules build the rest and the FDG brain comes from the PET.
+    """
+    fdg = family == "fdg"
+    if with_ct:
+        return ("brain",) if fdg else ()
+    return ("urinary_bladder", "kidneys", "liver") + (("brain", "heart") if fdg else ())
+
+
+def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Write the exports the pipeline asks for, each on its own: ({export: path}, {export: why it failed}).
+
+    One export that fails (a bug, a grid it cannot take, a full disk) leaves the others; each is
+    written under a temporary name and renamed (``localize.atomic``), so none is left half-written.
+    """
     from localize.labelmap import write_labelmap
     from localize.report import write_report
     from localize.rtstruct import write_rtstruct
     from localize.seg import write_seg
     from localize.table import write_csv
 
-    f, labels, outputs = result.findings, result.segmentation.labels, {}
+    f, labels = result.findings, result.segmentation.labels
     wanted = set(config.exports)
-    if "csv" in wanted:
-        outputs["csv"] = write_csv(f, out_dir / "lesions.csv")
-    if "rtstruct" in wanted and result.ct is not None:
-        outputs["rtstruct"] = write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct,
-                                             transform=result.ct_to_pet)
     mr_transform = result.registration.transform if result.registration is not None else None
-    if "rtstruct_mr" in wanted and result.mr is not None:
-        outputs["rtstruct_mr"] = write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, result.mr,
-                                                transform=_inverse(mr_transform))
-    if "seg" in wanted:
-        seg = write_seg(out_dir / "seg_pet.dcm", f, labels, result.pet.volume)
-        if seg is not None:
-            outputs["seg"] = seg
-    if "nifti" in wanted:
-        outputs["nifti"] = write_labelmap(out_dir / "lesions.nii.gz", f, labels)
-    if "registration" in wanted and result.registration is not None:
+    fixed = result.ct if result.ct is not None else result.pet.volume
+
+    def registration() -> dict[str, Path]:
         from localize.registration import save_transform, write_spatial_registration
 
-        outputs["registration_tfm"] = save_transform(result.registration, out_dir / "mr_to_pet.tfm")
-        fixed = result.ct if result.ct is not None else result.pet.volume
-        outputs["registration"] = write_spatial_registration(
-            result.registration, fixed.headers, result.mr.headers, out_dir / "registration.dcm")
-    if "report" in wanted:
+        return {"registration_tfm": save_transform(result.registration, out_dir / "mr_to_pet.tfm"),
+                "registration": write_spatial_registration(result.registration, fixed.headers, result.mr.headers,
+                                                           out_dir / "registration.dcm")}
+
+    def report() -> dict[str, Path]:
         png, page = write_report(out_dir, f, result.pet.image, result.ct.image if result.ct is not None else None,
-                                 mr=result.mr.image if result.mr is not None else None,
-                                 mr_to_pet=mr_transform)
-        outputs["report_png"], outputs["report"] = png, page
-    return {name: str(path) for name, path in outputs.items()}
+                                 mr=result.mr.image if result.mr is not None else None, mr_to_pet=mr_transform)
+        return {"report_png": png, "report": page}
+
+    steps = {
+        "csv": lambda: {"csv": write_csv(f, out_dir / "lesions.csv")},
+        # on the CT for planning; without a CT, on the PET series itself
+        "rtstruct": lambda: {"rtstruct": write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct,
+                                                        transform=result.ct_to_pet)} if result.ct is not None
+        else {"rtstruct": write_rtstruct(out_dir / "rtstruct_pet.dcm", f, labels, result.pet.volume)},
+        # only from a registration that passed its quality check
+        "rtstruct_mr": lambda: {"rtstruct_mr": write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, result.mr,
+                                                              transform=_inverse(mr_transform))}
+        if mr_transform is not None else {},
+        "seg": lambda: {"seg": write_seg(out_dir / "seg_pet.dcm", f, labels, result.pet.volume)},
+        "nifti": lambda: {"nifti": write_labelmap(out_dir / "lesions.nii.gz", f, labels)},
+        "registration": lambda: registration() if result.registration is not None else {},
+        "report": report,
+    }
+    outputs, failed = {}, {}
+    for name, step in steps.items():
+        if name not in wanted:
+            continue
+        try:
+            written = step()
+        except Exception as exc:  # an export's failure is recorded, never the run's end  # noqa: BLE001
+            text = exc.reason if isinstance(exc, LocalizeError) else f"{type(exc).__name__}: {exc}"
+            failed[name] = " ".join(str(text).split())[:300]
+            continue
+        outputs.update({key: str(path) for key, path in written.items() if path is not None})
+    return outputs, failed
 
 
 def tracer_family(pet, override: str, inputs: StudyInputs) -> str:

@@ -36,15 +36,16 @@ ALGORITHM = hd.AlgorithmIdentificationSequence(
 def build_seg(findings: Findings, label_image: sitk.Image, pet: Volume) -> hd.seg.Segmentation | None:
     """The SEG of ``findings``; None when there is no lesion (a SEG needs at least one segment).
 
-    ``label_image``: lesion labels on the PET grid (UInt16, z,y,x array in the
-    k order of ``pet.headers``); ``pet``: the PET series it was segmented on.
+    ``label_image``: lesion labels on the PET grid; ``pet``: the PET series it was
+    segmented on. The SEG's frames are the source slices (``pet.headers``), also
+    where the loader resampled the grid (gaps filled, tilt undone).
     """
     if sitk.GetArrayViewFromImage(label_image).shape != sitk.GetArrayViewFromImage(pet.image).shape:
         raise SeriesError("the lesion label image is not on the PET grid", pet.paths[0] if pet.paths else None)
     lesions = sorted(findings.lesions, key=lambda lesion: lesion.id)
     if not lesions:
         return None
-    labels_zyx = sitk.GetArrayFromImage(label_image)
+    labels_zyx = _on_source_slices(label_image, pet)
     segments_zyx = np.zeros(labels_zyx.shape, dtype=np.uint16)
     descriptions = []
     for number, lesion in enumerate(lesions, start=1):
@@ -86,6 +87,23 @@ def build_seg(findings: Findings, label_image: sitk.Image, pet: Volume) -> hd.se
         content_description="PET-avid lesions",
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
+
+
+def _on_source_slices(label_image: sitk.Image, pet: Volume) -> np.ndarray:
+    """Lesion labels (z, y, x) with one z slice per source header, in ``pet.headers`` order."""
+    if not pet.resampled and label_image.GetSize()[2] == len(pet.headers):
+        return sitk.GetArrayFromImage(label_image)
+    columns, rows = label_image.GetSize()[:2]
+    out = np.zeros((len(pet.headers), rows, columns), np.uint16)
+    for k, header in enumerate(pet.headers):
+        plane = sitk.Image(columns, rows, 1, sitk.sitkUInt16)
+        plane.SetOrigin(tuple(float(v) for v in pet.positions_lps_mm[k]))
+        plane.SetSpacing(label_image.GetSpacing())
+        row, col = np.array(header.ImageOrientationPatient[:3], float), np.array(header.ImageOrientationPatient[3:], float)
+        plane.SetDirection(tuple(np.column_stack([row, col, np.cross(row, col)]).ravel()))
+        nearest = sitk.Resample(label_image, plane, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+        out[k] = sitk.GetArrayViewFromImage(nearest)[0]
+    return out
 
 
 def write_seg(path: str | Path, findings: Findings, label_image: sitk.Image, pet: Volume) -> Path | None:

@@ -53,6 +53,8 @@ class SegmentationSettings:
     reference_region: str = "liver"
     reference_mean_factor: float = 1.5
     reference_sd_factor: float = 2.0
+    fallback_region: str | None = None  # percist: this region when ``reference_region`` is not found ...
+    fallback_mean_factor: float = 2.0  # ... at this x mean + ``reference_sd_factor`` x SD (PERCIST blood pool)
     qpsma_constant: float = 4.30
     delineation: str = "percent_max"  # grow at percent_of_max x SUVmax, or at the detection threshold
     percent_of_max: float = 0.41  # 41 % SUVmax (MUST-segmenter, §3.1)
@@ -73,6 +75,7 @@ class SegmentationSettings:
     halo_mm: float = 12.0  # spill-over halo around urine-filled organs
     halo_sd_factor: float = 4.0  # a hot spot in the halo must exceed the spill-over by this x its residual SD
     excess_sd: float = 4.0  # a hot spot in an "excess" organ must exceed organ mean + this x SD
+    min_local_contrast: float = 0.0  # SUVmax over the median SUV of the lesion's surroundings (0: not tested)
     ureters: bool = False
     ureter_min_length_mm: float = 60.0  # a hot track at least this long in z ...
     ureter_max_area_mm2: float = 400.0  # ... and at most this wide on average is a ureter
@@ -117,7 +120,33 @@ PRESETS: dict[str, dict[str, Any]] = {
         halo_organs=("urinary_bladder",),
         ureters=False,
     ),
+    # Research use, for tracers without a preset of their own (FDG, choline, others): PERCIST's
+    # measurability threshold, 1.5 x liver mean + 2 SD, or 2.0 x blood-pool mean + 2 SD without a liver
+    # (Wahl et al. J Nucl Med 2009;50 Suppl 1:122S, DOMAIN.md §3.1); urine, brain and myocardium are the
+    # physiological FDG uptake suppressed, bowel, liver and spleen judged against their own uptake.
+    "generic": dict(
+        method="percist",
+        detect_suv=2.5,
+        bone_suv=None,
+        reference_region="liver",
+        fallback_region="blood_pool",
+        suppress_organs=("brain", "kidneys", "urinary_bladder", "salivary_glands"),
+        suppress_excess_organs=("liver", "spleen", "bowel", "heart"),
+        halo_organs=("urinary_bladder",),
+        ureters=True,
+        # focal uptake at least twice its surroundings: a tumour-to-background ratio of 2, so the noise
+        # peaks of muscle, marrow and bowel plateaus that pass a fixed floor are not lesions [REC]
+        min_local_contrast=2.0,
+    ),
 }
+
+#: Tracer families (``localize.tracer.FAMILIES``) without a preset of their own get this one.
+GENERIC_PRESET = "generic"
+
+
+def preset_for(tracer_family: str) -> str:
+    """The preset name of ``tracer_family``: its own, else ``GENERIC_PRESET``."""
+    return tracer_family if tracer_family in PRESETS else GENERIC_PRESET
 
 
 def settings_for(tracer_family: str, overrides: SegmentationSettings | dict[str, Any] | None = None) -> SegmentationSettings:
@@ -205,9 +234,14 @@ def segment_lesions(
     # a preset on a study whose field of view or anatomy lacks a reference: the fixed floor, said so
     if not {"method", "reference_region"} & chosen and s.method in ("percist", "qpsma") \
             and s.reference_region not in (references or {}):
-        unused.add(s.reference_region)
-        warnings.append(f"reference region {s.reference_region} not found: soft-tissue detection at the fixed "
-                        f"floor SUV {s.detect_suv:g} instead of the {s.method} threshold")
+        if s.method == "percist" and s.fallback_region in (references or {}):
+            warnings.append(f"reference region {s.reference_region} not found: soft-tissue threshold "
+                            f"{s.fallback_mean_factor:g} x {s.fallback_region} mean + {s.reference_sd_factor:g} SD")
+            s = dataclasses.replace(s, reference_region=s.fallback_region, reference_mean_factor=s.fallback_mean_factor)
+        else:
+            unused.add(s.reference_region)
+            warnings.append(f"reference region {s.reference_region} not found: soft-tissue detection at the fixed "
+                            f"floor SUV {s.detect_suv:g} instead of the {s.method} threshold")
     if not {"method", "bone_reference_region"} & chosen and s.bone_reference_region is not None \
             and s.bone_reference_region not in (references or {}):
         unused.add(s.bone_reference_region)
@@ -275,6 +309,9 @@ def segment_lesions(
             continue
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
+            continue
+        if s.min_local_contrast and local_contrast(detect, seed, mask, spacing) < s.min_local_contrast:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
             continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
@@ -367,6 +404,32 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
         if mask[at] and value < limit[at]:
             return f"physiological: {name}"
     return None
+
+
+# Local contrast: the mean SUV of a 1 ml sphere at the hot spot (PERCIST's peak, robust to voxel noise:
+# Wahl et al. J Nucl Med 2009;50 Suppl 1:122S) over the median SUV of a shell SHELL_MM[0] to SHELL_MM[1]
+# around the grown lesion: a blurred sphere's tail lies mostly inside the inner gap at PET resolutions of
+# 4-8 mm FWHM; a noise peak of an organ or a bowel plateau grows into its plateau, whose shell is as hot [REC].
+PEAK_RADIUS_MM = 6.2  # a 1 ml sphere
+SHELL_MM = (5.0, 15.0)
+
+
+def local_contrast(suv: np.ndarray, seed: np.ndarray, lesion: np.ndarray, spacing: np.ndarray) -> float:
+    """1 ml peak SUV at ``seed`` (z, y, x) over the median SUV of the shell around ``lesion`` (bool z, y, x).
+
+    Voxels under a tenth of the hot spot's SUV (air outside the body) are not background; inf when none is left.
+    """
+    value = float(suv[tuple(seed)])
+    zyx = np.argwhere(lesion)
+    pad = np.ceil(SHELL_MM[1] / spacing).astype(int) + 1
+    lo, hi = np.maximum(zyx.min(0) - pad, 0), np.minimum(zyx.max(0) + pad + 1, suv.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    local = suv[crop]
+    peak = float(local[ball_mask(seed - lo, local.shape, PEAK_RADIUS_MM, spacing)].mean())
+    distance = ndimage.distance_transform_edt(~lesion[crop], sampling=spacing)
+    shell = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & (local > 0.1 * value)
+    background = float(np.median(local[shell])) if shell.any() else 0.0
+    return peak / background if background > 0 else float("inf")
 
 
 def _distinct(

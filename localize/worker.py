@@ -37,7 +37,12 @@ def main(argv: list[str]) -> int:
     try:
         from localize.pipeline import run_manifest
 
-        run_manifest(json.loads(manifest_path.read_text()), out, deidentify=os.environ.pop(KEY_VARIABLE, None))
+        findings = run_manifest(json.loads(manifest_path.read_text()), out,
+                                deidentify=os.environ.pop(KEY_VARIABLE, None))
+        if findings.failed_exports:
+            failed = "; ".join(f"{name}: {why}" for name, why in findings.failed_exports.items())
+            print(f"localize: error: export(s) failed: {failed}", file=sys.stderr)
+            return WORKER_EXIT_INPUT_ERROR
     except LocalizeError as exc:
         print(f"localize: error: {exc}", file=sys.stderr)
         return WORKER_EXIT_INPUT_ERROR

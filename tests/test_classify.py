@@ -209,3 +209,28 @@ def test_stage_strings():
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError):
         _one(_lesion(0, 0, 0), status="primary")
+
+
+def test_no_anatomy_gives_unclassified_lesions_with_a_warning_and_an_incomplete_staging():
+    # a PET alone: no level and no bone to place a node by; a thigh or pelvic lesion is not guessed
+    anatomy = Anatomy(grid=_grid())
+    lesions = [_lesion(60, 20, -200), _lesion(-50, 10, 60)]
+    warnings: list[str] = []
+    classify_lesions(lesions, anatomy, status="post_prostatectomy", warnings=warnings)
+    assert [(les.region, les.site, les.mitnm) for les in lesions] == [("unclassified", "unknown", "")] * 2
+    assert sum("unclassified" in w and "(60.0, 20.0, -200.0)" in w for w in warnings) == 1
+    staging = stage(lesions, status="post_prostatectomy")
+    assert staging["summary"].endswith("(incomplete: 2 lesions unclassified)")
+    assert staging["min"] == "miN0" and staging["mim"] == "miM0"
+
+
+def test_pelvic_node_below_the_found_levels_needs_the_symphysis():
+    # the lumbar levels are found but the pelvis is not: a node below them is unclassified, one above is not
+    anatomy = _anatomy()
+    del anatomy.masks["pubic_symphysis"]
+    for level in ("symphysis_top", "symphysis_bottom", "pelvic_inlet", "common_iliac_bifurcation"):
+        del anatomy.levels_z_mm[level]
+    low, high = _lesion(-60, 20, 60), _lesion(30, 20, 250)
+    classify_lesions([low, high], anatomy, status="post_prostatectomy", warnings=[])
+    assert (low.region, low.site) == ("unclassified", "unknown")
+    assert (high.region, high.site) == ("distant", "retroperitoneal")

@@ -25,7 +25,7 @@ def test_user_file_extends_and_overrides(tmp_path):
     f.write_text("extends: psma-salvage-rt\nname: mine\nregistration: {refine: affine}\nexports: [findings]\n")
     cfg = load_pipeline(f)
     assert cfg.name == "mine" and cfg.exports == ("findings",)
-    assert cfg.registration == {"pelvis_only": False, "refine": "affine"}
+    assert cfg.registration == {"pelvis_only": False, "refine": "affine", "require_mr": False}
     assert cfg.segmentation == load_pipeline("psma-salvage-rt").segmentation
 
 

@@ -85,6 +85,7 @@ def write_series(folder: Path, *, shape_zyx, pixel_spacing=(1.0, 1.0), slice_ste
     return SimpleNamespace(
         image=image, headers=headers, sop_instance_uids=[h.SOPInstanceUID for h in headers],
         positions_lps_mm=np.array([h.ImagePositionPatient for h in headers], dtype=float), paths=paths,
+        resampled=False,
     )
 
 
@@ -316,7 +317,7 @@ def _rt_utils_ct(testdata: Path):
     image = reader.Execute()
     return SimpleNamespace(image=image, headers=headers, sop_instance_uids=[h.SOPInstanceUID for h in headers],
                            positions_lps_mm=np.array([h.ImagePositionPatient for h in headers], dtype=float),
-                           paths=[]), folder
+                           paths=[], resampled=False), folder
 
 
 @pytest.mark.testdata

@@ -11,7 +11,14 @@ import numpy as np
 import pydicom
 import pytest
 
+from localize.config import load_pipeline
+from localize.errors import StudyError
 from localize.findings import validate_findings
+from localize.index import index_folder
+from localize.pet import load_pet
+from localize.pipeline import analyse
+from localize.series import load_series
+from localize.study import single_plan
 
 from conftest import SHARED_CONTRACT, tree_digest
 
@@ -128,3 +135,57 @@ def test_output_inside_the_study_is_refused(phantom):
     result = run("run", root / "dicom", "--out", root / "dicom" / "out")
     assert result.returncode == 2 and "must not be inside" in result.stderr
     assert not (root / "dicom" / "out").exists()
+
+
+def test_a_failed_export_leaves_the_others_and_says_so(phantom, tmp_path):
+    # lesions.csv cannot be written where a folder of that name stands: the CSV export fails for real
+    root, _ = phantom(seed=3)
+    out = tmp_path / "out"
+    (out / "lesions.csv").mkdir(parents=True)
+    result = run("run", root / "dicom", "--out", out, "--pipeline", "research")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("localize: error")]
+    assert len(errors) == 1 and "csv" in errors[0] and "Traceback" not in result.stderr
+    doc = json.loads((out / "findings.json").read_text())
+    check_contract(doc)
+    assert set(doc["failed_exports"]) == {"csv"} and any("export csv failed" in w for w in doc["warnings"])
+    for name in ("rtstruct", "seg", "nifti", "report"):
+        assert Path(doc["outputs"][name]).is_file(), name
+    assert not list(out.glob("*.part")) and not list(out.glob(".*tmp*"))
+
+
+@pytest.fixture(scope="module")
+def thigh_mr(testdata):
+    return load_series(sorted((testdata / "studies/tcia-sts-001/MR_T1/image").glob("*.dcm")))
+
+
+@pytest.mark.testdata
+def test_an_mr_that_cannot_be_registered_degrades_the_run(phantom, thigh_mr):
+    # a thigh MR of another patient beside a pelvic PET/CT: the registration cannot be right
+    root, _ = phantom(seed=3)
+    files = single_plan(index_folder(root / "dicom")).manifest()["files"]
+    pet, ct = load_pet([Path(f) for f in files["pet"]]), load_series([Path(f) for f in files["ct"]])
+    config = load_pipeline("psma-salvage-rt")
+    result = analyse(pet, ct, thigh_mr, [], "psma_f18_renal", config)
+    doc = result.findings.to_dict()
+    check_contract(doc)
+    assert result.registration is None and (doc["registration"]["mr_to_pet"] or {}).get("used", False) is False
+    assert any(w.startswith("MR not used") for w in doc["warnings"])
+    assert len(doc["lesions"]) >= 5 and all(les["target_mr_lps_mm"] is None for les in doc["lesions"])
+    config.registration["require_mr"] = True
+    with pytest.raises(StudyError, match="requires the MR") as info:
+        analyse(pet, ct, thigh_mr, [], "psma_f18_renal", config)
+    assert "\n" not in str(info.value)
+
+
+def test_pipeline_names_resolve_whatever_the_working_folder_holds(tmp_path, monkeypatch):
+    (tmp_path / "research").mkdir()
+    (tmp_path / "psma-1007").write_text("not a pipeline")
+    result = subprocess.run([sys.executable, "-m", "localize", "pipelines"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0 and "research" in result.stdout and "Traceback" not in result.stderr
+    monkeypatch.chdir(tmp_path)
+    assert load_pipeline("research").name == "research" and load_pipeline("psma-1007").name == "psma-1007"
+    result = run("run", tmp_path, "--out", tmp_path.parent / f"{tmp_path.name}_out", "--pipeline", "nope")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "unknown pipeline 'nope'" in result.stderr

@@ -7,6 +7,7 @@ import pydicom
 import SimpleITK as sitk
 
 from localize.seg import write_seg
+from localize.series import load_series
 from test_rtstruct import dciodvfy_errors, findings_for, lesion_label_image, write_series
 
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -57,3 +58,26 @@ def test_no_lesion_no_seg(tmp_path):
     findings.lesions = []
     assert write_seg(tmp_path / "seg.dcm", findings, labels, pet) is None
     assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_seg_of_a_grid_resampled_over_a_missing_slice(tmp_path):
+    # the PET lacks one slice; the loader fills it, so its grid has one slice more than the files:
+    # the SEG's frames are the files' slices, each the label plane at that slice's own position
+    labels = lesion_label_image()
+    written = _pet(tmp_path, labels)
+    gone = written.paths[12]
+    gone.unlink()
+    pet = load_series([p for p in written.paths if p != gone])
+    assert pet.resampled and pet.image.GetSize() == labels.GetSize() and len(pet.headers) == 29
+    findings = findings_for(labels)
+    path = write_seg(tmp_path / "out" / "seg.dcm", findings, labels, pet)
+    assert dciodvfy_errors(path) == []
+    seg = pydicom.dcmread(path)
+    labels_zyx = sitk.GetArrayFromImage(labels)
+    frames = seg.pixel_array.reshape(-1, *labels_zyx.shape[1:])
+    by_uid = dict(zip(pet.sop_instance_uids, range(len(pet.headers))))
+    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        k_source = by_uid[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        k_grid = k_source + (k_source >= 12)  # the grid slice at the same position
+        number = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_array_equal(frame.astype(bool), labels_zyx[k_grid] == findings.lesions[number - 1].label)

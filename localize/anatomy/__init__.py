@@ -16,6 +16,7 @@ from localize.anatomy.ct_heuristics import ct_anatomy, ct_on_grid
 from localize.anatomy.imported import masks_from_images, masks_from_label_map, read_label_map, read_mask_folder
 from localize.anatomy.model import Anatomy
 from localize.anatomy.names import canonical_name
+from localize.anatomy.pet_organs import pet_organs
 from localize.metrics import zyx_to_lps
 
 __all__ = [
@@ -36,13 +37,15 @@ def build_anatomy(
     rtstruct_masks: dict[str, sitk.Image] | None = None,
     label_map: sitk.Image | None = None,
     label_names: dict[int, str] | None = None,
+    pet_patterns: tuple[str, ...] = (),
 ) -> Anatomy:
     """Masks on the PET grid for one study; ``ct`` in HU, ``pet`` in SUVbw, same patient space.
 
     ``rtstruct_masks``: ROI name -> mask image (any grid); ``label_map`` with
     ``label_names`` (value -> class name): a multilabel image such as
     TotalSegmentator's. Imported structures override the CT heuristics; the
-    label map overrides the RTSTRUCT.
+    label map overrides the RTSTRUCT. ``pet_patterns``: organs to find on the PET
+    alone where no other source gave them (see ``pet_organs``).
     """
     anatomy = Anatomy(grid=pet)
     suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
@@ -65,6 +68,11 @@ def build_anatomy(
             imported = masks_from_label_map(label_map, label_names, pet)
             anatomy.masks.update(imported)
             anatomy.sources.update({name: "label_map" for name in imported})
+    if pet_patterns:
+        missing = tuple(n for n in pet_patterns if not any(m.startswith(n.rstrip("s")) for m in anatomy.masks))
+        found = pet_organs(pet, wanted=missing) if missing else {}
+        anatomy.masks.update(found)
+        anatomy.sources.update({name: "pet" for name in found})
     _derive(anatomy)
     return anatomy
 

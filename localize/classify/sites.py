@@ -25,6 +25,10 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    middle -> internal iliac, below the acetabular roof -> obturator, else external
    iliac; §5.3 table).
 
+A lesion whose call needs a level or structure that was not found (no CT and no
+imported anatomy, a pelvis out of view) is ``unclassified`` / ``unknown`` with a
+warning naming it and the reason: never a guess.
+
 Lesions within 10 mm of a boundary that changes the category (aortic and
 common-iliac bifurcations, pelvic inlet, prostate-bed envelope) are flagged
 ``region_uncertain`` with ``region_candidates`` as ``"region:site"`` strings, the
@@ -74,6 +78,12 @@ class Call:
     site: str
     mitnm: str
     bone: str | None = None
+    reason: str = ""  # why an unclassified call could not be made
+
+    @classmethod
+    def unclassified(cls, reason: str) -> Call:
+        """The call of a lesion whose label needs anatomy that is missing (contract: region unclassified)."""
+        return cls("unclassified", "unknown", "", reason=reason)
 
     @property
     def key(self) -> str:
@@ -139,6 +149,9 @@ def classify_lesions(
         voxels = _lesion_points(marks, label_array, lesion.label)
         calls, bone = _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu)
         lesion.region, lesion.site, lesion.mitnm = calls[0].region, calls[0].site, calls[0].mitnm
+        if calls[0].reason and warnings is not None:
+            where = ", ".join(f"{v:.1f}" for v in point)
+            warnings.append(f"lesion at LPS ({where}) mm unclassified: {calls[0].reason}")
         lesion.bone = bone
         lesion.region_uncertain = len(calls) > 1
         lesion.region_candidates = [c.key for c in calls] if len(calls) > 1 else []
@@ -304,6 +317,9 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
     z_cib = float(np.mean(cibs)) if cibs else None
     z_ab, dia = marks.aortic_bifurcation_z_mm, marks.diaphragm_z_mm
     ci, rp = node_call("common_iliac", promise_version), node_call("retroperitoneal", promise_version)
+    inlet, top = marks.level("pelvic_inlet"), marks.level("symphysis_top")
+    if all(v is None for v in (dia, z_ab, z_cib, inlet, top)):
+        return [Call.unclassified("no diaphragm, vertebral level or pelvic bone found to place it by")]
     if dia is not None and z > dia:
         return [node_call("supradiaphragmatic", promise_version)]
     if z_ab is not None and z > z_ab:
@@ -315,10 +331,12 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
         if z - z_cib < BOUNDARY_MARGIN_MM:
             calls.append(node_call(_pelvic_site(marks, point, dx), promise_version))
         return calls
+    if top is None:
+        return [Call.unclassified("below the abdominal levels found, but no pubic symphysis found to name a "
+                                  "pelvic or inguinal site")]
     if _inguinal(marks, point, dx):
         return [node_call("inguinal", promise_version)]
     calls = [node_call(_pelvic_site(marks, point, dx), promise_version)]
-    inlet = marks.level("pelvic_inlet")
     lowest = min(c for c in (z_cib, inlet) if c is not None) if (z_cib is not None or inlet is not None) else None
     if lowest is not None and z > lowest - BOUNDARY_MARGIN_MM:
         calls.append(ci)
@@ -374,5 +392,4 @@ def _acetabular_roof_z_mm(marks: Landmarks, side: str) -> float:
     for name in (f"femoral_head_{side}", f"femur_{side}"):
         if marks.has(name):
             return float(marks.points(name)[:, 2].max())
-    top = marks.level("symphysis_top")
-    return (top if top is not None else 0.0) + ROOF_ABOVE_SYMPHYSIS_MM
+    return marks.level("symphysis_top") + ROOF_ABOVE_SYMPHYSIS_MM  # _node checks that the symphysis was found

@@ -38,7 +38,9 @@ def _ordered(codes: set[str], order: tuple[str, ...]) -> list[str]:
 
 
 def stage(lesions: list[Lesion], *, status: str | None, promise_version: int = 2) -> dict[str, Any]:
-    """``{"mit", "min", "mim", "summary"}`` of classified lesions; no lesion gives "miT0 miN0 miM0"."""
+    """``{"mit", "min", "mim", "summary"}`` of classified lesions; no lesion gives "miT0 miN0 miM0".
+
+    Unclassified lesions (``region == "unclassified"``) count nowhere; the summary then says it is incomplete."""
     local = [les for les in lesions if les.region == "local"]
     if not local:
         mit = "miT0"
@@ -72,6 +74,9 @@ def stage(lesions: list[Lesion], *, status: str | None, promise_version: int = 2
     mim = " ".join(parts) if parts else "miM0"
 
     summary = f"{mit} {min_} {mim}"
+    unclassified = sum(les.region == "unclassified" for les in lesions)
+    if unclassified:  # the string above counts only the lesions that could be placed
+        summary += f" (incomplete: {unclassified} lesion{'s' if unclassified > 1 else ''} unclassified)"
     scores = [les.mipsma for les in lesions if les.mipsma is not None]
     if scores:
         summary += f" / PSMA expression score highest {max(scores)} lowest {min(scores)}"
