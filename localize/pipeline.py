@@ -206,10 +206,10 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                                        exclude=sitk_array(segmentation.labels) > 0)
         warnings += [r.warning for r in references.values() if r.warning]
     with clock("classify"):
-        status = config.status
+        status, evidence = config.status, f"given by the pipeline {config.name!r}"
         if status == "auto":
-            status, reason = infer_status(anatomy)
-            warnings.append(reason)
+            status, evidence = infer_status(anatomy)
+            warnings.append(evidence)
         lesions = classify_lesions(segmentation.lesions, anatomy, status=status, references=references,
                                    tracer_family=family, labels=segmentation.labels,
                                    ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None,
@@ -225,7 +225,7 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
         tracer=_tracer_dict(pet.calibration, family),
         series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
         lesions=lesions,
-        staging=stage(lesions, status=status),
+        staging=stage(lesions, status=status) | {"status": status, "status_evidence": evidence},
         registration=None if mr is None else {  # mr_to_pet null: the registration itself failed
             "mr_to_pet": attempted.to_dict() | {"used": registration is not None} if attempted is not None else None},
         reference_regions={name: r.to_dict() for name, r in references.items()},

@@ -122,3 +122,36 @@ def test_ct_heuristics_on_a_pelvis_phantom(phantom):
     combined = build_anatomy(ct, pet, label_map=label_map, label_names=names)
     assert combined.sources["urinary_bladder"] == "label_map" and combined.sources["body"] == "ct"
     assert np.array_equal(combined.masks["urinary_bladder"], reference.masks["urinary_bladder"])
+
+
+def test_gas_mixed_stool_in_the_pelvis_is_not_lung(phantom):
+    # a 6 x 6 x 10 cm colon of stool and gas bubbles (mottled -1000 / -50 HU, averaging about -600 HU on
+    # the CT) just above the pelvic inlet: in the lung band (-960..-400 HU) and large, but not lung
+    from localize.anatomy.ct_heuristics import ct_anatomy, ct_on_grid
+
+    root, truth = phantom(tracer="dcfpyl")
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    hu = ct_on_grid(ct, pet)
+    suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
+    inlet = truth.levels_z_mm["pelvic_inlet"]
+    z, y, x = np.meshgrid(*[np.array([pet.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(hu.shape[0])]),
+                            np.array([pet.TransformIndexToPhysicalPoint((0, j, 0))[1] for j in range(hu.shape[1])]),
+                            np.array([pet.TransformIndexToPhysicalPoint((i, 0, 0))[0] for i in range(hu.shape[2])])],
+                          indexing="ij")
+    colon = (np.abs(x - 40) <= 30) & (np.abs(y + 10) <= 30) & (z >= inlet + 5) & (z <= inlet + 105)
+    rng = np.random.default_rng(0)
+    hu[colon] = np.where(rng.random(colon.sum()) < 0.6, -1000.0, -50.0)
+    hu[colon] = _smooth_in(hu, colon)[colon]
+    assert -750 < np.median(hu[colon]) < -400
+    masks, levels, _, warnings = ct_anatomy(hu, suv, pet)
+    assert "lung_left" not in masks and "lung_right" not in masks and "diaphragm" not in levels
+    assert any(w.startswith("lung candidate") and "dropped" in w for w in warnings)
+    assert "no lungs found" in " ".join(warnings), warnings
+
+
+def _smooth_in(hu: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Gas bubbles and stool blurred together as a CT resampled to 4 mm reads them."""
+    from scipy import ndimage
+
+    return ndimage.uniform_filter(np.where(region, hu, -50.0), size=3)

@@ -102,3 +102,20 @@ def test_staging_t_and_m_parts(results):
         print(study, got["summary"], "ok" if ok else f"expected {want_t} {want_m}")
         correct += ok
     assert correct / len(results) >= 0.9
+
+
+@pytest.mark.parametrize("status", ["post_prostatectomy", "post_radiotherapy"])
+def test_treatment_status_is_read_from_the_ct_with_its_evidence(phantom, status):
+    from localize.anatomy import build_anatomy
+    from localize.classify import infer_status
+    from localize.pet import load_pet
+    from localize.series import load_series
+
+    root, truth = phantom(tracer="psma11", status=status, seed=7)
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    found, evidence = infer_status(build_anatomy(ct, pet))
+    assert found == status, evidence
+    assert "from the anatomy" in evidence and "assumed" not in evidence
+    if status == "post_radiotherapy":
+        assert " ml centred at LPS (" in evidence and "below the bladder" in evidence

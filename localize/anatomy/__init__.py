@@ -50,7 +50,8 @@ def build_anatomy(
     anatomy = Anatomy(grid=pet)
     suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
     if ct is not None:
-        masks, levels, midline = ct_anatomy(ct_on_grid(ct, pet), suv, pet, ct)
+        masks, levels, midline, dropped = ct_anatomy(ct_on_grid(ct, pet), suv, pet, ct)
+        anatomy.warnings += dropped
         anatomy.masks.update(masks)
         anatomy.sources.update({name: "ct" for name in masks})
         anatomy.levels_z_mm.update(levels)

@@ -5,7 +5,8 @@ Thresholds and proportions only: no model weights, no network. Arrays are numpy
 and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 
 * body: HU > -500, largest component, holes filled per slice (no opening: thin walls must stay closed);
-* lungs: air (HU < -400) inside the body in components over 150 ml;
+* lungs: air (HU -960..-400) in components over 150 ml of median lung density, not reaching
+  down near the pelvic inlet (stool mixed with gas is not lung);
 * bone: HU > 150 inside the body, holes of up to 25 cm² filled per slice (fatty marrow inside
   a cortex is bone; the pelvic cavity, enclosed by the pelvic ring in axial slices, is not);
 * spine: bone in a midline strip; vertebral bodies are its runs along z,
@@ -71,8 +72,10 @@ def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None
-               ) -> tuple[dict[str, np.ndarray], dict[str, float], float]:
-    """(masks, levels z mm, midline x mm) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
+               ) -> tuple[dict[str, np.ndarray], dict[str, float], float, list[str]]:
+    """(masks, levels z mm, midline x mm, warnings) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
+
+    ``warnings`` name each structure left out because it failed its own check, and why.
 
     ``ct`` (HU, its own grid) is searched for the disc gaps of the spine; without it
     ``hu`` (on ``grid``) is used, which misses the thin thoracic discs on a coarse grid.
@@ -82,18 +85,10 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     z_mm, y_mm, x_mm = axis_mm(grid)
     masks: dict[str, np.ndarray] = {}
     levels: dict[str, float] = {}
+    warnings: list[str] = []
 
     body = _fill_slices(_largest(hu > -500))
     masks["body"] = body
-    # lungs: parenchyma density (HU -960..-400; pure air outside the patient and bowel gas are ~-1000),
-    # large components [REC]
-    air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
-    lab, n = ndimage.label(air)
-    if n:
-        sizes = ndimage.sum_labels(air, lab, index=np.arange(1, n + 1)) * voxel_ml
-        lungs = np.isin(lab, np.flatnonzero(sizes > 150.0) + 1)
-    else:
-        lungs = np.zeros_like(air)
     bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
                             MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
     masks["bone"] = bone
@@ -101,16 +96,18 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     # midline: centre of the body in x, weighted by slice (robust to arms)
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     right_side = x_mm[None, None, :] < midline_x  # LPS: +x is the patient's left
+    ct_native = ct if ct is not None else _image_like(hu, grid)
+    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
+    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
+    lungs = _lungs(hu, voxel_ml, z_mm, levels, warnings)
     if lungs.any():
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
         levels["diaphragm"] = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min())
         if masks["lung_right"].any():  # the right dome, over the liver
             levels["diaphragm_right"] = float(z_mm[np.flatnonzero(masks["lung_right"].any((1, 2)))].min())
-
-    ct_native = ct if ct is not None else _image_like(hu, grid)
-    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
-    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
+    else:
+        warnings.append("no lungs found: no diaphragm level (a lesion is called supradiaphragmatic only above it)")
     _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
@@ -120,7 +117,41 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
                          voxel_ml)
     if bowel.any():
         masks["bowel"] = bowel
-    return masks, levels, midline_x
+    return masks, levels, midline_x, warnings
+
+
+# Lungs: parenchyma density (HU -960..-400; pure air outside the patient and in bowel gas is ~-1000) in
+# components over LUNG_MIN_ML. Aerated lung reads about -850 HU; stool mixed with gas and the blurred rim
+# of a gas pocket fill the same band but centre higher, and lie in the abdomen or pelvis, while the lung
+# bases lie over the T12-L1 level, far above the sacral promontory (S1) [REC: standard anatomy].
+LUNG_MIN_ML = 150.0
+LUNG_MAX_MEDIAN_HU = -700.0
+LUNG_ABOVE_INLET_MM = 100.0
+
+
+def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, levels: dict[str, float], warnings: list[str]
+           ) -> np.ndarray:
+    """The lungs (bool z, y, x): large parenchyma-density components that pass their checks."""
+    air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
+    labels, n = ndimage.label(air)
+    lungs = np.zeros_like(air)
+    inlet = levels.get("pelvic_inlet")
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[box] == index
+        volume_ml = part.sum() * voxel_ml
+        if volume_ml <= LUNG_MIN_ML:
+            continue
+        median_hu = float(np.median(hu[box][part]))
+        bottom = float(z_mm[box[0]][part.any((1, 2))].min())
+        if median_hu > LUNG_MAX_MEDIAN_HU:
+            reason = f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)"
+        elif inlet is not None and bottom < inlet + LUNG_ABOVE_INLET_MM:
+            reason = f"it reaches down to {bottom - inlet:.0f} mm from the pelvic inlet"
+        else:
+            lungs[box] |= part
+            continue
+        warnings.append(f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm) dropped: {reason}")
+    return lungs
 
 
 # Marrow cavities in an axial slice are smaller than this (adult lumbar body ~14 cm², femoral head
@@ -203,7 +234,7 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     if not soft.any():
         return
     gland = _largest(soft)
-    if not 12.0 <= gland.sum() * voxel_ml <= 120.0:
+    if not _gland_like(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder")):
         return
     masks["prostate"] = _fill_slices(gland)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
@@ -217,6 +248,30 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
             vesicles[sl] |= part
     if vesicles.any():
         masks["seminal_vesicles"] = vesicles
+
+
+# An intact adult prostate: 12-120 ml (enlarged glands included), roughly round (its longest axis at
+# most 2.5 x its shortest), its top at the bladder base (within 15 mm of the bladder's lowest slice)
+# [REC: standard anatomy]. After prostatectomy the bladder neck sits on the pelvic floor and the
+# soft tissue behind the symphysis (levator, rectal wall) is flat or long, or lies away from the bladder.
+GLAND_ML = (12.0, 120.0)
+GLAND_ELONGATION = 2.5
+GLAND_BELOW_BLADDER_MM = 15.0
+
+
+def _gland_like(gland: np.ndarray, spacing: np.ndarray, voxel_ml: float, z_mm: np.ndarray,
+                bladder: np.ndarray | None) -> bool:
+    """True when the soft-tissue component ``gland`` has the size, shape and place of a prostate."""
+    if not GLAND_ML[0] <= gland.sum() * voxel_ml <= GLAND_ML[1]:
+        return False
+    sd = np.sqrt(np.maximum(np.linalg.eigvalsh(np.cov((np.argwhere(gland) * spacing).T)), 1e-6))
+    if sd[-1] > GLAND_ELONGATION * sd[0]:
+        return False
+    if bladder is None or not bladder.any():
+        return True
+    gland_top = float(z_mm[np.flatnonzero(gland.any((1, 2)))].max())
+    bladder_bottom = float(z_mm[np.flatnonzero(bladder.any((1, 2)))].min())
+    return gland_top >= bladder_bottom - GLAND_BELOW_BLADDER_MM
 
 
 def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels) -> None:
@@ -266,7 +321,7 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
     if pubic.any():
         masks["pubic_symphysis"] = pubic
         zs = np.flatnonzero(pubic.any((1, 2)))
-        levels["symphysis_top"], levels["symphysis_bottom"] = float(z_mm[zs.max()]), float(z_mm[zs.min()])
+        levels["symphysis_top"], levels["symphysis_bottom"] = float(z_mm[zs].max()), float(z_mm[zs].min())
 
 
 VERTEBRA_NAMES = ("L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2",

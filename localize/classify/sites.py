@@ -91,13 +91,43 @@ class Call:
 
 
 def infer_status(anatomy: Anatomy) -> tuple[str, str]:
-    """(status, reason) from the anatomy: a prostate mask means an intact gland."""
-    masks = anatomy.masks
+    """(status, evidence): whether a prostate is present, from what the anatomy shows, said in words.
+
+    An imported prostate or prostate-bed structure decides. A gland found on the CT
+    (``anatomy.ct_heuristics``: a compact soft-tissue organ of adult size behind the lower
+    symphysis, below the bladder) means an intact gland, with its volume and position as the
+    evidence. No gland where the pelvis is in view means post-prostatectomy; without the
+    pelvis in view there is no evidence, and post-prostatectomy is only assumed (said so).
+    """
+    masks, sources = anatomy.masks, anatomy.sources
     if "prostate_bed" in masks and masks["prostate_bed"].any():
-        return "post_prostatectomy", "treatment status not given: a prostate-bed structure is present, post-prostatectomy assumed"
+        return "post_prostatectomy", (f"treatment status from the anatomy: a prostate-bed structure "
+                                      f"({sources.get('prostate_bed', 'imported')}), post-prostatectomy")
     if "prostate" in masks and masks["prostate"].any():
-        return "post_radiotherapy", "treatment status not given: a prostate is present, intact gland (post-radiotherapy) assumed"
-    return "post_prostatectomy", "treatment status not given and no prostate found: post-prostatectomy assumed"
+        return "post_radiotherapy", "treatment status from the anatomy: " + _gland_evidence(anatomy)
+    if "symphysis_top" in anatomy.levels_z_mm and "urinary_bladder" in masks:
+        return "post_prostatectomy", ("treatment status from the anatomy: no gland between the bladder base and the "
+                                      "pelvic floor behind the symphysis, post-prostatectomy")
+    return "post_prostatectomy", ("treatment status not given and the pelvis is not seen well enough to tell "
+                                  "(no symphysis or no bladder found): post-prostatectomy assumed")
+
+
+def _gland_evidence(anatomy: Anatomy) -> str:
+    """Words on the prostate mask: source, volume (ml), centre (LPS mm), distance below the bladder."""
+    from localize.metrics import voxel_volume_ml, zyx_to_lps
+
+    gland = anatomy.masks["prostate"]
+    centre = zyx_to_lps(anatomy.grid, np.argwhere(gland).mean(0))
+    text = (f"a prostate ({anatomy.sources.get('prostate', 'imported')}) of {gland.sum() * voxel_volume_ml(anatomy.grid):.0f} ml "
+            f"centred at LPS ({', '.join(f'{v:.0f}' for v in centre)}) mm")
+    bladder = anatomy.masks.get("urinary_bladder")
+    if bladder is not None and bladder.any():
+        def z_of(mask: np.ndarray) -> np.ndarray:
+            slices = np.flatnonzero(mask.any((1, 2))).astype(float)
+            return zyx_to_lps(anatomy.grid, np.column_stack([slices, np.zeros((len(slices), 2))]))[:, 2]
+
+        text += f", its top {z_of(bladder).min() - z_of(gland).max():.0f} mm below the bladder's lowest slice"
+    return text + ": intact gland (post-radiotherapy)"
 
 
 def node_call(site: str, promise_version: int = 2) -> Call:
