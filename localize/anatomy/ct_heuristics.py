@@ -96,10 +96,11 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     # midline: centre of the body in x, weighted by slice (robust to arms)
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     right_side = x_mm[None, None, :] < midline_x  # LPS: +x is the patient's left
+    lungs = _lungs(hu, voxel_ml, z_mm, warnings)
     ct_native = ct if ct is not None else _image_like(hu, grid)
     segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
-    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels)
-    lungs = _lungs(hu, voxel_ml, z_mm, levels, warnings)
+    lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
+    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels, lung_bottom, warnings)
     if lungs.any():
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
@@ -122,35 +123,28 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
 
 # Lungs: parenchyma density (HU -960..-400; pure air outside the patient and in bowel gas is ~-1000) in
 # components over LUNG_MIN_ML. Aerated lung reads about -850 HU; stool mixed with gas and the blurred rim
-# of a gas pocket fill the same band but centre higher, and lie in the abdomen or pelvis, while the lung
-# bases lie over the T12-L1 level, far above the sacral promontory (S1) [REC: standard anatomy].
+# of a gas pocket fill the same band but centre higher [REC].
 LUNG_MIN_ML = 150.0
 LUNG_MAX_MEDIAN_HU = -700.0
-LUNG_ABOVE_INLET_MM = 100.0
 
 
-def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, levels: dict[str, float], warnings: list[str]
-           ) -> np.ndarray:
-    """The lungs (bool z, y, x): large parenchyma-density components that pass their checks."""
+def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str]) -> np.ndarray:
+    """The lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung."""
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
-    labels, n = ndimage.label(air)
+    labels, _ = ndimage.label(air)
     lungs = np.zeros_like(air)
-    inlet = levels.get("pelvic_inlet")
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         part = labels[box] == index
         volume_ml = part.sum() * voxel_ml
         if volume_ml <= LUNG_MIN_ML:
             continue
         median_hu = float(np.median(hu[box][part]))
-        bottom = float(z_mm[box[0]][part.any((1, 2))].min())
-        if median_hu > LUNG_MAX_MEDIAN_HU:
-            reason = f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)"
-        elif inlet is not None and bottom < inlet + LUNG_ABOVE_INLET_MM:
-            reason = f"it reaches down to {bottom - inlet:.0f} mm from the pelvic inlet"
-        else:
+        if median_hu <= LUNG_MAX_MEDIAN_HU:
             lungs[box] |= part
             continue
-        warnings.append(f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm) dropped: {reason}")
+        bottom = float(z_mm[box[0]][part.any((1, 2))].min())
+        warnings.append(f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm) dropped: median "
+                        f"{median_hu:.0f} HU is not aerated lung (about -850 HU)")
     return lungs
 
 
@@ -274,8 +268,22 @@ def _gland_like(gland: np.ndarray, spacing: np.ndarray, voxel_ml: float, z_mm: n
     return gland_top >= bladder_bottom - GLAND_BELOW_BLADDER_MM
 
 
-def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels) -> None:
-    """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid."""
+# Pelvic bone (ilium, acetabulum, sacral alae) is thick: PELVIC_DEPTH_MM and more from its surface in
+# places, which ribs and costal cartilage (about 1 cm thick) never are; it lies within PELVIC_REACH_MM of
+# the midline, where the humeri of arms held down do not; and the lung bases lie far above it, over T12-L1
+# while the sacral promontory is at S1 [REC: standard adult anatomy, iliac crests ~28 cm apart].
+PELVIC_DEPTH_MM = 8.0
+PELVIC_REACH_MM = 130.0
+PELVIS_BELOW_LUNGS_MM = 100.0
+
+
+def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels, lung_bottom_mm,
+                      warnings) -> None:
+    """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid.
+
+    Without a sacrum (thick pelvic bone beside the lowest spinal segment, below the lungs) no
+    vertebra is named and no pelvic structure is built; a warning says so.
+    """
     strip = np.abs(x_mm - midline_x) <= 20.0
     column = bone & strip[None, None, :]
     if not column.any() or not segments:
@@ -290,11 +298,17 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
         spine[k, first : first + depth_vox] = column[k, first : first + depth_vox]
     masks["spine"] = spine
     lateral = bone & ~(np.abs(x_mm - midline_x) <= 30.0)[None, None, :]
-    pelvic_z = z_mm[lateral.any((1, 2))]
-    # the sacrum: the lowest segment with pelvic (lateral) bone at its levels
+    thick = (lateral & (np.abs(x_mm - midline_x) <= PELVIC_REACH_MM)[None, None, :]
+             & (ndimage.distance_transform_edt(lateral, sampling=spacing) >= PELVIC_DEPTH_MM))
+    pelvic_z = z_mm[thick.any((1, 2))]
+    if lung_bottom_mm is not None:
+        pelvic_z = pelvic_z[pelvic_z < lung_bottom_mm - PELVIS_BELOW_LUNGS_MM]
+    # the sacrum: the lowest segment with thick pelvic bone at its levels
     i = next((j for j, (z0, z1) in enumerate(segments)
               if pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
     if i is None:
+        warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
+                        "spinal segment, below the lungs) in view")
         return
     sacrum_z = segments[i]
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
