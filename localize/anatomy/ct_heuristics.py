@@ -104,15 +104,18 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     if lungs.any():
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
-        levels["diaphragm"] = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min())
-        if masks["lung_right"].any():  # the right dome, over the liver
-            levels["diaphragm_right"] = float(z_mm[np.flatnonzero(masks["lung_right"].any((1, 2)))].min())
+        if lung_bottom > float(z_mm.min()):
+            levels["diaphragm"] = lung_bottom
+            if masks["lung_right"].any():  # the right dome, over the liver
+                levels["diaphragm_right"] = float(z_mm[np.flatnonzero(masks["lung_right"].any((1, 2)))].min())
+        else:
+            warnings.append("no diaphragm level: the lungs reach the lowest slice, so their bases lie below the field")
     else:
         warnings.append("no lungs found: no diaphragm level (a lesion is called supradiaphragmatic only above it)")
     _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
     _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
-    _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml)
+    _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, lung_bottom)
     _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml)
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
                          voxel_ml)
@@ -385,7 +388,8 @@ BLADDER_EDGE_HU = -50.0
 BLADDER_EDGE_FRACTION = 0.4  # a blurred edge voxel of urine keeps about half its activity; a base lesion less [REC]
 
 
-def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml) -> None:
+def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml,
+                 lung_bottom_mm: float | None) -> None:
     """Liver, spleen, kidneys, salivary glands: PET-avid soft tissue where each organ lies.
 
     Each organ has a box from the landmarks and a volume range [REC: adult organ volumes, liver
@@ -395,7 +399,7 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
     box), so the boxes are revisited with the organs found so far taken out, until none is added.
     """
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
-    dia = levels.get("diaphragm")
+    dia = levels.get("diaphragm", lung_bottom_mm)  # the lung bases bound the boxes even below the field
     if dia is None:
         return
     background = float(np.median(suv[soft])) if soft.any() else 0.0

@@ -117,11 +117,19 @@ class Landmarks:
 
     @cached_property
     def diaphragm_z_mm(self) -> float | None:
-        """Top of the abdomen: the recorded diaphragm level, else the lowest lung voxel."""
+        """Top of the abdomen: the recorded diaphragm level, else the lowest voxel of imported lungs when it
+        lies above the grid's lowest slice (lungs reaching the field's edge have their bases below it)."""
         if self.level("diaphragm") is not None:
             return self.level("diaphragm")
+        if self.anatomy.sources.get("lung_left") == "ct" or self.anatomy.sources.get("lung_right") == "ct":
+            return None  # the CT rules record the level whenever they can tell it
         lungs = [self.points(n) for n in ("lung_left", "lung_right") if self.has(n)]
-        return float(min(p[:, 2].min() for p in lungs)) if lungs else None
+        if not lungs:
+            return None
+        bottom = float(min(p[:, 2].min() for p in lungs))
+        grid_bottom = float(min(zyx_to_lps(self.anatomy.grid, np.array([k, 0.0, 0.0]))[2]
+                                for k in (0, self.anatomy.grid.GetSize()[2] - 1)))
+        return bottom if bottom > grid_bottom + 0.5 * float(self.spacing[0]) else None
 
     @cached_property
     def aortic_bifurcation_z_mm(self) -> float | None:
