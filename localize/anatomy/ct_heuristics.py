@@ -280,6 +280,13 @@ PELVIC_REACH_MM = 130.0
 PELVIS_BELOW_LUNGS_MM = 100.0
 
 
+def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Boolean ball of ``radius_mm`` on a (z, y, x) voxel grid of ``spacing`` mm (a structuring element)."""
+    r = np.maximum(np.floor(radius_mm / spacing), 1).astype(int)
+    z, y, x = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    return (z * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (x * spacing[2]) ** 2 <= radius_mm**2
+
+
 def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels, lung_bottom_mm,
                       warnings) -> None:
     """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid.
@@ -301,8 +308,8 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
         spine[k, first : first + depth_vox] = column[k, first : first + depth_vox]
     masks["spine"] = spine
     lateral = bone & ~(np.abs(x_mm - midline_x) <= 30.0)[None, None, :]
-    thick = (lateral & (np.abs(x_mm - midline_x) <= PELVIC_REACH_MM)[None, None, :]
-             & (ndimage.distance_transform_edt(lateral, sampling=spacing) >= PELVIC_DEPTH_MM))
+    thick = ndimage.binary_erosion(lateral & (np.abs(x_mm - midline_x) <= PELVIC_REACH_MM)[None, None, :],
+                                   structure=_ball(PELVIC_DEPTH_MM, spacing))
     pelvic_z = z_mm[thick.any((1, 2))]
     if lung_bottom_mm is not None:
         pelvic_z = pelvic_z[pelvic_z < lung_bottom_mm - PELVIS_BELOW_LUNGS_MM]
