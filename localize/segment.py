@@ -305,6 +305,9 @@ def segment_lesions(
     masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s)
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
+    # beside urine the spill-over rule has judged the hot spot already; the local contrast is for the rest
+    at_wall = (ndimage.binary_dilation(physio.walls, iterations=2) if physio.walls is not None
+               else np.zeros(suv.shape, bool))
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
     for seed, mask in zip(accepted, masks):
@@ -317,7 +320,8 @@ def segment_lesions(
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue
         foreign = (organ_any, *(organ for organ in parenchyma if not organ[tuple(seed)]))
-        if s.min_local_contrast and local_contrast(suv, seed, mask, spacing, foreign, detect) < s.min_local_contrast:
+        if (s.min_local_contrast and not (mask & at_wall).any()
+                and local_contrast(suv, seed, mask, spacing, foreign, detect) < s.min_local_contrast):
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
             continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
