@@ -171,3 +171,11 @@ def test_an_undecided_status_labels_the_bed_local_with_the_gland_as_other_candid
     assert stage([bed], status=status)["mit"] == "miTr"
     del anatomy.masks["urinary_bladder"], anatomy.dropped["prostate"]
     assert infer_status(anatomy)[0] == "unknown"  # no bladder: the pelvis not seen well enough
+
+
+def test_a_node_low_in_the_thigh_is_neither_pelvic_nor_inguinal():
+    anatomy = _pelvis_without_diaphragm()
+    medial, lateral, groin = _lesion(10, 0, -200), _lesion(90, -40, -250), _lesion(80, -70, -60)
+    classify_lesions([medial, lateral, groin], anatomy, status="post_prostatectomy", warnings=[])
+    assert {(les.region, les.site) for les in (medial, lateral)} == {("distant", "other_extrapelvic_node")}
+    assert (groin.region, groin.site) == ("distant", "inguinal")

@@ -18,6 +18,7 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    a lumbar vertebra, the pelvis, or the top of a CT field that shows no lung); above
    the aortic bifurcation -> retroperitoneal; between the aortic and common-iliac
    bifurcations -> common iliac (PROMISE V2 / AJCC 8th: distant miM1a; V1: regional);
+   more than 10 cm below the symphysis bottom (the thigh) -> other extrapelvic node;
    below the pubic symphysis top, lateral and anterior -> inguinal (miM1a);
    otherwise a regional pelvic node (miN): within 25 mm of the midline presacral
    (within 30 mm in front of the sacrum) or other pelvic; lateral ones by the
@@ -62,6 +63,9 @@ BED_ABOVE_SYMPHYSIS_MM = 40.0
 BED_HALF_WIDTH_MM = 25.0
 BED_DEPTH_MM = 65.0
 PROSTATE_TOLERANCE_MM = 5.0
+# Below the femoral triangle: its apex lies 10-15 cm below the inguinal ligament, which runs about 5 cm
+# above the symphysis bottom [REC: standard anatomy]; a node lower in the thigh is neither pelvic nor inguinal.
+THIGH_BELOW_SYMPHYSIS_MM = 100.0
 # Femoral-head top ~3 cm above the symphysis top in adults [REC]: acetabular roof when no femur mask.
 ROOF_ABOVE_SYMPHYSIS_MM = 30.0
 OTHER_ORGANS = ("adrenal_gland_left", "adrenal_gland_right", "kidney_left", "kidney_right", "spleen", "pancreas", "brain")
@@ -402,6 +406,9 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
     if top is None:
         return [Call.unclassified("below the abdominal levels found, but no pubic symphysis found to name a "
                                   "pelvic or inguinal site")]
+    bottom = marks.level("symphysis_bottom")
+    if bottom is not None and z < bottom - THIGH_BELOW_SYMPHYSIS_MM:
+        return [node_call("other_extrapelvic_node", promise_version)]
     if _inguinal(marks, point, dx):
         return [node_call("inguinal", promise_version)]
     calls = [node_call(_pelvic_site(marks, point, dx), promise_version)]
