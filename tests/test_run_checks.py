@@ -80,6 +80,7 @@ def test_pet_without_ct_gives_unclassified_lesions_and_an_incomplete_staging(pha
     lesions = doc["lesions"]
     assert lesions
     assert all((les["region"], les["site"], les["mitnm"]) == ("unclassified", "unknown", "") for les in lesions)
+    assert all(les["laterality"] is None for les in lesions)  # no midline seen: no side guessed
     for les in lesions:
         where = ", ".join(f"{v:.1f}" for v in les["target_lps_mm"])
         assert sum(w.startswith(f"lesion {les['id']} at LPS ({where}) mm unclassified: no diaphragm")

@@ -204,7 +204,7 @@ def classify_lesions(
     marks = Landmarks(anatomy)
     label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
     if anatomy.midline_x_mm is None and warnings is not None and lesions:
-        warnings.append("no patient midline found: laterality taken from x = 0")
+        warnings.append("no patient midline found: no laterality given")
     for lesion in lesions:
         point = np.asarray(lesion.target_lps_mm, float)
         voxels = _lesion_points(marks, label_array, lesion.label)
@@ -217,7 +217,7 @@ def classify_lesions(
         lesion.bone = bone
         lesion.region_uncertain = len(calls) > 1
         lesion.region_candidates = [c.key for c in calls] if len(calls) > 1 else []
-        lesion.laterality = _laterality(anatomy.midline_x_mm or 0.0, point, voxels)
+        lesion.laterality = None if anatomy.midline_x_mm is None else _laterality(anatomy.midline_x_mm, point, voxels)
     if references is not None:
         expression_scores(lesions, references, tracer_family)
     return lesions
