@@ -45,6 +45,11 @@ def test_lungs_are_a_lateral_pair_at_the_top_of_the_trunk():
     assert why is not None and "midline" in why
     why = lung_problem(left, right & (Z > 280), chest | neck, Z_MM, X_MM, 0.0)
     assert why is not None and "pair" in why
+    # a field whose lowest slice cuts the bases may hold one side only
+    base = _box((40, -60, -120), (120, 60, 300))
+    assert lung_problem(base, np.zeros_like(base), chest | neck, Z_MM, X_MM, 0.0) is None
+    why = lung_problem(base & (Z > -100), np.zeros_like(base), chest | neck, Z_MM, X_MM, 0.0)
+    assert why is not None and "pair" in why
 
 
 def test_a_vertebra_of_two_bodies_is_dropped_with_every_name_counted_past_it():

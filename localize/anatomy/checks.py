@@ -22,7 +22,8 @@ from localize.anatomy.model import Anatomy
 from localize.metrics import spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 
 # Lungs [REC: standard adult anatomy]: the right lung holds ~55 % of the volume, so the smaller side of a
-# pair holds well over LUNG_PAIR_MIN_SHARE of the larger even at a slab through the bases; each lung's
+# pair holds well over LUNG_PAIR_MIN_SHARE of the larger unless the field's edge cuts through the bases
+# (the right dome lies higher than the left: one side may lie wholly outside it); each lung's
 # centre lies lateral to the mediastinum. Above the apices the trunk narrows to the neck: the body
 # within TRUNK_HALF_WIDTH_MM of the midline has under NECK_AREA_RATIO of its area at the lungs.
 LUNG_PAIR_MIN_SHARE = 0.2
@@ -75,18 +76,21 @@ _DEPENDENTS = {
 def lung_problem(lung_left: np.ndarray, lung_right: np.ndarray, body: np.ndarray, z_mm: np.ndarray,
                  x_mm: np.ndarray, midline_x: float) -> str | None:
     """Why the lungs (left and right masks) are not lungs, or None: a pair, lateral, at the top of the trunk."""
+    lungs = lung_left | lung_right
+    in_lungs = lungs.any((1, 2))
     sizes = np.array([lung_left.sum(), lung_right.sum()], float)
-    if sizes.min() < LUNG_PAIR_MIN_SHARE * sizes.max():
+    cut = bool(in_lungs[0] or in_lungs[-1])  # the field's edge cuts them: the domes' heights can differ
+    if not cut and sizes.min() < LUNG_PAIR_MIN_SHARE * sizes.max():
         return (f"not a left/right pair (the smaller side holds {sizes.min() / max(sizes.max(), 1):.0%} of the "
                 f"larger's volume)")
     for side, mask in (("left", lung_left), ("right", lung_right)):
+        if not mask.any():
+            continue
         offset = abs(float(x_mm[np.argwhere(mask)[:, 2]].mean()) - midline_x)
         if offset < LUNG_CENTRE_LATERAL_MM:
             return f"the {side} part is centred {offset:.0f} mm from the midline, where the mediastinum lies"
-    lungs = lung_left | lung_right
     central = (np.abs(x_mm - midline_x) <= TRUNK_HALF_WIDTH_MM)[None, None, :]
     area = (body & central).sum((1, 2)).astype(float)
-    in_lungs = lungs.any((1, 2))
     apex = float(z_mm[in_lungs].max())
     above = (z_mm >= apex + ABOVE_APEX_MM[0]) & (z_mm <= apex + ABOVE_APEX_MM[1])
     if above.any():
