@@ -184,3 +184,17 @@ def test_a_node_low_in_the_thigh_is_neither_pelvic_nor_inguinal():
     classify_lesions([medial, lateral, groin], anatomy, status="post_prostatectomy", warnings=[])
     assert {(les.region, les.site) for les in (medial, lateral)} == {("distant", "other_extrapelvic_node")}
     assert (groin.region, groin.site) == ("distant", "inguinal")
+
+
+def test_a_gland_is_gland_sized_round_behind_the_pubis_and_at_the_bladder_base():
+    from localize.anatomy.checks import gland_problem
+
+    spacing, voxel_ml = np.array([4.0, 4.0, 4.0]), 0.064
+    bladder = _box((-30, -40, 10), (30, 10, 60))
+    ball = (X**2 + (Y + 25) ** 2 + (Z + 15) ** 2) <= 20**2  # ~34 ml, top at z 5
+    assert gland_problem(ball, spacing, voxel_ml, Z_MM, bladder, 27.0) is None
+    assert "behind the pubis" in gland_problem(ball, spacing, voxel_ml, Z_MM, bladder, 60.0)
+    assert "below the bladder" in gland_problem(ball & (Z < -10), spacing, voxel_ml, Z_MM, bladder, 27.0)
+    sheet = _box((-60, -30, -40), (60, -22, 0))  # levator-like: wide and thin
+    assert "flat or long" in gland_problem(sheet, spacing, voxel_ml, Z_MM, bladder, 27.0)
+    assert "outside 12-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)

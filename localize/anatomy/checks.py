@@ -58,6 +58,9 @@ GLAND_ML = (12.0, 120.0)
 GLAND_ELONGATION = 2.5
 GLAND_BELOW_BLADDER_MM = 15.0
 GLAND_EVIDENCE_ML = 5.0
+# The gland's centre lies 1-3 cm behind the back of the pubis, itself ~1 cm behind the symphysis' centre;
+# the levator and the retropubic veins lie closer, the rectum (centre 5-7 cm behind) farther [REC].
+GLAND_BEHIND_PUBIS_MM = (15.0, 50.0)
 # Kidneys [REC: the right kidney usually lies 1-2 cm lower than the left]: a pair within
 # KIDNEY_LEVEL_MM of each other, each centred on its own side.
 KIDNEY_LEVEL_MM = 80.0
@@ -102,11 +105,16 @@ def lung_problem(lung_left: np.ndarray, lung_right: np.ndarray, body: np.ndarray
 
 
 def gland_problem(gland: np.ndarray, spacing: np.ndarray, voxel_ml: float, z_mm: np.ndarray,
-                  bladder: np.ndarray | None) -> str | None:
-    """Why a soft-tissue component (``spacing`` z, y, x mm) is not an intact prostate, or None."""
+                  bladder: np.ndarray | None, behind_pubis_mm: float) -> str | None:
+    """Why a soft-tissue component (``spacing`` z, y, x mm) is not an intact prostate, or None.
+
+    ``behind_pubis_mm``: how far its centre lies behind the pubic symphysis' centre (LPS y difference)."""
     ml = gland.sum() * voxel_ml
     if not GLAND_ML[0] <= ml <= GLAND_ML[1]:
         return f"{ml:.0f} ml is outside {GLAND_ML[0]:.0f}-{GLAND_ML[1]:.0f} ml"
+    if not GLAND_BEHIND_PUBIS_MM[0] <= behind_pubis_mm <= GLAND_BEHIND_PUBIS_MM[1]:
+        return (f"{ml:.0f} ml but centred {behind_pubis_mm:.0f} mm behind the pubis, outside "
+                f"{GLAND_BEHIND_PUBIS_MM[0]:.0f}-{GLAND_BEHIND_PUBIS_MM[1]:.0f} mm")
     sd = np.sqrt(np.maximum(np.linalg.eigvalsh(np.cov((np.argwhere(gland) * spacing).T)), 1e-6))
     if sd[-1] > GLAND_ELONGATION * sd[0]:
         return f"{ml:.0f} ml but flat or long (axes {sd[-1] / sd[0]:.1f} : 1), not round"

@@ -243,7 +243,8 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     if not soft.any():
         return
     gland = _largest(soft)
-    why = gland_problem(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder"))
+    behind = float(y_mm[np.argwhere(gland)[:, 1]].mean()) - pubis_y
+    why = gland_problem(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
     if why:
         if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
             _reject(["prostate"], f"the soft-tissue component behind the symphysis is not a gland: {why}",
