@@ -126,7 +126,7 @@ def test_kidneys_at_different_heights_are_no_pair_and_lungs_below_the_liver_no_l
 
 
 def test_plausible_structures_stay():
-    left, right = _lungs()
+    left, right = _lungs(top=340.0)
     spans = {"L5": (140, 164), "L4": (172, 196), "L3": (204, 230), "L2": (238, 264)}
     anatomy = _ct_anatomy(lung_left=left, lung_right=right, kidney_left=_box((40, 20, 150), (90, 60, 250)),
                           kidney_right=_box((-90, 20, 140), (-40, 60, 230)), liver=_box((-140, -80, 150), (-10, 80, 160)),
@@ -198,3 +198,34 @@ def test_a_gland_is_gland_sized_round_behind_the_pubis_and_at_the_bladder_base()
     sheet = _box((-60, -30, -40), (60, -22, 0))  # levator-like: wide and thin
     assert "flat or long" in gland_problem(sheet, spacing, voxel_ml, Z_MM, bladder, 27.0)
     assert "outside 12-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)
+
+
+def test_gas_filled_colon_at_the_top_of_a_pelvis_field_is_not_lung(phantom):
+    # ascending and descending colon distended with gas (-850 HU, 2 x 200 ml) reaching the field's top: a
+    # lateral pair of aerated-looking volumes with nothing above them to judge by, but just above the hips
+    import SimpleITK as sitk
+
+    from localize.anatomy import build_anatomy
+    from localize.pet import load_pet
+    from localize.series import load_series
+
+    root, truth = phantom(tracer="dcfpyl")
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    hu = sitk.GetArrayFromImage(ct).astype(np.float32)
+    z = np.array([ct.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(hu.shape[0])])
+    y = np.array([ct.TransformIndexToPhysicalPoint((0, j, 0))[1] for j in range(hu.shape[1])])
+    x = np.array([ct.TransformIndexToPhysicalPoint((i, 0, 0))[0] for i in range(hu.shape[2])])
+    top, inlet = z.max(), truth.levels_z_mm["pelvic_inlet"]
+    for side in (1, -1):
+        tube = ((x[None, None, :] - side * 95.0) ** 2 + (y[None, :, None] + 10.0) ** 2 <= 30.0**2) \
+            & (z[:, None, None] >= top - 75.0)
+        hu[np.broadcast_to(tube, hu.shape)] = -850.0
+    assert top - 75.0 > inlet  # above the pelvic inlet, beside the iliac wings
+    gassy = sitk.GetImageFromArray(hu)
+    gassy.CopyInformation(ct)
+    anatomy = build_anatomy(gassy, pet)
+    assert "lung_left" not in anatomy.masks and "diaphragm" not in anatomy.levels_z_mm
+    assert "iliac crests" in anatomy.dropped["lung_left"], anatomy.dropped
+    assert "no_lung_below" not in anatomy.levels_z_mm  # a dropped lung candidate: the field is not shown lung-free
+    assert anatomy.levels_z_mm["pelvic_inlet"] == pytest.approx(inlet, abs=10)  # the pelvis is still found

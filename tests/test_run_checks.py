@@ -46,6 +46,7 @@ def test_pelvis_only_study_labels_and_status_from_its_own_anatomy(phantom, statu
     assert not any(les["site"] == "supradiaphragmatic" for les in doc["lesions"])
     assert not any(les["region"] == "unclassified" for les in doc["lesions"])
     assert "incomplete" not in doc["staging"]["summary"]
+    assert "levels not found in the image: diaphragm (none is assumed" in " | ".join(doc["warnings"])
     staging = doc["staging"]
     assert staging["status"] == status, staging["status_evidence"]
     local = [t for t in truth.lesions if t.region == "local"]

@@ -2,14 +2,15 @@
 
 A check reads the structure's own size and shape and its place among its neighbours,
 never a table position: lungs are a left/right pair at the top of the trunk, above the
-liver and kidneys; vertebrae are of vertebral height and evenly spaced in order up the
-spine; the hips are a mirror pair; the pubic symphysis lies in front of the sacrum, below
-the pelvic inlet; the bladder lies below the inlet between the hips; kidneys lie on
-their own side at similar levels, liver right and spleen left. Each check returns the
-reason it fails (None when it passes). ``check_anatomy`` drops every failing structure
-built from the CT, with the levels and the structures built from it, and names each one
-and why in ``Anatomy.dropped`` and the warnings. Imported structures are trusted: they
-are never dropped, but serve as neighbours.
+liver and kidneys and far above the hip bones; vertebrae are of vertebral height and
+evenly spaced in order up the spine; the hips are a mirror pair; the pubic symphysis
+lies in front of the sacrum, below the pelvic inlet; the bladder lies below the inlet
+between the hips; kidneys lie on their own side at similar levels, liver right and
+spleen left. Each check returns the reason it fails (None when it passes).
+``check_anatomy`` drops every failing structure built from the CT, with the levels and
+the structures built from it, and names each one and why in ``Anatomy.dropped`` and the
+warnings. Imported structures are trusted: they are never dropped, but serve as
+neighbours.
 
 Masks are bool numpy ``z, y, x`` arrays on the PET grid; points and levels LPS mm.
 """
@@ -31,6 +32,8 @@ LUNG_CENTRE_LATERAL_MM = 30.0
 TRUNK_HALF_WIDTH_MM = 100.0
 NECK_AREA_RATIO = 0.8
 ABOVE_APEX_MM = (40.0, 80.0)
+# The lung bases reach down to about L1, the iliac crests up to L4: three vertebrae apart [REC].
+LUNG_ABOVE_HIPS_MM = 40.0
 # Vertebrae [REC: adult body heights ~15 mm (upper thoracic) to ~30 mm (lumbar), discs 4-12 mm]: a
 # segment taller than VERTEBRA_HEIGHT_MM[1] is two bodies whose disc was missed, a shorter one than
 # VERTEBRA_HEIGHT_MM[0] part of one; neighbouring heights and centre-to-centre steps differ by under
@@ -188,16 +191,21 @@ class _Geometry:
 
 
 def _lungs_vs_organs(g: _Geometry, _name: str):
-    """The lungs lie above the liver and kidneys (any source)."""
+    """The lungs lie above the liver and kidneys and well above the hip bones (any source)."""
     lungs = [n for n in ("lung_left", "lung_right") if g.ct(n)]
     if not lungs:
         return
     lung_z = float(np.mean([g.centre(n)[2] for n in lungs]))
-    for organ in ("liver", "kidney_left", "kidney_right"):
-        if g.present(organ) and g.centre(organ)[2] >= lung_z:
-            for n in lungs:
-                yield n, f"the lungs' centre lies no higher than the {organ}'s"
-            return
+    why = next((f"the lungs' centre lies no higher than the {organ}'s" for organ in ("liver", "kidney_left", "kidney_right")
+                if g.present(organ) and g.centre(organ)[2] >= lung_z), None)
+    hips = [g.z_range(n)[1] for n in ("hip_left", "hip_right") if g.present(n)]
+    if why is None and hips:
+        gap = min(g.z_range(n)[0] for n in lungs) - max(hips)
+        if gap < LUNG_ABOVE_HIPS_MM:
+            why = f"their lowest point lies {gap:.0f} mm above the iliac crests (lung bases lie far above the pelvis)"
+    if why:
+        for n in lungs:
+            yield n, why
 
 
 def _vertebrae(g: _Geometry, _name: str):

@@ -151,8 +151,8 @@ def _gland_evidence(anatomy: Anatomy, suv: np.ndarray | None) -> str:
         for name in ("urinary_bladder", "bone"):
             if name in masks:
                 around |= ndimage.binary_dilation(masks[name], iterations=2)
-        tissue = masks.get("body", np.ones_like(gland)) & ~around & np.isin(np.arange(gland.shape[0]),
-                                                                           np.flatnonzero(gland.any((1, 2))))[:, None, None]
+        tissue = masks.get("body", np.ones_like(gland)) & ~around
+        tissue[~gland.any((1, 2))] = False  # the slices of the gland
         if tissue.any():
             ratio = float(np.median(suv[gland])) / max(float(np.median(suv[tissue])), 1e-6)
             text += f", its median uptake {ratio:.1f} x the pelvic tissue's at its levels"
@@ -184,9 +184,9 @@ def classify_lesions(
     ``status``: post_prostatectomy / post_radiotherapy / unknown, or None to infer it
     from the anatomy (the reason is appended to ``warnings``). With ``unknown`` (no gland
     seen, none ruled out) a lesion in the prostate-bed envelope is local / prostate_bed /
-    miTr, flagged ``region_uncertain`` with ``local:prostate`` as the other candidate. ``labels``: the lesion label
-    image on the PET grid (lesion ``label`` values), used for laterality and
-    overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
+    miTr, flagged ``region_uncertain`` with ``local:prostate`` as the other candidate.
+    ``labels``: the lesion label image on the PET grid (lesion ``label`` values), used
+    for laterality and overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
     ``anatomy.ct_heuristics.ct_on_grid``): a lesion in the bone mask whose CT is of
     soft-tissue density at its target voxel (below 150 HU) is then a node or organ lesion abutting
     bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
@@ -205,6 +205,10 @@ def classify_lesions(
     label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
     if anatomy.midline_x_mm is None and warnings is not None and lesions:
         warnings.append("no patient midline found: no laterality given")
+    missing = _missing_levels(marks)
+    if missing and warnings is not None and lesions:
+        warnings.append(f"levels not found in the image: {', '.join(missing)} (none is assumed; a lesion whose "
+                        f"label needs one is unclassified)")
     for lesion in lesions:
         point = np.asarray(lesion.target_lps_mm, float)
         voxels = _lesion_points(marks, label_array, lesion.label)
@@ -221,6 +225,15 @@ def classify_lesions(
     if references is not None:
         expression_scores(lesions, references, tracer_family)
     return lesions
+
+
+def _missing_levels(marks: Landmarks) -> list[str]:
+    """Names of the levels of §5.3 that neither the image nor an imported structure gave."""
+    levels = {"diaphragm": marks.diaphragm_z_mm, "aortic bifurcation": marks.aortic_bifurcation_z_mm,
+              "common iliac bifurcation": next((z for z in map(marks.ci_bifurcation_z_mm, ("left", "right"))
+                                                if z is not None), None),
+              "pelvic inlet": marks.level("pelvic_inlet"), "pubic symphysis": marks.level("symphysis_top")}
+    return [name for name, z in levels.items() if z is None]
 
 
 def _lesion_points(marks: Landmarks, label_array: np.ndarray | None, label: int) -> np.ndarray | None:
