@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 
 from localize.config import load_pipeline
+from localize.findings import Lesion
 from localize.index import index_folder
 from localize.pet import load_pet
 from localize.pipeline import analyse
+from localize.rtstruct import roi_names
 from localize.series import load_series
 from localize.study import single_plan
+from localize.table import lesion_table_from_doc
 
 from test_run_e2e import check_contract
 
@@ -88,3 +91,8 @@ def test_pet_without_ct_gives_unclassified_lesions_and_an_incomplete_staging(pha
                    for w in doc["warnings"]) == 1, les["id"]
     assert doc["staging"]["summary"] == f"miT0 miN0 miM0 (incomplete: {len(lesions)} lesions unclassified)"
     assert doc["staging"]["status"] == "unknown" and "not decided" in doc["staging"]["status_evidence"]
+    # the table and the structure names carry the label as it is
+    table = lesion_table_from_doc(doc)
+    assert set(table["region"]) == {"unclassified"} and set(table["site"]) == {"unknown"}
+    lesion = Lesion(**{k: v for k, v in lesions[0].items() if k in Lesion.__dataclass_fields__})
+    assert roi_names(lesion) == ("GTV_01_unclassified", "TGT_01_unclassified")
