@@ -69,12 +69,13 @@ GLAND_BEHIND_PUBIS_MM = (15.0, 50.0)
 KIDNEY_LEVEL_MM = 80.0
 OWN_SIDE_MM = 20.0
 
-# structure -> the levels (``Anatomy.levels_z_mm``) and structures that were built from it
+# structure -> the levels (``Anatomy.levels_z_mm``) and structures that were built from it; a vertebra's
+# own level (its name) goes with it too
 _DEPENDENTS = {
     "lung_left": (("diaphragm", "diaphragm_right"), ("heart",)),
     "lung_right": (("diaphragm", "diaphragm_right"), ("heart",)),
-    "vertebrae_L5": (("L5", "common_iliac_bifurcation"), ()),
-    "vertebrae_L4": (("L4", "aortic_bifurcation"), ()),
+    "vertebrae_L5": (("common_iliac_bifurcation",), ()),
+    "vertebrae_L4": (("aortic_bifurcation",), ()),
     "pubic_symphysis": (("symphysis_top", "symphysis_bottom"), ("urinary_bladder", "prostate", "seminal_vesicles")),
 }
 
@@ -152,8 +153,9 @@ def _drop(anatomy: Anatomy, name: str, why: str) -> None:
     del anatomy.masks[name]
     anatomy.sources.pop(name, None)
     reject([name], why, anatomy.warnings, anatomy.dropped)
-    levels, structures = _DEPENDENTS.get(name, ((name.removeprefix("vertebrae_"),) if name.startswith("vertebrae_")
-                                                 else (), ()))
+    levels, structures = _DEPENDENTS.get(name, ((), ()))
+    if name.startswith("vertebrae_"):
+        levels = (*levels, name.removeprefix("vertebrae_"))
     for level in levels:
         anatomy.levels_z_mm.pop(level, None)
     for structure in structures:
