@@ -34,10 +34,10 @@ class Lesion:
     target_lps_mm: Point  # uptake-weighted centroid: where a planner aims
     n_voxels: int = 0
     id: int = 0  # 1..n by suv_max descending, set by ``number_lesions``
-    region: str | None = None  # local / nodal / distant
+    region: str | None = None  # local / nodal / distant, or unclassified (site unknown, mitnm "")
     site: str | None = None
     mitnm: str | None = None
-    laterality: str | None = None  # left / right / midline
+    laterality: str | None = None  # left / right / midline; None without a patient midline
     bone: str | None = None  # named bone for bone lesions
     region_uncertain: bool = False
     region_candidates: list[str] = field(default_factory=list)

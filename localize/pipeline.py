@@ -206,19 +206,22 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                                        exclude=sitk_array(segmentation.labels) > 0)
         warnings += [r.warning for r in references.values() if r.warning]
     with clock("classify"):
-        status, evidence = config.status, f"given by the pipeline {config.name!r}"
-        if status == "auto":
-            status, evidence = infer_status(anatomy)
+        status, evidence = infer_status(anatomy, sitk.GetArrayViewFromImage(pet.image))
+        if config.status == "auto":
             warnings.append(evidence)
-        lesions = classify_lesions(segmentation.lesions, anatomy, status=status, references=references,
-                                   tracer_family=family, labels=segmentation.labels,
+        else:  # the pipeline's status is used; the anatomy's evidence is kept beside it
+            if status not in (config.status, "unknown"):
+                warnings.append(f"treatment status {config.status} given by the pipeline {config.name!r} disagrees "
+                                f"with the anatomy: {evidence}")
+            status, evidence = config.status, f"given by the pipeline {config.name!r}; {evidence}"
+        lesions = classify_lesions(number_lesions(segmentation.lesions), anatomy, status=status,
+                                   references=references, tracer_family=family, labels=segmentation.labels,
                                    ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None,
                                    warnings=warnings)
         if registration is not None:
             for lesion in lesions:
                 lesion.target_mr_lps_mm = tuple(float(v) for v in
                                                 registration.transform.TransformPoint(lesion.target_lps_mm))
-        lesions = number_lesions(lesions)
     findings = Findings(
         study=_study_identity(pet.volume.headers[0]),
         frame_of_reference_uid=_frame_uid(pet.volume),

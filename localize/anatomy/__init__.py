@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from localize.anatomy.checks import check_anatomy
 from localize.anatomy.ct_heuristics import ct_anatomy, ct_on_grid
 from localize.anatomy.imported import masks_from_images, masks_from_label_map, read_label_map, read_mask_folder
 from localize.anatomy.model import Anatomy
@@ -44,14 +45,15 @@ def build_anatomy(
     ``rtstruct_masks``: ROI name -> mask image (any grid); ``label_map`` with
     ``label_names`` (value -> class name): a multilabel image such as
     TotalSegmentator's. Imported structures override the CT heuristics; the
-    label map overrides the RTSTRUCT. ``pet_patterns``: organs to find on the PET
+    label map overrides the RTSTRUCT. Each structure left from the CT then checks
+    itself against its neighbours (``checks``); one that fails is dropped with a warning. ``pet_patterns``: organs to find on the PET
     alone where no other source gave them (see ``pet_organs``).
     """
     anatomy = Anatomy(grid=pet)
     suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
     if ct is not None:
-        masks, levels, midline, dropped = ct_anatomy(ct_on_grid(ct, pet), suv, pet, ct)
-        anatomy.warnings += dropped
+        masks, levels, midline, warnings = ct_anatomy(ct_on_grid(ct, pet), suv, pet, ct, dropped=anatomy.dropped)
+        anatomy.warnings += warnings
         anatomy.masks.update(masks)
         anatomy.sources.update({name: "ct" for name in masks})
         anatomy.levels_z_mm.update(levels)
@@ -69,6 +71,7 @@ def build_anatomy(
             imported = masks_from_label_map(label_map, label_names, pet)
             anatomy.masks.update(imported)
             anatomy.sources.update({name: "label_map" for name in imported})
+    check_anatomy(anatomy)
     if pet_patterns:
         missing = tuple(n for n in pet_patterns if not any(m.startswith(n.rstrip("s")) for m in anatomy.masks))
         found = pet_organs(pet, wanted=missing) if missing else {}

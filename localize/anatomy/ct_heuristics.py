@@ -34,6 +34,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
+from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_problem
+from localize.anatomy.checks import reject as _reject
 from localize.anatomy.spine import spine_segments
 from localize.metrics import zyx_to_lps
 
@@ -71,11 +73,13 @@ def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, y, x
 
 
-def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None
-               ) -> tuple[dict[str, np.ndarray], dict[str, float], float, list[str]]:
+def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None,
+               dropped: dict[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float], float, list[str]]:
     """(masks, levels z mm, midline x mm, warnings) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
 
-    ``warnings`` name each structure left out because it failed its own check, and why.
+    ``warnings`` name each structure left out because it failed its own check, and why; so
+    does ``dropped`` (structure -> why) when given. Levels include ``no_lung_below``, the
+    top of the CT's body, when the field shows no lung and no lung candidate was dropped.
 
     ``ct`` (HU, its own grid) is searched for the disc gaps of the spine; without it
     ``hu`` (on ``grid``) is used, which misses the thin thoracic discs on a coarse grid.
@@ -96,7 +100,12 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     # midline: centre of the body in x, weighted by slice (robust to arms)
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     right_side = x_mm[None, None, :] < midline_x  # LPS: +x is the patient's left
-    lungs = _lungs(hu, voxel_ml, z_mm, warnings)
+    dropped = {} if dropped is None else dropped
+    lungs = _lungs(hu, voxel_ml, z_mm, warnings, dropped)
+    why = lung_problem(lungs & ~right_side, lungs & right_side, body, z_mm, x_mm, midline_x) if lungs.any() else None
+    if why:
+        _reject(["lung_left", "lung_right"], why, warnings, dropped)
+        lungs = np.zeros_like(lungs)
     ct_native = ct if ct is not None else _image_like(hu, grid)
     segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
     lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
@@ -112,9 +121,11 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
             warnings.append("no diaphragm level: the lungs reach the lowest slice, so their bases lie below the field")
     else:
         warnings.append("no lungs found: no diaphragm level (a lesion is called supradiaphragmatic only above it)")
+        if not any(name.startswith("lung") for name in dropped):
+            levels["no_lung_below"] = float(z_mm[np.flatnonzero(body.any((1, 2)))].max())
     _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
     _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
-    _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml)
+    _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml, warnings, dropped)
     _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, lung_bottom)
     _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml)
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
@@ -131,7 +142,8 @@ LUNG_MIN_ML = 150.0
 LUNG_MAX_MEDIAN_HU = -700.0
 
 
-def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str]) -> np.ndarray:
+def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str], dropped: dict[str, str]
+           ) -> np.ndarray:
     """The lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung."""
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
     labels, _ = ndimage.label(air)
@@ -146,8 +158,8 @@ def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str
             lungs[box] |= part
             continue
         bottom = float(z_mm[box[0]][part.any((1, 2))].min())
-        warnings.append(f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm) dropped: median "
-                        f"{median_hu:.0f} HU is not aerated lung (about -850 HU)")
+        _reject([f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm)"],
+                f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)", warnings, dropped)
     return lungs
 
 
@@ -213,7 +225,7 @@ def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml:
     return np.isin(labels, keep)
 
 
-def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml) -> None:
+def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml, warnings, dropped) -> None:
     """The intact prostate: a soft-tissue organ on the midline behind the lower symphysis, below the bladder."""
     pubic = masks.get("pubic_symphysis")
     if pubic is None or "symphysis_bottom" not in levels:
@@ -231,7 +243,12 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     if not soft.any():
         return
     gland = _largest(soft)
-    if not _gland_like(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder")):
+    behind = float(y_mm[np.argwhere(gland)[:, 1]].mean()) - pubis_y
+    why = gland_problem(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
+    if why:
+        if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
+            _reject(["prostate"], f"the soft-tissue component behind the symphysis is not a gland: {why}",
+                    warnings, dropped)
         return
     masks["prostate"] = _fill_slices(gland)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
@@ -245,30 +262,6 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
             vesicles[sl] |= part
     if vesicles.any():
         masks["seminal_vesicles"] = vesicles
-
-
-# An intact adult prostate: 12-120 ml (enlarged glands included), roughly round (its longest axis at
-# most 2.5 x its shortest), its top at the bladder base (within 15 mm of the bladder's lowest slice)
-# [REC: standard anatomy]. After prostatectomy the bladder neck sits on the pelvic floor and the
-# soft tissue behind the symphysis (levator, rectal wall) is flat or long, or lies away from the bladder.
-GLAND_ML = (12.0, 120.0)
-GLAND_ELONGATION = 2.5
-GLAND_BELOW_BLADDER_MM = 15.0
-
-
-def _gland_like(gland: np.ndarray, spacing: np.ndarray, voxel_ml: float, z_mm: np.ndarray,
-                bladder: np.ndarray | None) -> bool:
-    """True when the soft-tissue component ``gland`` has the size, shape and place of a prostate."""
-    if not GLAND_ML[0] <= gland.sum() * voxel_ml <= GLAND_ML[1]:
-        return False
-    sd = np.sqrt(np.maximum(np.linalg.eigvalsh(np.cov((np.argwhere(gland) * spacing).T)), 1e-6))
-    if sd[-1] > GLAND_ELONGATION * sd[0]:
-        return False
-    if bladder is None or not bladder.any():
-        return True
-    gland_top = float(z_mm[np.flatnonzero(gland.any((1, 2)))].max())
-    bladder_bottom = float(z_mm[np.flatnonzero(bladder.any((1, 2)))].min())
-    return gland_top >= bladder_bottom - GLAND_BELOW_BLADDER_MM
 
 
 # Pelvic bone (ilium, acetabulum, sacral alae) is thick: PELVIC_DEPTH_MM and more from its surface in

@@ -18,7 +18,8 @@ class Anatomy:
     ``symphysis_bottom``, ``diaphragm`` and vertebral body centres ``L3``...
     ``midline_x_mm`` is the patient's left-right midline (LPS x, mm): x greater
     than it is the patient's left. ``sources`` says where each mask came from
-    (``ct``, ``pet``, ``rtstruct`` or ``label_map``).
+    (``ct``, ``pet``, ``rtstruct`` or ``label_map``). ``dropped`` names each built-in
+    structure that failed its own check (``anatomy.checks``) and why; a warning says the same.
     """
 
     grid: sitk.Image
@@ -27,6 +28,7 @@ class Anatomy:
     midline_x_mm: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
 
     def mask(self, name: str) -> np.ndarray | None:
         """The mask called ``name`` (None when this study has none)."""

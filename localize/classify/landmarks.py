@@ -132,6 +132,18 @@ class Landmarks:
         return bottom if bottom > grid_bottom + 0.5 * float(self.spacing[0]) else None
 
     @cached_property
+    def subdiaphragmatic_top_z_mm(self) -> float | None:
+        """The highest level known to lie below the diaphragm: the centre of the highest lumbar vertebra,
+        the pelvic levels, or the top of a CT field that shows no lung (``no_lung_below``); None without any.
+
+        The lung bases reach down behind the liver to about T12-L1 [REC: standard anatomy], so thoracic
+        vertebrae do not count."""
+        names = ("L1", "L2", "L3", "L4", "L5", "aortic_bifurcation", "common_iliac_bifurcation", "pelvic_inlet",
+                 "symphysis_top", "no_lung_below")
+        found = [self.level(n) for n in names if self.level(n) is not None]
+        return max(found) if found else None
+
+    @cached_property
     def aortic_bifurcation_z_mm(self) -> float | None:
         """Lowest slice of the aorta mask, else the L4/L5 disc level, else ~L5 centre + 18 mm (§5.3)."""
         if self.has("aorta") and self.has("iliac_artery_left"):

@@ -13,9 +13,12 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    midline, from the middle of the pubis to 65 mm behind it) -> miTr; intact gland:
    prostate mask (5 mm tolerance) -> miT2 (miT4 when a quarter of the lesion lies in
    bladder or rectum), seminal vesicles -> miT3b; no prostate mask: the same envelope;
-4. nodes by level (§5.3 step 3): above the diaphragm -> supradiaphragmatic; above
+4. nodes by level (§5.3 step 3): above the diaphragm -> supradiaphragmatic (without a
+   diaphragm level only what lies below a level known to be abdominal is placed:
+   a lumbar vertebra, the pelvis, or the top of a CT field that shows no lung); above
    the aortic bifurcation -> retroperitoneal; between the aortic and common-iliac
    bifurcations -> common iliac (PROMISE V2 / AJCC 8th: distant miM1a; V1: regional);
+   more than 10 cm below the symphysis bottom (the thigh) -> other extrapelvic node;
    below the pubic symphysis top, lateral and anterior -> inguinal (miM1a);
    otherwise a regional pelvic node (miN): within 25 mm of the midline presacral
    (within 30 mm in front of the sacrum) or other pelvic; lateral ones by the
@@ -41,13 +44,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from localize.anatomy.ct_heuristics import BONE_HU
 from localize.anatomy.model import Anatomy
 from localize.classify.landmarks import NAMED_BONES, Landmarks
 from localize.findings import Lesion
 
-STATUSES = ("post_prostatectomy", "post_radiotherapy")
+UNKNOWN = "unknown"  # treatment status the anatomy could not decide (see classify_lesions)
+STATUSES = ("post_prostatectomy", "post_radiotherapy", UNKNOWN)
 BOUNDARY_MARGIN_MM = 10.0  # §5.3 step 4
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
 PRESACRAL_HALF_WIDTH_MM = 25.0
@@ -58,6 +63,9 @@ BED_ABOVE_SYMPHYSIS_MM = 40.0
 BED_HALF_WIDTH_MM = 25.0
 BED_DEPTH_MM = 65.0
 PROSTATE_TOLERANCE_MM = 5.0
+# Below the femoral triangle: its apex lies 10-15 cm below the inguinal ligament, which runs about 5 cm
+# above the symphysis bottom [REC: standard anatomy]; a node lower in the thigh is neither pelvic nor inguinal.
+THIGH_BELOW_SYMPHYSIS_MM = 100.0
 # Femoral-head top ~3 cm above the symphysis top in adults [REC]: acetabular roof when no femur mask.
 ROOF_ABOVE_SYMPHYSIS_MM = 30.0
 OTHER_ORGANS = ("adrenal_gland_left", "adrenal_gland_right", "kidney_left", "kidney_right", "spleen", "pancreas", "brain")
@@ -90,43 +98,64 @@ class Call:
         return f"{self.region}:{self.site}"
 
 
-def infer_status(anatomy: Anatomy) -> tuple[str, str]:
+def infer_status(anatomy: Anatomy, suv: np.ndarray | None = None) -> tuple[str, str]:
     """(status, evidence): whether a prostate is present, from what the anatomy shows, said in words.
 
     An imported prostate or prostate-bed structure decides. A gland found on the CT
-    (``anatomy.ct_heuristics``: a compact soft-tissue organ of adult size behind the lower
-    symphysis, below the bladder) means an intact gland, with its volume and position as the
-    evidence. No gland where the pelvis is in view means post-prostatectomy; without the
-    pelvis in view there is no evidence, and post-prostatectomy is only assumed (said so).
+    (``anatomy.ct_heuristics``: a round soft-tissue organ of adult size behind the lower
+    symphysis, at the bladder base) means an intact gland; its volume, place and, with
+    ``suv`` (z, y, x on the anatomy grid), its uptake over the pelvic soft tissue are the
+    evidence. Where the pelvis is in view (symphysis and bladder found) and no soft tissue
+    of gland size lies between the bladder base and the pelvic floor behind the symphysis,
+    the gland was removed. A soft-tissue component there that is not gland-like, or a pelvis
+    not seen, is inconclusive: the status is then ``unknown`` (see ``classify_lesions``).
     """
     masks, sources = anatomy.masks, anatomy.sources
     if "prostate_bed" in masks and masks["prostate_bed"].any():
         return "post_prostatectomy", (f"treatment status from the anatomy: a prostate-bed structure "
                                       f"({sources.get('prostate_bed', 'imported')}), post-prostatectomy")
     if "prostate" in masks and masks["prostate"].any():
-        return "post_radiotherapy", "treatment status from the anatomy: " + _gland_evidence(anatomy)
+        return "post_radiotherapy", "treatment status from the anatomy: " + _gland_evidence(anatomy, suv)
+    if "prostate" in anatomy.dropped:
+        return UNKNOWN, f"treatment status not decided by the anatomy: {anatomy.dropped['prostate']}"
     if "symphysis_top" in anatomy.levels_z_mm and "urinary_bladder" in masks:
-        return "post_prostatectomy", ("treatment status from the anatomy: no gland between the bladder base and the "
-                                      "pelvic floor behind the symphysis, post-prostatectomy")
-    return "post_prostatectomy", ("treatment status not given and the pelvis is not seen well enough to tell "
-                                  "(no symphysis or no bladder found): post-prostatectomy assumed")
+        return "post_prostatectomy", ("treatment status from the anatomy: no soft tissue of gland size between the "
+                                      "bladder base and the pelvic floor behind the symphysis, post-prostatectomy")
+    return UNKNOWN, ("treatment status not decided by the anatomy: the pelvis is not seen well enough to tell "
+                     "(no symphysis or no bladder found)")
 
 
-def _gland_evidence(anatomy: Anatomy) -> str:
-    """Words on the prostate mask: source, volume (ml), centre (LPS mm), distance below the bladder."""
+def _gland_evidence(anatomy: Anatomy, suv: np.ndarray | None) -> str:
+    """Words on the prostate mask: source, volume (ml), centre (LPS mm), place, uptake over the pelvic tissue."""
     from localize.metrics import voxel_volume_ml, zyx_to_lps
 
-    gland = anatomy.masks["prostate"]
+    masks, levels = anatomy.masks, anatomy.levels_z_mm
+    gland = masks["prostate"]
     centre = zyx_to_lps(anatomy.grid, np.argwhere(gland).mean(0))
     text = (f"a prostate ({anatomy.sources.get('prostate', 'imported')}) of {gland.sum() * voxel_volume_ml(anatomy.grid):.0f} ml "
             f"centred at LPS ({', '.join(f'{v:.0f}' for v in centre)}) mm")
-    bladder = anatomy.masks.get("urinary_bladder")
-    if bladder is not None and bladder.any():
-        def z_of(mask: np.ndarray) -> np.ndarray:
-            slices = np.flatnonzero(mask.any((1, 2))).astype(float)
-            return zyx_to_lps(anatomy.grid, np.column_stack([slices, np.zeros((len(slices), 2))]))[:, 2]
 
+    def z_of(mask: np.ndarray) -> np.ndarray:
+        slices = np.flatnonzero(mask.any((1, 2))).astype(float)
+        return zyx_to_lps(anatomy.grid, np.column_stack([slices, np.zeros((len(slices), 2))]))[:, 2]
+
+    if "pubic_symphysis" in masks and masks["pubic_symphysis"].any() and "symphysis_bottom" in levels:
+        pubis_y = float(np.median(zyx_to_lps(anatomy.grid, np.argwhere(masks["pubic_symphysis"]).astype(float))[:, 1]))
+        text += (f", {centre[1] - pubis_y:.0f} mm behind the pubis and {centre[2] - levels['symphysis_bottom']:.0f} mm "
+                 f"above the symphysis bottom")
+    bladder = masks.get("urinary_bladder")
+    if bladder is not None and bladder.any():
         text += f", its top {z_of(bladder).min() - z_of(gland).max():.0f} mm below the bladder's lowest slice"
+    if suv is not None:
+        around = ndimage.binary_dilation(gland, iterations=3)
+        for name in ("urinary_bladder", "bone"):
+            if name in masks:
+                around |= ndimage.binary_dilation(masks[name], iterations=2)
+        tissue = masks.get("body", np.ones_like(gland)) & ~around
+        tissue[~gland.any((1, 2))] = False  # the slices of the gland
+        if tissue.any():
+            ratio = float(np.median(suv[gland])) / max(float(np.median(suv[tissue])), 1e-6)
+            text += f", its median uptake {ratio:.1f} x the pelvic tissue's at its levels"
     return text + ": intact gland (post-radiotherapy)"
 
 
@@ -152,10 +181,12 @@ def classify_lesions(
 ) -> list[Lesion]:
     """Set region, site, mitnm, laterality, bone and the uncertainty flags of each lesion (in place).
 
-    ``status``: post_prostatectomy / post_radiotherapy, or None to infer it from the
-    anatomy (the reason is appended to ``warnings``). ``labels``: the lesion label
-    image on the PET grid (lesion ``label`` values), used for laterality and
-    overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
+    ``status``: post_prostatectomy / post_radiotherapy / unknown, or None to infer it
+    from the anatomy (the reason is appended to ``warnings``). With ``unknown`` (no gland
+    seen, none ruled out) a lesion in the prostate-bed envelope is local / prostate_bed /
+    miTr, flagged ``region_uncertain`` with ``local:prostate`` as the other candidate.
+    ``labels``: the lesion label image on the PET grid (lesion ``label`` values), used
+    for laterality and overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
     ``anatomy.ct_heuristics.ct_on_grid``): a lesion in the bone mask whose CT is of
     soft-tissue density at its target voxel (below 150 HU) is then a node or organ lesion abutting
     bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
@@ -173,7 +204,11 @@ def classify_lesions(
     marks = Landmarks(anatomy)
     label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
     if anatomy.midline_x_mm is None and warnings is not None and lesions:
-        warnings.append("no patient midline found: laterality taken from x = 0")
+        warnings.append("no patient midline found: no laterality given")
+    missing = _missing_levels(marks)
+    if missing and warnings is not None and lesions:
+        warnings.append(f"levels not found in the image: {', '.join(missing)} (none is assumed; a lesion whose "
+                        f"label needs one is unclassified)")
     for lesion in lesions:
         point = np.asarray(lesion.target_lps_mm, float)
         voxels = _lesion_points(marks, label_array, lesion.label)
@@ -181,14 +216,24 @@ def classify_lesions(
         lesion.region, lesion.site, lesion.mitnm = calls[0].region, calls[0].site, calls[0].mitnm
         if calls[0].reason and warnings is not None:
             where = ", ".join(f"{v:.1f}" for v in point)
-            warnings.append(f"lesion at LPS ({where}) mm unclassified: {calls[0].reason}")
+            name = f"lesion {lesion.id} " if lesion.id else "lesion "
+            warnings.append(f"{name}at LPS ({where}) mm unclassified: {calls[0].reason}")
         lesion.bone = bone
         lesion.region_uncertain = len(calls) > 1
         lesion.region_candidates = [c.key for c in calls] if len(calls) > 1 else []
-        lesion.laterality = _laterality(anatomy.midline_x_mm or 0.0, point, voxels)
+        lesion.laterality = None if anatomy.midline_x_mm is None else _laterality(anatomy.midline_x_mm, point, voxels)
     if references is not None:
         expression_scores(lesions, references, tracer_family)
     return lesions
+
+
+def _missing_levels(marks: Landmarks) -> list[str]:
+    """Names of the levels of §5.3 that neither the image nor an imported structure gave."""
+    levels = {"diaphragm": marks.diaphragm_z_mm, "aortic bifurcation": marks.aortic_bifurcation_z_mm,
+              "common iliac bifurcation": next((z for z in map(marks.ci_bifurcation_z_mm, ("left", "right"))
+                                                if z is not None), None),
+              "pelvic inlet": marks.level("pelvic_inlet"), "pubic symphysis": marks.level("symphysis_top")}
+    return [name for name, z in levels.items() if z is None]
 
 
 def _lesion_points(marks: Landmarks, label_array: np.ndarray | None, label: int) -> np.ndarray | None:
@@ -238,11 +283,14 @@ def _soft_tissue(marks, point, voxels, status, promise_version, radius) -> tuple
     local = _local(marks, point, voxels, status)
     if local is not None:
         call, depth = local
-        if depth < BOUNDARY_MARGIN_MM and status == "post_prostatectomy":
-            return [call, node_call("other_pelvic", promise_version)], None
-        return [call], None
+        calls = [call]
+        if status == UNKNOWN:  # a gland neither seen nor ruled out: the intact-gland reading is the other candidate
+            calls.append(Call("local", "prostate", _intact_category(marks, voxels)))
+        if depth < BOUNDARY_MARGIN_MM and status != "post_radiotherapy":
+            calls.append(node_call("other_pelvic", promise_version))
+        return calls, None
     calls = _node(marks, point, promise_version)
-    bed = _bed_signed_distance(marks, point) if status == "post_prostatectomy" else None
+    bed = _bed_signed_distance(marks, point) if status != "post_radiotherapy" else None
     if bed is not None and -BOUNDARY_MARGIN_MM < bed and calls[0].region == "nodal":
         calls = calls + [Call("local", "prostate_bed", "miTr")]
     return calls, None
@@ -310,8 +358,10 @@ def _bed_signed_distance(marks: Landmarks, point: np.ndarray) -> float | None:
 
 
 def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, status: str) -> tuple[Call, float] | None:
-    """(call, depth inside the local region in mm) or None when the lesion is not local."""
-    if status == "post_prostatectomy":
+    """(call, depth inside the local region in mm) or None when the lesion is not local.
+
+    After prostatectomy, and when the status is unknown, the prostate bed (§5.5) decides."""
+    if status != "post_radiotherapy":
         depth = _bed_signed_distance(marks, point)
         if depth is not None and (depth >= 0 or (marks.has("prostate_bed") and depth > -PROSTATE_TOLERANCE_MM)):
             return Call("local", "prostate_bed", "miTr"), max(depth, 0.0)
@@ -348,10 +398,15 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
     z_ab, dia = marks.aortic_bifurcation_z_mm, marks.diaphragm_z_mm
     ci, rp = node_call("common_iliac", promise_version), node_call("retroperitoneal", promise_version)
     inlet, top = marks.level("pelvic_inlet"), marks.level("symphysis_top")
-    if all(v is None for v in (dia, z_ab, z_cib, inlet, top)):
-        return [Call.unclassified("no diaphragm, vertebral level or pelvic bone found to place it by")]
     if dia is not None and z > dia:
         return [node_call("supradiaphragmatic", promise_version)]
+    if dia is None:
+        below = marks.subdiaphragmatic_top_z_mm
+        if below is None:
+            return [Call.unclassified("no diaphragm, lumbar vertebra or pelvic bone found to place it by")]
+        if z > below:
+            return [Call.unclassified(f"no diaphragm found and it lies above the highest level known to be below "
+                                      f"it (z {below:.0f} mm): supradiaphragmatic or not cannot be told")]
     if z_ab is not None and z > z_ab:
         return [rp, ci] if z - z_ab < BOUNDARY_MARGIN_MM else [rp]
     if z_cib is not None and z > z_cib:
@@ -364,6 +419,9 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
     if top is None:
         return [Call.unclassified("below the abdominal levels found, but no pubic symphysis found to name a "
                                   "pelvic or inguinal site")]
+    bottom = marks.level("symphysis_bottom")
+    if bottom is not None and z < bottom - THIGH_BELOW_SYMPHYSIS_MM:
+        return [node_call("other_extrapelvic_node", promise_version)]
     if _inguinal(marks, point, dx):
         return [node_call("inguinal", promise_version)]
     calls = [node_call(_pelvic_site(marks, point, dx), promise_version)]
