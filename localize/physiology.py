@@ -193,6 +193,33 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
         out[z] |= ((yy - centre[0]) * spacing_zyx[1]) ** 2 + ((xx - centre[1]) * spacing_zyx[2]) ** 2 <= r2
 
 
+# Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
+# pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. Two hot spots above the
+# lung apices, mirrored about the midline (their midpoint within PAIR_MM of it, within PAIR_MM of each
+# other in y and z) with SUVmax and volume alike are a pair of glands, not two lesions [REC].
+PAIR_MM = 15.0
+PAIR_SUV_RATIO = 1.5
+PAIR_VOLUME_RATIO = 2.5
+
+
+def gland_pairs(points_lps_mm: list[tuple[float, float, float]], suv_max: list[float], volume_ml: list[float],
+                *, apex_z_mm: float, midline_x_mm: float) -> set[int]:
+    """Indices of the hot spots (LPS mm points) that pair up as mirror-image glands above ``apex_z_mm``."""
+    out: set[int] = set()
+    for i, (p, suv_p, vol_p) in enumerate(zip(points_lps_mm, suv_max, volume_ml)):
+        for j in range(i + 1, len(points_lps_mm)):
+            q, suv_q, vol_q = points_lps_mm[j], suv_max[j], volume_ml[j]
+            if min(p[2], q[2]) <= apex_z_mm or (p[0] - midline_x_mm) * (q[0] - midline_x_mm) >= 0:
+                continue
+            mirrored = abs((p[0] + q[0]) / 2 - midline_x_mm) <= PAIR_MM and abs(p[1] - q[1]) <= PAIR_MM \
+                and abs(p[2] - q[2]) <= PAIR_MM
+            alike = max(suv_p, suv_q) <= PAIR_SUV_RATIO * min(suv_p, suv_q) \
+                and max(vol_p, vol_q) <= PAIR_VOLUME_RATIO * min(vol_p, vol_q)
+            if mirrored and alike:
+                out |= {i, j}
+    return out
+
+
 def suppression_for(
     suv: np.ndarray,
     masks: dict[str, np.ndarray],

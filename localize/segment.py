@@ -25,7 +25,7 @@ from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
 from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import Suppression, group_mask, suppression_for
+from localize.physiology import Suppression, gland_pairs, group_mask, suppression_for
 from localize.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -338,6 +338,14 @@ def segment_lesions(
                 continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
+    apex = lung_apex_z_mm(anatomy)
+    if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
+        glands = gland_pairs([les.peak_lps_mm for les in lesions], [les.suv_max for les in lesions],
+                             [les.volume_ml for les in lesions], apex_z_mm=apex, midline_x_mm=anatomy.midline_x_mm)
+        for lesion in (lesions[i] for i in glands):
+            labels[labels == lesion.label] = 0
+            candidates.append(Candidate(lesion.peak_lps_mm, lesion.suv_max, "physiological: salivary glands"))
+        lesions = [lesion for i, lesion in enumerate(lesions) if i not in glands]
     lesions = number_lesions(lesions)
     final = np.zeros_like(labels)
     for lesion_index, lesion in enumerate(lesions, start=1):
@@ -354,6 +362,15 @@ def segment_lesions(
         thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
         warnings=warnings,
     )
+
+
+def lung_apex_z_mm(anatomy: Anatomy) -> float | None:
+    """LPS z (mm) of the highest lung voxel; None without lungs."""
+    lungs = [mask for name, mask in anatomy.masks.items() if name.startswith("lung") and mask.any()]
+    if not lungs:
+        return None
+    top = np.flatnonzero(np.logical_or.reduce(lungs).any((1, 2)))
+    return float(max(zyx_to_lps(anatomy.grid, np.array([k, 0.0, 0.0]))[2] for k in (top[0], top[-1])))
 
 
 MARROW_CORE_MM = 6.0  # bone at least this deep (>= 12 mm thick: vertebral bodies, pelvis, femora) holds marrow

@@ -75,3 +75,18 @@ def test_a_node_beside_a_hot_ureter_is_found_and_the_bolus_is_not():
         assert np.linalg.norm(np.subtract(near_node[0].target_lps_mm, node)) <= 4.0
         assert len(seg.lesions) == 1, [(round(les.suv_max, 1), les.peak_lps_mm) for les in seg.lesions]
         assert any(c.reason == "physiological: ureters" for c in seg.candidates)
+
+
+def test_mirror_image_glands_above_the_lungs_pair_up_and_lesions_do_not():
+    from localize.physiology import gland_pairs
+
+    apex, midline = 300.0, 4.0
+    points = [(-36.0, -30.0, 360.0), (44.0, -26.0, 366.0),  # submandibular glands, mirrored about x = 4
+              (-30.0, 10.0, 250.0), (38.0, 10.0, 250.0),  # a symmetric pair of nodes, but below the apices
+              (-60.0, 0.0, 330.0),  # a cervical node on its own
+              (70.0, 4.0, 330.0)]  # ... and one on the other side, three times hotter
+    suv = [10.0, 11.0, 6.0, 6.0, 4.0, 12.0]
+    volume = [3.0, 3.4, 1.0, 1.0, 0.8, 0.9]
+    assert gland_pairs(points, suv, volume, apex_z_mm=apex, midline_x_mm=midline) == {0, 1}
+    assert gland_pairs(points[:1] + points[2:], suv[:1] + suv[2:], volume[:1] + volume[2:], apex_z_mm=apex,
+                       midline_x_mm=midline) == set()  # one gland alone is not a pair
