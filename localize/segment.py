@@ -258,7 +258,7 @@ def segment_lesions(
         unused.add(s.bone_reference_region)
         warnings.append(f"reference region {s.bone_reference_region} not found: bone detection without it")
     soft_t, bone_t = detection_thresholds(s, references or {}, unused=frozenset(unused))
-    bone = anatomy.mask("bone")
+    bone = ct_bone = anatomy.mask("bone")
     if bone is not None and s.bone_reference_region is not None:
         bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
@@ -311,16 +311,23 @@ def segment_lesions(
 
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
-    # beside urine the spill-over rule has judged the hot spot already; the local contrast is for the rest
-    at_wall = (ndimage.binary_dilation(physio.walls, iterations=2) if physio.walls is not None
-               else np.zeros(suv.shape, bool))
     # urine's spill-over halos are no background to trust; the organs recognised are background only of what
     # does not stand out of them
     spill = [noise > 0 for noise, _ in physio.halo.values()]
     organs = list(physio.organ.values()) + parenchyma
+    glands = set()
+    apex = lung_apex_z_mm(anatomy)
+    if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
+        glands = gland_pairs([tuple(zyx_to_lps(pet_suv, seed)) for seed in accepted],
+                             [float(detect[tuple(seed)]) for seed in accepted],
+                             [float(mask.sum()) * voxel_volume_ml(pet_suv) for mask in masks],
+                             apex_z_mm=apex, midline_x_mm=anatomy.midline_x_mm)
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
-    for seed, mask in zip(accepted, masks):
+    for k, (seed, mask) in enumerate(zip(accepted, masks)):
+        if k in glands:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: salivary glands"))
+            continue
         n = int(mask.sum())
         if bone is not None and n and bone[mask].mean() >= 0.5 and detect[tuple(seed)] < bone_t:
             # mostly inside bone though its hottest voxel is not (the CT's edge, the cortex's blur): marrow
@@ -329,23 +336,16 @@ def segment_lesions(
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue
-        if s.min_local_contrast and not (mask & at_wall).any():
+        if s.min_local_contrast:
             beside = [organ for organ in organs if not organ[tuple(seed)]]
-            background, noise = local_background(detect, seed, spacing, spill, beside, s.excess_sd)
+            tissue = ct_bone if ct_bone is not None and ct_bone[tuple(seed)] else None
+            background, noise = local_background(detect, seed, spacing, spill, beside, s.excess_sd, tissue)
             value = float(detect[tuple(seed)])
             if value < s.min_local_contrast * background or value - background < s.local_contrast_sd * noise:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
                 continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
-    apex = lung_apex_z_mm(anatomy)
-    if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
-        glands = gland_pairs([les.peak_lps_mm for les in lesions], [les.suv_max for les in lesions],
-                             [les.volume_ml for les in lesions], apex_z_mm=apex, midline_x_mm=anatomy.midline_x_mm)
-        for lesion in (lesions[i] for i in glands):
-            labels[labels == lesion.label] = 0
-            candidates.append(Candidate(lesion.peak_lps_mm, lesion.suv_max, "physiological: salivary glands"))
-        lesions = [lesion for i, lesion in enumerate(lesions) if i not in glands]
     lesions = number_lesions(lesions)
     final = np.zeros_like(labels)
     for lesion_index, lesion in enumerate(lesions, start=1):
@@ -453,19 +453,24 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
 # a small part only, which the quantile passes over [REC].
 SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
+MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
 PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
 
 
 def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
-                     organs: list[np.ndarray] = (), organ_sd: float = 4.0) -> tuple[float, float]:
+                     organs: list[np.ndarray] = (), organ_sd: float = 4.0,
+                     tissue: np.ndarray | None = None) -> tuple[float, float]:
     """(local background SUV, its robust SD) around the hot spot ``seed`` of ``suv`` (z, y, x).
 
     ``exclude`` (bool arrays, same shape): voxels that are no background. ``organs``: recognised
     organs the hot spot is not in; no background of a hot spot above their nearby median +
     ``organ_sd`` x robust SD (a node beside the liver), but background of one that is not (a
-    noise peak of a kidney's edge that its mask left out). Background: ``SHELL_QUANTILE`` of the shell ``SHELL_MM`` around the
-    connected region above half-way between the background and the hot spot (three passes,
-    starting from a shell around the hot spot itself). A region reaching ``PLATEAU_REACH_MM`` is
+    noise peak of a kidney's edge that its mask left out). ``tissue``: the hot spot's own tissue
+    (bone on CT), where its background is read when there is enough of it around (marrow, whose
+    vertebral bodies stand out of the soft tissue as much as a node does). Background:
+    ``SHELL_QUANTILE`` of the shell ``SHELL_MM`` around the connected region above half-way
+    between the background and the hot spot (three passes, starting from a shell around the hot
+    spot itself). A region reaching ``PLATEAU_REACH_MM`` is
     wider than a lesion: the plateau it belongs to (its median in the shell around the hot spot)
     is background too. The SD is 1.4826 x the median absolute deviation of that background.
     """
@@ -473,28 +478,48 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
     local = suv[crop]
     at = seed - lo
     value = float(local[tuple(at)])
-    valid = np.ones(local.shape, bool)
-    for mask in exclude:
-        valid &= ~mask[crop]
+    apart = np.zeros(local.shape, bool)  # organs beside the hot spot that it stands out of
     for organ in organs:
         inside = organ[crop]
         if inside.any():
             level, spread = _robust(local[inside])
             if value > level + organ_sd * spread:
-                valid &= ~inside
+                apart |= inside
+    valid = ~apart
+    for mask in exclude:
+        valid &= ~mask[crop]
+    shells = [valid]
+    if tissue is not None:
+        near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
+        if (valid & tissue[crop] & near).sum() >= MIN_TISSUE_VOXELS:
+            shells.insert(0, valid & tissue[crop])
+    for background_voxels in shells:
+        found = _shell_background(local, at, valid, background_voxels, spacing)
+        if found is not None:
+            return found
+    return 0.0, 0.0
+
+
+def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, valid: np.ndarray,
+                      spacing: np.ndarray) -> tuple[float, float] | None:
+    """``local_background`` on the crop ``local`` around index ``at``: the half-maximum region grows from
+    the hot spot in ``allowed``, the background is read on ``valid``; None when a shell holds none of it."""
+    value = float(local[tuple(at)])
     reach = ball_mask(at, local.shape, PLATEAU_REACH_MM, spacing)
+    allowed = allowed.copy()
+    allowed[tuple(at)] = True
     region = np.zeros(local.shape, bool)
     region[tuple(at)] = True
     for _ in range(3):
         distance = ndimage.distance_transform_edt(~region, sampling=spacing)
         values = local[(distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid]
         if values.size == 0:
-            return 0.0, 0.0
+            return None
         background = float(np.quantile(values, SHELL_QUANTILE))
-        region = _component_at((local >= background + 0.5 * (value - background)) & reach & valid, at)
+        region = _component_at((local >= background + 0.5 * (value - background)) & reach & allowed, at)
     if (region & ~ball_mask(at, local.shape, PLATEAU_REACH_MM - float(spacing.max()), spacing)).any():
         near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
-        plateau = local[region & near]
+        plateau = local[region & near & valid]
         if plateau.size:
             background = max(background, float(np.median(plateau)))
             values = plateau

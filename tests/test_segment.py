@@ -259,3 +259,21 @@ def test_a_liver_and_spleen_without_their_masks_are_not_flooded(masks):
     assert all(len(hits) == 1 for hits in found.values()), {k: len(v) for k, v in found.items()}
     assert len(seg.lesions) == len(lesions)  # no noise peak of either organ
     assert any(c.reason == "low local contrast" for c in seg.candidates)  # they were examined, and listed for audit
+
+
+def test_fluciclovine_marrow_without_named_vertebrae_is_not_flooded():
+    # a column of vertebral bodies (CT bone) whose marrow takes up fluciclovine (SUV 3) with no vertebra
+    # named, so no marrow reference: at the fixed bone floor (SUV 3) each body's noise peaks pass, and a
+    # body stands out of the soft tissue around it like a node; a hot spot in bone is judged against the
+    # bone around it, so only the metastasis (SUV 9) comes out
+    z, y, x = _grid_mm()
+    activity = np.full(SHAPE, 1.0)
+    bodies = (np.hypot(x - 0.0, y - 40.0) <= 16.0) & (np.mod(z + 100.0, 28.0) < 22.0) & (z > -90) & (z < 90)
+    activity[bodies] = 3.0
+    metastasis = (0.0, 40.0, 8.0)
+    activity[_ellipsoid(metastasis, (7.0, 7.0, 7.0))] += 7.0
+    image = _noisy(activity, 0.12, seed=2)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": bodies}), tracer_family="fluciclovine")
+    assert any("marrow not found" in w for w in seg.warnings)
+    assert len(seg.lesions) == 1, [(round(les.suv_max, 1), les.peak_lps_mm) for les in seg.lesions]
+    assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, metastasis)) <= 8.0
