@@ -23,16 +23,20 @@ from localize.sample_data.geometry import Ellipsoid, Grid, paint
 _BASE = {"air": 0.0, "fat": 0.25, "muscle": 0.6, "lung": 0.35, "blood": 1.5, "liver": 5.0, "spleen": 4.0,
          "stomach": 1.5, "pancreas": 2.0, "kidney": 20.0, "small_bowel": 4.0, "colon": 1.5, "bladder": 40.0,
          "ureter": 15.0, "prostate": 2.5, "bone": 0.5, "marrow": 1.2, "parotid": 9.0, "submandibular": 9.5,
-         "csf": 0.2}
+         "csf": 0.2,
+         # classes of varied patients only; lacrimal 6.6 (DOMAIN.md §3.6), urine as in the bladder
+         "bowel_content": 0.5, "duodenum": 6.0, "bile": 1.0, "brain": 0.1, "lacrimal": 6.5, "urine": 40.0}
 UPTAKE: dict[str, dict[str, float]] = {
     "dcfpyl": _BASE,
     "psma11": {**_BASE, "liver": 5.5, "spleen": 6.0, "kidney": 28.0, "parotid": 12.0, "submandibular": 11.0,
-               "bladder": 45.0, "small_bowel": 6.0, "blood": 1.8},
+               "bladder": 45.0, "small_bowel": 6.0, "blood": 1.8, "duodenum": 7.0, "lacrimal": 7.0, "urine": 45.0},
     "psma1007": {**_BASE, "liver": 11.0, "spleen": 9.0, "kidney": 18.0, "parotid": 13.0, "submandibular": 12.0,
-                 "bladder": 5.0, "ureter": 3.0, "small_bowel": 5.0, "marrow": 1.8, "blood": 1.6},
+                 "bladder": 5.0, "ureter": 3.0, "small_bowel": 5.0, "marrow": 1.8, "blood": 1.6,
+                 "bile": 15.0, "bowel_content": 2.0, "duodenum": 7.0, "lacrimal": 8.0, "urine": 5.0},
     "fluciclovine": {**_BASE, "liver": 6.5, "spleen": 3.0, "pancreas": 9.0, "kidney": 3.5, "parotid": 1.5,
                      "submandibular": 1.5, "bladder": 1.0, "ureter": 1.0, "small_bowel": 1.5, "marrow": 3.0,
-                     "muscle": 1.6, "blood": 2.0, "prostate": 2.0},
+                     "muscle": 1.6, "blood": 2.0, "prostate": 2.0, "duodenum": 2.0, "brain": 0.3, "lacrimal": 1.0,
+                     "urine": 1.0},
 }
 LESION_HU = {"bone": 650.0, "lung": 30.0, "liver": 30.0}  # sclerotic bone metastasis; soft tissue otherwise
 LESION_T2 = 0.4

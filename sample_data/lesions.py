@@ -24,7 +24,7 @@ LABELS = {"prostate_bed": ("local", "prostate_bed", "miTr"), "prostate_bed_bladd
           "bone_spine": ("distant", "bone", "miM1b"), "bone_rib": ("distant", "bone", "miM1b"),
           "lung": ("distant", "lung", "miM1c"), "liver": ("distant", "liver", "miM1c")}
 
-BLADDER = an.Ellipsoid((0, -30, 40), (45, 35, 35))
+BLADDER = an.BLADDER
 
 
 @dataclass(frozen=True)

@@ -298,8 +298,7 @@ def _write_pet(spec, folder, suv, grid, geometry, flip, patient, study, dose, st
 
 def _write_organ_map(truth_dir: Path, labels: np.ndarray, grid: Grid) -> dict[str, int]:
     """TotalSegmentator-style multilabel NIfTI on the CT grid and its class names (organs.json)."""
-    names = sorted({t.totalseg for t in an.TISSUES if t.totalseg})
-    classes = {name: i + 1 for i, name in enumerate(names)}
+    classes = an.organ_classes(varied=False)
     lut = np.array([classes.get(t.totalseg, 0) for t in an.TISSUES], np.uint8)
     sitk.WriteImage(_sitk(lut[labels], grid), str(truth_dir / "organs.nii.gz"), useCompression=True)
     (truth_dir / "organs.json").write_text(json.dumps({str(i): n for n, i in classes.items()}, indent=1))
