@@ -8,16 +8,21 @@ tracer (sensitivity >= 8 mm / 5-8 mm with true SUVmax >= 4, false positives,
 median target error, SUVmax error, reference-region errors).
 
 Anatomy is built from the CT and PET alone unless ``--label-map`` adds the phantom's organ labels.
-``--seeds`` and ``--extent`` sweep phantom patients (seeds other than 1 were not used to tune the
-presets): the last lines pool every study per tracer into sensitivity and false positives per study.
+``--without`` deletes masks (names or their prefixes) and ``--erode-mm`` shrinks the diffuse-uptake
+organs' masks before segmentation, as a CT rule that misses or under-segments them would. Each false
+positive is tallied by the truth organ it lies in (or "other"). ``--seeds`` and ``--extent`` sweep
+phantom patients (seeds other than 1 were not used to tune the presets): the last lines pool every
+study per tracer into sensitivity and false positives per study.
 
 Run: python3 benchmarks/bench_segment.py [--ct-matrix 512] [--label-map] [--seeds 1 11 12] [--extent pelvis]
+         [--without liver bowel small_bowel colon spleen] [--erode-mm 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+from collections import Counter
 import sys
 import tempfile
 import time
@@ -30,6 +35,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository first
 
 from localize.anatomy import build_anatomy, read_label_map  # noqa: E402
+from localize.anatomy.imported import masks_from_label_map  # noqa: E402
+from localize.metrics import ball, lps_to_zyx, spacing_zyx_mm  # noqa: E402
 from localize.pet import load_pet  # noqa: E402
 from localize.reference import reference_regions  # noqa: E402
 from localize.sample_data import StudySpec, make_study  # noqa: E402
@@ -37,12 +44,35 @@ from localize.segment import segment_lesions  # noqa: E402
 from localize.series import load_series  # noqa: E402
 
 FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
+DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",
+           "parotid", "submandibular")
 TRUTH_REFERENCE = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
                    "l3_marrow": "marrow_l3"}
 
 
+def imperfect(anatomy, without: tuple[str, ...], erode_mm: float, spacing: np.ndarray) -> None:
+    """Delete the masks named (or prefixed) in ``without``; erode the diffuse-uptake organs' by ``erode_mm``."""
+    for name in [n for n in anatomy.masks if n.startswith(tuple(without))] if without else []:
+        del anatomy.masks[name]
+    if erode_mm > 0:
+        for name in [n for n in anatomy.masks if n.startswith(DIFFUSE)]:
+            anatomy.masks[name] = ndimage.binary_erosion(anatomy.masks[name], structure=ball(erode_mm, spacing))
+
+
+def organ_at(truth_masks: dict[str, np.ndarray], zyx: np.ndarray) -> str:
+    """The truth organ holding voxel ``zyx``, else the nearest within 8 mm ("near ..."), else "other"."""
+    at = tuple(np.clip(zyx, 0, np.array(next(iter(truth_masks.values())).shape) - 1))
+    for name, mask in truth_masks.items():
+        if mask[at]:
+            return name
+    lo = np.maximum(np.array(at) - 2, 0)
+    box = tuple(slice(a, b + 3) for a, b in zip(lo, at))
+    near = sorted(name for name, mask in truth_masks.items() if mask[box].any())
+    return f"near {near[0]}" if near else "other"
+
+
 def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, seed: int = 1,
-              extent: str = "whole_body") -> dict:
+              extent: str = "whole_body", without: tuple[str, ...] = (), erode_mm: float = 0.0) -> dict:
     status = "post_prostatectomy" if extent == "whole_body" else "post_radiotherapy"  # both beds of recurrence
     truth = make_study(root, StudySpec(tracer=tracer, extent=extent, status=status, ct_matrix=ct_matrix,
                                        with_mr=False, seed=seed))
@@ -59,6 +89,7 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
     t0 = time.perf_counter()
     anatomy = build_anatomy(ct, pet, label_map=labels, label_names=names)
     t1 = time.perf_counter()
+    imperfect(anatomy, without, erode_mm, spacing_zyx_mm(pet))
     refs = reference_regions(pet, anatomy, FAMILY[tracer])
     t2 = time.perf_counter()
     seg = segment_lesions(pet, anatomy, tracer_family=FAMILY[tracer], references=refs)
@@ -74,6 +105,9 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
     big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
     small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
     found = [(t, matched[t.name]) for t in truth.lesions if t.name in matched]
+    organs = masks_from_label_map(*read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json"), pet)
+    false = [organ_at(organs, np.rint(lps_to_zyx(pet, np.array(f.peak_lps_mm))).astype(int))
+             for k, f in enumerate(seg.lesions) if k not in used]
     return {
         "tracer": tracer,
         "study": f"{extent} seed {seed}",
@@ -88,6 +122,7 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
         "sens_5_8mm": f"{sum(t.name in matched for t in small)}/{len(small)}",
         "missed": [t.name for t in big + small if t.name not in matched],
         "false_positives": len(seg.lesions) - len(used),
+        "false_in": false,
         "target_err_median_mm": float(np.median([np.linalg.norm(np.subtract(f.target_lps_mm, t.center_lps_mm)) for t, f in found])),
         "suvmax_err_median_pct": float(np.median([100 * abs(f.suv_max - t.suv_max) / t.suv_max for t, f in found if t.suv_max >= 4])),
         "reference_err_pct": {name: round(100 * (refs[ours].suv_mean - truth.reference_regions[name]["suv_mean"])
@@ -102,11 +137,14 @@ def main() -> None:
     parser.add_argument("--label-map", action="store_true", help="add the phantom's organ label map to the CT anatomy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--extent", nargs="+", default=["whole_body"], choices=["whole_body", "pelvis"])
+    parser.add_argument("--without", nargs="*", default=[], help="anatomy masks (names or prefixes) to delete")
+    parser.add_argument("--erode-mm", type=float, default=0.0, help="erode the diffuse-uptake organs' masks")
     args = parser.parse_args()
     pooled = {tracer: [] for tracer in FAMILY}
     with tempfile.TemporaryDirectory() as tmp:
         for extent, seed, tracer in ((e, s, t) for e in args.extent for s in args.seeds for t in FAMILY):
-            r = one_study(Path(tmp) / f"{extent}{seed}{tracer}", tracer, args.ct_matrix, args.label_map, seed, extent)
+            r = one_study(Path(tmp) / f"{extent}{seed}{tracer}", tracer, args.ct_matrix, args.label_map, seed, extent,
+                          tuple(args.without), args.erode_mm)
             pooled[tracer].append(r)
             print(r["study"])
             total = r["anatomy_s"] + r["reference_s"] + r["segment_s"]
@@ -114,7 +152,7 @@ def main() -> None:
                   f"{r['reference_s']:.2f} s  segment {r['segment_s']:.2f} s  total {total:.2f} s "
                   f"({total / r['baseline_s']:.0f}x baseline {r['baseline_s']:.3f} s)")
             print(f"{'':13s} sensitivity >=8 mm {r['sens_8mm']}, 5-8 mm {r['sens_5_8mm']}, missed {r['missed']}, "
-                  f"FP {r['false_positives']}, target err median {r['target_err_median_mm']:.2f} mm, "
+                  f"FP {r['false_positives']} {dict(Counter(r['false_in']))}, target err median {r['target_err_median_mm']:.2f} mm, "
                   f"SUVmax err median {r['suvmax_err_median_pct']:.1f} %, reference err % {r['reference_err_pct']}")
     if len(args.seeds) * len(args.extent) > 1:
         for tracer, runs in pooled.items():
@@ -122,7 +160,10 @@ def main() -> None:
             found_small, n_small = (sum(r["n_5_8mm"][i] for r in runs) for i in (0, 1))
             fp = sum(r["false_positives"] for r in runs)
             print(f"pooled {tracer:13s} {len(runs)} studies: sensitivity >=8 mm {found}/{n} = {found / n:.3f}, "
-                  f"5-8 mm {found_small}/{n_small}, false positives {fp / len(runs):.2f} per study")
+                  f"5-8 mm {found_small}/{n_small}, false positives {fp / len(runs):.2f} per study "
+                  f"{dict(Counter(o for r in runs for o in r['false_in']))}, SUVmax err median "
+                  f"{np.median([r['suvmax_err_median_pct'] for r in runs]):.1f} %, time median "
+                  f"{np.median([r['anatomy_s'] + r['reference_s'] + r['segment_s'] for r in runs]):.2f} s")
             errors = {name: [abs(r["reference_err_pct"][name]) for r in runs if name in r["reference_err_pct"]]
                       for name in TRUTH_REFERENCE}
             print(f"{'':20s} reference |error| % median / max / within 5 %: " + ", ".join(

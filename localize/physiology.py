@@ -83,6 +83,17 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.n
     return ndimage.binary_dilation(mask, structure=ball(radius_mm, spacing_zyx))
 
 
+# A ureter on PET: urine in a tube ~3-7 mm wide running from the renal pelvis down to the bladder,
+# often in boluses with empty stretches between them (peristalsis, DOMAIN.md §3.6: "tubular high-uptake
+# tracks connecting kidneys to bladder"). A piece of it is a hot run along z whose axial cross-sections
+# stay narrow; pieces whose ends lie within URETER_GAP_MM in z and URETER_STEP_MM across of each other are
+# one ureter. A round hot spot (a node: as tall as wide) is never a piece, so nodes are not chained [REC].
+URETER_GAP_MM = 30.0
+URETER_STEP_MM = 20.0
+URETER_ELONGATION = 2.5  # a piece is at least this many times taller (z) than wide (equivalent diameter)
+URETER_BULGE = 2.0  # a cross-section this many times the tube's median area holds something beside it
+
+
 def ureter_tracks(
     detection: np.ndarray,
     organs: np.ndarray,
@@ -93,28 +104,120 @@ def ureter_tracks(
     max_area_mm2: float,
     margin_mm: float,
 ) -> np.ndarray:
-    """Hot thin tracks running along z (ureters with urine), as a bool mask (z, y, x).
+    """Hot thin tubes running along z (ureters with urine), as a bool mask (z, y, x).
 
-    A component of ``detection >= threshold_suv`` outside ``organs`` (gaps of up to
-    two slices along z bridged: a thin tube dips on a coarse grid) that spans at
-    least ``min_length_mm`` in z with a mean cross-section of at most
-    ``max_area_mm2`` per slice: far longer than wide, unlike a node.
+    Axial cross-sections of ``detection >= threshold_suv`` outside ``organs`` of at most
+    ``max_area_mm2`` make up pieces (gaps of up to two slices along z bridged: a thin tube
+    dips on a coarse grid); pieces much taller than wide are chained (see ``URETER_GAP_MM``)
+    and a chain spanning at least ``min_length_mm`` in z is a ureter. The mask follows the
+    tube's path slice by slice, out to its own radius plus ``margin_mm``: a node beside the
+    ureter (a cross-section bulging to ``URETER_BULGE`` x the tube's median area there) stays
+    outside, and the path through those slices is interpolated from its neighbours.
     """
     hot = (detection >= threshold_suv) & ~organs
     hot |= ndimage.binary_closing(hot, structure=np.ones((3, 1, 1)), iterations=2) & ~organs  # bridge dips along z
-    labels, n = ndimage.label(hot, structure=np.ones((3, 3, 3)))
-    out = np.zeros(detection.shape, bool)
     pixel_mm2 = float(spacing_zyx[1] * spacing_zyx[2])
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        n_slices = sl[0].stop - sl[0].start
-        if n_slices * spacing_zyx[0] < min_length_mm:
-            continue
-        part = labels[sl] == lab
-        if part.sum() * pixel_mm2 / n_slices <= max_area_mm2:
-            out[sl] |= part
-    return _dilate(out, margin_mm, spacing_zyx)
+    narrow = np.zeros(hot.shape, bool)
+    for z in np.flatnonzero(hot.any((1, 2))):
+        sections, _ = ndimage.label(hot[z])
+        areas = np.bincount(sections.ravel()) * pixel_mm2
+        small = areas <= max_area_mm2
+        small[0] = False
+        narrow[z] = small[sections]
+    pieces, _ = ndimage.label(narrow, structure=np.ones((3, 3, 3)))
+    tubes = []
+    for index, box in enumerate(ndimage.find_objects(pieces), start=1):
+        part = pieces[box] == index
+        height_mm = (box[0].stop - box[0].start) * spacing_zyx[0]
+        width_mm = 2.0 * np.sqrt(np.median(part.sum((1, 2))[part.any((1, 2))]) * pixel_mm2 / np.pi)
+        if height_mm >= URETER_ELONGATION * width_mm:
+            tubes.append(_tube_path(part, box, spacing_zyx))
+    out = np.zeros(hot.shape, bool)
+    for chain in _chains(tubes, spacing_zyx):
+        z_span = (max(t["z"][-1] for t in chain) - min(t["z"][0] for t in chain) + 1) * spacing_zyx[0]
+        if z_span >= min_length_mm:
+            for tube in chain:
+                _paint_tube(out, tube, margin_mm, spacing_zyx)
+    return out
+
+
+def _tube_path(part: np.ndarray, box: tuple[slice, ...], spacing_zyx: np.ndarray) -> dict:
+    """Per slice of a tube piece (bool ``part`` in the crop ``box``): z index, centre (y, x) index, radius mm."""
+    zs = np.flatnonzero(part.any((1, 2)))
+    areas = part.sum((1, 2))[zs].astype(float)
+    centres = np.array([np.argwhere(part[z]).mean(0) for z in zs])
+    typical = float(np.median(areas))
+    plain = areas <= URETER_BULGE * typical  # bulging sections: something beside the tube
+    for axis in (0, 1):
+        centres[:, axis] = np.interp(zs, zs[plain], centres[plain, axis])
+    offset = np.array([box[1].start, box[2].start])
+    radius_mm = np.sqrt(typical * float(spacing_zyx[1] * spacing_zyx[2]) / np.pi)
+    return {"z": zs + box[0].start, "centre": centres + offset, "radius_mm": radius_mm}
+
+
+def _chains(tubes: list[dict], spacing_zyx: np.ndarray) -> list[list[dict]]:
+    """Tube pieces grouped into ureters: the top of one near the bottom of another (z, then across)."""
+    order = sorted(range(len(tubes)), key=lambda i: tubes[i]["z"][0])
+    group = list(range(len(tubes)))
+
+    def root(i):
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for k, i in enumerate(order):
+        low = tubes[i]
+        for j in order[:k]:
+            high = tubes[j]  # starts lower in index z; joins when it ends just below ``low`` starts
+            gap_mm = (low["z"][0] - high["z"][-1]) * spacing_zyx[0]
+            step_mm = np.linalg.norm((low["centre"][0] - high["centre"][-1]) * spacing_zyx[1:])
+            if 0 <= gap_mm <= URETER_GAP_MM and step_mm <= URETER_STEP_MM:
+                group[root(i)] = root(j)
+    chains: dict[int, list[dict]] = {}
+    for i in range(len(tubes)):
+        chains.setdefault(root(i), []).append(tubes[i])
+    return list(chains.values())
+
+
+def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.ndarray) -> None:
+    """Set the disc of the tube's radius plus ``margin_mm`` around its path in each of its slices (and the
+    slices within ``margin_mm`` above and below its ends)."""
+    radius_mm = tube["radius_mm"] + margin_mm
+    reach = int(np.ceil(margin_mm / spacing_zyx[0]))
+    zs, centres = tube["z"], tube["centre"]
+    yy, xx = np.ogrid[: out.shape[1], : out.shape[2]]
+    for z in range(max(zs[0] - reach, 0), min(zs[-1] + reach + 1, out.shape[0])):
+        centre = centres[int(np.clip(np.searchsorted(zs, z), 0, len(zs) - 1))]
+        dz_mm = max(zs[0] - z, z - zs[-1], 0) * spacing_zyx[0]
+        r2 = radius_mm**2 - dz_mm**2
+        out[z] |= ((yy - centre[0]) * spacing_zyx[1]) ** 2 + ((xx - centre[1]) * spacing_zyx[2]) ** 2 <= r2
+
+
+# Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
+# pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. Two hot spots above the
+# lung apices, mirrored about the midline (their midpoint within PAIR_MM of it, within PAIR_MM of each
+# other in y and z) with SUVmax and volume alike are a pair of glands, not two lesions [REC].
+PAIR_MM = 15.0
+PAIR_SUV_RATIO = 1.5
+PAIR_VOLUME_RATIO = 2.5
+
+
+def gland_pairs(points_lps_mm: list[tuple[float, float, float]], suv_max: list[float], volume_ml: list[float],
+                *, apex_z_mm: float, midline_x_mm: float) -> set[int]:
+    """Indices of the hot spots (LPS mm points) that pair up as mirror-image glands above ``apex_z_mm``."""
+    out: set[int] = set()
+    for i, (p, suv_p, vol_p) in enumerate(zip(points_lps_mm, suv_max, volume_ml)):
+        for j in range(i + 1, len(points_lps_mm)):
+            q, suv_q, vol_q = points_lps_mm[j], suv_max[j], volume_ml[j]
+            if min(p[2], q[2]) <= apex_z_mm or (p[0] - midline_x_mm) * (q[0] - midline_x_mm) >= 0:
+                continue
+            mirrored = abs((p[0] + q[0]) / 2 - midline_x_mm) <= PAIR_MM and abs(p[1] - q[1]) <= PAIR_MM \
+                and abs(p[2] - q[2]) <= PAIR_MM
+            alike = max(suv_p, suv_q) <= PAIR_SUV_RATIO * min(suv_p, suv_q) \
+                and max(vol_p, vol_q) <= PAIR_VOLUME_RATIO * min(vol_p, vol_q)
+            if mirrored and alike:
+                out |= {i, j}
+    return out
 
 
 def suppression_for(

@@ -25,7 +25,7 @@ from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
 from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import Suppression, group_mask, suppression_for
+from localize.physiology import Suppression, gland_pairs, group_mask, suppression_for
 from localize.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -75,7 +75,8 @@ class SegmentationSettings:
     halo_mm: float = 12.0  # spill-over halo around urine-filled organs
     halo_sd_factor: float = 4.0  # a hot spot in the halo must exceed the spill-over by this x its residual SD
     excess_sd: float = 4.0  # a hot spot in an "excess" organ must exceed organ mean + this x SD
-    min_local_contrast: float = 0.0  # SUVmax over the median SUV of the lesion's surroundings (0: not tested)
+    min_local_contrast: float = 1.5  # SUVmax over the local background, see LOCAL_CONTRAST (0: not tested) ...
+    local_contrast_sd: float = 4.0  # ... and above it by this x the background's robust SD
     ureters: bool = False
     ureter_min_length_mm: float = 60.0  # a hot track at least this long in z ...
     ureter_max_area_mm2: float = 400.0  # ... and at most this wide on average is a ureter
@@ -85,10 +86,14 @@ class SegmentationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-# LOCAL_CONTRAST: a lesion's 1 ml peak must reach min_local_contrast x the median of its surroundings
-# (``local_contrast``), whatever masks the anatomy has: where an organ's mask is missing or too small, the
-# noise peaks of its parenchyma, bowel loops and spleen stand only 1.1-1.4 x above their own surroundings
-# and are not lesions, while on the phantom every PSMA lesion found stood at 2.3 x or more [REC].
+# LOCAL_CONTRAST: whatever masks the anatomy has, a lesion is focal uptake that stands out of its own
+# surroundings: its SUVmax reaches min_local_contrast x the local background (``local_background``) and
+# exceeds it by local_contrast_sd x that background's robust SD, the noise and texture of this image at
+# this place. Where an organ's mask is missing or too small, the noise peaks of its parenchyma stand ~4 SD
+# (the largest of 10^4-10^5 voxels, fewer of them independent) and, at the 10-15 % voxel CoV of clinical
+# PET (olde Heuvel et al. EJNMMI Res 2020, DOMAIN.md §2.1), less than 1.5 x above their plateau; on the
+# phantom with every diffuse organ's mask removed they stood at 1.0-1.6 x and 0-3.8 SD, every lesion at
+# 2.7 x and 5.8 SD or more [REC].
 
 # Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6), the heart holds the blood
 # pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
@@ -253,7 +258,7 @@ def segment_lesions(
         unused.add(s.bone_reference_region)
         warnings.append(f"reference region {s.bone_reference_region} not found: bone detection without it")
     soft_t, bone_t = detection_thresholds(s, references or {}, unused=frozenset(unused))
-    bone = anatomy.mask("bone")
+    bone = ct_bone = anatomy.mask("bone")
     if bone is not None and s.bone_reference_region is not None:
         bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
@@ -303,14 +308,26 @@ def segment_lesions(
 
     parenchyma = [m for m in (group_mask(anatomy.masks, group) for group in s.suppress_excess_organs) if m is not None]
     masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s)
+
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
-    # beside urine the spill-over rule has judged the hot spot already; the local contrast is for the rest
-    at_wall = (ndimage.binary_dilation(physio.walls, iterations=2) if physio.walls is not None
-               else np.zeros(suv.shape, bool))
+    # urine's spill-over halos are no background to trust; the organs recognised are background only of what
+    # does not stand out of them
+    spill = [noise > 0 for noise, _ in physio.halo.values()]
+    organs = list(physio.organ.values()) + parenchyma
+    glands = set()
+    apex = lung_apex_z_mm(anatomy)
+    if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
+        glands = gland_pairs([tuple(zyx_to_lps(pet_suv, seed)) for seed in accepted],
+                             [float(detect[tuple(seed)]) for seed in accepted],
+                             [float(mask.sum()) * voxel_volume_ml(pet_suv) for mask in masks],
+                             apex_z_mm=apex, midline_x_mm=anatomy.midline_x_mm)
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
-    for seed, mask in zip(accepted, masks):
+    for k, (seed, mask) in enumerate(zip(accepted, masks)):
+        if k in glands:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: salivary glands"))
+            continue
         n = int(mask.sum())
         if bone is not None and n and bone[mask].mean() >= 0.5 and detect[tuple(seed)] < bone_t:
             # mostly inside bone though its hottest voxel is not (the CT's edge, the cortex's blur): marrow
@@ -319,11 +336,14 @@ def segment_lesions(
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue
-        foreign = (organ_any, *(organ for organ in parenchyma if not organ[tuple(seed)]))
-        if (s.min_local_contrast and not (mask & at_wall).any()
-                and local_contrast(suv, seed, mask, spacing, foreign, detect) < s.min_local_contrast):
-            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
-            continue
+        if s.min_local_contrast:
+            beside = [organ for organ in organs if not organ[tuple(seed)]]
+            tissue = ct_bone if ct_bone is not None and ct_bone[tuple(seed)] else None
+            background, noise = local_background(detect, seed, spacing, spill, beside, s.excess_sd, tissue)
+            value = float(detect[tuple(seed)])
+            if value < s.min_local_contrast * background or value - background < s.local_contrast_sd * noise:
+                candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
+                continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
     lesions = number_lesions(lesions)
@@ -342,6 +362,15 @@ def segment_lesions(
         thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
         warnings=warnings,
     )
+
+
+def lung_apex_z_mm(anatomy: Anatomy) -> float | None:
+    """LPS z (mm) of the highest lung voxel; None without lungs."""
+    lungs = [mask for name, mask in anatomy.masks.items() if name.startswith("lung") and mask.any()]
+    if not lungs:
+        return None
+    top = np.flatnonzero(np.logical_or.reduce(lungs).any((1, 2)))
+    return float(max(zyx_to_lps(anatomy.grid, np.array([k, 0.0, 0.0]))[2] for k in (top[0], top[-1])))
 
 
 MARROW_CORE_MM = 6.0  # bone at least this deep (>= 12 mm thick: vertebral bodies, pelvis, femora) holds marrow
@@ -417,37 +446,90 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
     return None
 
 
-# Local contrast: the mean SUV of a 1 ml sphere at the hot spot (PERCIST's peak, robust to voxel noise:
-# Wahl et al. J Nucl Med 2009;50 Suppl 1:122S) over the median SUV of a shell SHELL_MM[0] to SHELL_MM[1]
-# around the grown lesion: a blurred sphere's tail lies mostly inside the inner gap at PET resolutions of
-# 4-8 mm FWHM; a noise peak of an organ or a bowel plateau grows into its plateau, whose shell is as hot [REC].
-PEAK_RADIUS_MM = 6.2  # a 1 ml sphere
-SHELL_MM = (5.0, 15.0)
+# Local background of a hot spot: an upper quantile of a shell SHELL_MM around its half-maximum region
+# above that background (found by iteration, as background-adapted 50 % thresholds are: Daisne et al.
+# Radiother Oncol 2003;69:247). A noise peak of a liver, spleen or bowel plateau whose mask is missing or
+# too small has that plateau in most of its shell; a node beside a hot ureter or a bowel loop has them in
+# a small part only, which the quantile passes over [REC].
+SHELL_MM = (10.0, 20.0)
+SHELL_QUANTILE = 0.75
+MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
+PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
 
 
-def local_contrast(suv: np.ndarray, seed: np.ndarray, lesion: np.ndarray, spacing: np.ndarray,
-                   exclude: tuple[np.ndarray, ...] = (), background: np.ndarray | None = None) -> float:
-    """1 ml peak SUV at ``seed`` (z, y, x) over the median SUV of the shell around ``lesion`` (bool z, y, x).
+def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
+                     organs: list[np.ndarray] = (), organ_sd: float = 4.0,
+                     tissue: np.ndarray | None = None) -> tuple[float, float]:
+    """(local background SUV, its robust SD) around the hot spot ``seed`` of ``suv`` (z, y, x).
 
-    ``background`` (default ``suv``) is the image the shell is read on, e.g. with the urine's
-    spill-over flattened. Voxels under a tenth of the hot spot's SUV (air outside the body) and in the
-    ``exclude`` masks (organs the lesion did not start in: the urine beside a bladder-wall lesion, the
-    liver beside a node, are not its background) are left out of the shell; inf when none is left.
+    ``exclude`` (bool arrays, same shape): voxels that are no background. ``organs``: recognised
+    organs the hot spot is not in; no background of a hot spot above their nearby median +
+    ``organ_sd`` x robust SD (a node beside the liver), but background of one that is not (a
+    noise peak of a kidney's edge that its mask left out). ``tissue``: the hot spot's own tissue
+    (bone on CT), where its background is read when there is enough of it around (marrow, whose
+    vertebral bodies stand out of the soft tissue as much as a node does). Background:
+    ``SHELL_QUANTILE`` of the shell ``SHELL_MM`` around the connected region above half-way
+    between the background and the hot spot (three passes, starting from a shell around the hot
+    spot itself). A region reaching ``PLATEAU_REACH_MM`` is
+    wider than a lesion: the plateau it belongs to (its median in the shell around the hot spot)
+    is background too. The SD is 1.4826 x the median absolute deviation of that background.
     """
-    value = float(suv[tuple(seed)])
-    zyx = np.argwhere(lesion)
-    pad = np.ceil(SHELL_MM[1] / spacing).astype(int) + 1
-    lo, hi = np.maximum(zyx.min(0) - pad, 0), np.minimum(zyx.max(0) + pad + 1, suv.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    lo, crop = _crop_around(seed, PLATEAU_REACH_MM + SHELL_MM[1], spacing, suv.shape)
     local = suv[crop]
-    peak = float(local[ball_mask(seed - lo, local.shape, PEAK_RADIUS_MM, spacing)].mean())
-    around = local if background is None else background[crop]
-    distance = ndimage.distance_transform_edt(~lesion[crop], sampling=spacing)
-    shell = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & (around > 0.1 * value)
+    at = seed - lo
+    value = float(local[tuple(at)])
+    apart = np.zeros(local.shape, bool)  # organs beside the hot spot that it stands out of
+    for organ in organs:
+        inside = organ[crop]
+        if inside.any():
+            level, spread = _robust(local[inside])
+            if value > level + organ_sd * spread:
+                apart |= inside
+    valid = ~apart
     for mask in exclude:
-        shell &= ~mask[crop]
-    level = float(np.median(around[shell])) if shell.any() else 0.0
-    return peak / level if level > 0 else float("inf")
+        valid &= ~mask[crop]
+    shells = [valid]
+    if tissue is not None:
+        near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
+        if (valid & tissue[crop] & near).sum() >= MIN_TISSUE_VOXELS:
+            shells.insert(0, valid & tissue[crop])
+    for background_voxels in shells:
+        found = _shell_background(local, at, valid, background_voxels, spacing)
+        if found is not None:
+            return found
+    return 0.0, 0.0
+
+
+def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, valid: np.ndarray,
+                      spacing: np.ndarray) -> tuple[float, float] | None:
+    """``local_background`` on the crop ``local`` around index ``at``: the half-maximum region grows from
+    the hot spot in ``allowed``, the background is read on ``valid``; None when a shell holds none of it."""
+    value = float(local[tuple(at)])
+    reach = ball_mask(at, local.shape, PLATEAU_REACH_MM, spacing)
+    allowed = allowed.copy()
+    allowed[tuple(at)] = True
+    region = np.zeros(local.shape, bool)
+    region[tuple(at)] = True
+    for _ in range(3):
+        distance = ndimage.distance_transform_edt(~region, sampling=spacing)
+        values = local[(distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid]
+        if values.size == 0:
+            return None
+        background = float(np.quantile(values, SHELL_QUANTILE))
+        region = _component_at((local >= background + 0.5 * (value - background)) & reach & allowed, at)
+    if (region & ~ball_mask(at, local.shape, PLATEAU_REACH_MM - float(spacing.max()), spacing)).any():
+        near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
+        plateau = local[region & near & valid]
+        if plateau.size:
+            background = max(background, float(np.median(plateau)))
+            values = plateau
+    return background, _robust(values)[1]
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x median absolute deviation): the mean and SD of the normal part of ``values``."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def _distinct(

@@ -76,33 +76,86 @@ def _tissues() -> list[Tissue]:
     return t
 
 
-TISSUES: list[Tissue] = _tissues()
+def _varied_tissues() -> list[Tissue]:
+    """Tissues only varied patients have (after the standard ones, so standard label ids never change)."""
+    t = [Tissue(f"small_bowel_loop_{k}", 35, 0.5, "small_bowel", "small_bowel") for k in range(1, N_LOOPS + 1)]
+    t += [Tissue(f"colon_segment_{k}", 35, 0.35, "colon", "colon") for k in range(1, N_COLON_SEGMENTS + 1)]
+    for organ in ("small_bowel", "colon", "stomach"):
+        t += [Tissue(f"{organ}_gas", -900, 0.02, "air", organ), Tissue(f"{organ}_fluid", 10, 0.95, "bowel_content", organ),
+              Tissue(f"{organ}_contents", 25, 0.4, "bowel_content", organ)]
+    t += [Tissue("colon_stool", -20, 0.3, "bowel_content", "colon"), Tissue("duodenum", 35, 0.5, "duodenum", "duodenum"),
+          Tissue("gallbladder", 10, 0.95, "bile", "gallbladder"), Tissue("brain", 35, 0.55, "brain", "brain"),
+          Tissue("skull", 900, 0.03, "bone", "skull"), Tissue("hip_implant", 3000, 0.0, "air", "hip_implant")]
+    t += [Tissue(f"vertebrae_C{k}", 900, 0.03, "bone", f"vertebrae_C{k}") for k in (3, 2, 1)]
+    for side in ("left", "right"):
+        t += [Tissue(f"ureter_urine_{side}", 10, 0.9, "ureter", f"ureter_{side}"),
+              Tissue(f"ureter_bolus_{side}", 10, 0.9, "urine", f"ureter_{side}"),
+              Tissue(f"lacrimal_gland_{side}", 40, 0.5, "lacrimal", f"lacrimal_gland_{side}")]
+        t += [Tissue(f"{bone}_{side}", 900, 0.03, "bone", f"{bone}_{side}")
+              for bone in ("humerus", "radius", "ulna", "tibia", "fibula", "tarsal")]
+    return t
+
+
+N_LOOPS, N_COLON_SEGMENTS = 12, 5
+STANDARD_TISSUES = _tissues()
+TISSUES: list[Tissue] = STANDARD_TISSUES + _varied_tissues()
 LABEL: dict[str, int] = {tissue.name: i for i, tissue in enumerate(TISSUES)}
 BONE_IDS = np.array([i for i, t in enumerate(TISSUES) if t.uptake == "bone"])
 
 
+def organ_classes(varied: bool) -> dict[str, int]:
+    """TotalSegmentator-style class numbers: the standard man's names sorted, then (``varied``) the new names."""
+    base = sorted({t.totalseg for t in STANDARD_TISSUES if t.totalseg})
+    extra = sorted({t.totalseg for t in TISSUES if t.totalseg} - set(base)) if varied else []
+    return {name: i + 1 for i, name in enumerate(base + extra)}
+
+
+@dataclass(frozen=True)
+class Habitus:
+    """How one man's outline differs from the standard man's, mm: subcutaneous fat added at the sides, front and
+    back (negative: thinner than the standard 12 mm) and the forward bulge of the abdominal wall around the navel
+    that visceral fat makes (it moves the muscle wall too)."""
+
+    lateral_mm: float = 0.0
+    anterior_mm: float = 0.0
+    posterior_mm: float = 0.0
+    belly_mm: float = 0.0
+
+
+Z_NAVEL = 190.0
+
+
 class BodyOutline(Shape):
-    """Skin surface: torso ellipse varying with z, plus two thighs below the groin; shrunk inward by ``shrink_mm``."""
+    """Skin surface: torso ellipse varying with z, plus two thighs below the groin; shrunk inward by ``shrink_mm``.
+
+    ``habitus``: the subcutaneous fat of ``grow`` outlines (the skin) and the belly of every outline.
+    """
 
     _Z = np.array([-60, 0, 80, 150, 250, 350, 450, 560, 600, 640, 680, 760.0])
     _A = np.array([165, 178, 182, 168, 160, 165, 170, 168, 68, 62, 72, 75.0])
     _B = np.array([108, 112, 115, 108, 104, 110, 115, 108, 62, 62, 85, 90.0])
 
-    def __init__(self, shrink_mm: float = 0.0, thighs: bool = True):
-        self.shrink, self.thighs = shrink_mm, thighs
+    def __init__(self, shrink_mm: float = 0.0, thighs: bool = True, habitus: Habitus = Habitus(), grow: bool = False):
+        self.shrink, self.thighs, self.habitus = shrink_mm, thighs, habitus
+        self.grow = (habitus.lateral_mm, habitus.anterior_mm, habitus.posterior_mm) if grow else (0.0, 0.0, 0.0)
 
     def bbox(self):
-        return np.array([-200.0, -130, -400]), np.array([200.0, 130, 800])
+        lat, ant, post = (max(g, 0.0) for g in self.grow)
+        front = ant + max(self.habitus.belly_mm, 0.0)
+        return np.array([-200.0 - lat, -130 - front, -400]), np.array([200.0 + lat, 130 + post, 800])
 
     def torso(self, x, y, z):
-        a = np.interp(z, self._Z, self._A) - self.shrink
+        lat, ant, post = self.grow
+        a = np.interp(z, self._Z, self._A) - self.shrink + lat
         b = np.interp(z, self._Z, self._B) - self.shrink
+        front = b + ant + self.habitus.belly_mm * np.exp(-(((z - Z_NAVEL) / 110.0) ** 2))
+        b = np.where(y < 0, front, b + post)
         return ((x / a) ** 2 + (y / b) ** 2 <= 1.0) & (z >= -60 + self.shrink)
 
     def inside(self, x, y, z):
         body = self.torso(x, y, z)
         if self.thighs:
-            r = np.interp(z, [-400, -30, 20], [68, 88, 88]) - self.shrink
+            r = np.interp(z, [-400, -30, 20], [68, 88, 88]) - self.shrink + self.grow[0]
             cx = np.interp(z, [-400, -30], [95, 92])
             thigh = (((np.abs(x) - cx) ** 2 + (y + 5) ** 2) <= r**2) & (z <= 20)
             body = body | thigh
@@ -232,7 +285,8 @@ def _canal() -> list[Shape]:
     return tube(pts, 8)
 
 
-def _soft_tissues(status: str) -> list[tuple[str, Shape]]:
+def _fixed_soft_tissues() -> list[tuple[str, Shape]]:
+    """Muscles, lungs, salivary glands and heart: the same in every man (the warp makes them differ)."""
     s: list[tuple[str, Shape]] = []
     for sign, side in ((1, "left"), (-1, "right")):
         m = lambda q: _mirror(q, sign)  # noqa: E731
@@ -242,28 +296,46 @@ def _soft_tissues(status: str) -> list[tuple[str, Shape]]:
         s.append((f"gluteus_maximus_{side}", Ellipsoid(m((95, 78, 10)), (60, 32, 85))))
         s.append(("muscle", Ellipsoid(m((72, 2, 25)), (10, 38, 32))))  # obturator internus
         s.append((f"lung_{side}", Ellipsoid(m((85, 15, 485)), (65, 80, 125), clip_lo=(-200, -200, Z_DIAPHRAGM - 20 * (1 + sign)))))
+        s.append((f"parotid_gland_{side}", Ellipsoid(m((50, 20, 695)), (14, 20, 25))))
+        s.append((f"submandibular_gland_{side}", Ellipsoid(m((35, -30, 660)), (11, 12, 11))))
+    s.append(("heart", Ellipsoid((20, -30, 450), (62, 52, 62))))
+    return s
+
+
+def standard_viscera() -> tuple[tuple[str, Shape], ...]:
+    """The standard man's kidneys, ureters and abdominal and pelvic organs, in painting order."""
+    s: list[tuple[str, Shape]] = []
+    for sign, side in ((1, "left"), (-1, "right")):
+        m = lambda q: _mirror(q, sign)  # noqa: E731
         s.append((f"kidney_{side}", Ellipsoid(m((75, 55, 270 - 10 * (sign < 0))), (30, 27, 55))))
         s += [(f"ureter_{side}", c) for c in tube([m((55, 45, 255)), m((45, 45, 150)), m((42, 30, 60)),
                                                    m((25, -10, 35))], 3)]
-        s.append((f"parotid_gland_{side}", Ellipsoid(m((50, 20, 695)), (14, 20, 25))))
-        s.append((f"submandibular_gland_{side}", Ellipsoid(m((35, -30, 660)), (11, 12, 11))))
-    s += [("heart", Ellipsoid((20, -30, 450), (62, 52, 62))),
-          # right lobe, and the left lobe crossing the midline in front (the pancreas and aorta lie behind it)
-          ("liver", Ellipsoid((-70, 5, 365), (95, 85, 75), clip_hi=(-5, 200, 999))),
+    # right lobe, and the left lobe crossing the midline in front (the pancreas and aorta lie behind it)
+    s += [("liver", Ellipsoid((-70, 5, 365), (95, 85, 75), clip_hi=(-5, 200, 999))),
           ("liver", Ellipsoid((-10, -30, 385), (65, 40, 45), clip_hi=(55, 200, 999))),
           ("spleen", Ellipsoid((95, 45, 375), (32, 42, 55))), ("stomach", Ellipsoid((45, -30, 370), (45, 35, 45)))]
     # head by the duodenum, neck and body in front of the aorta, tail up to the splenic hilum
-    s += [("pancreas", c) for c in tube([(-30, -2, 322), (10, -12, 335), (45, -5, 345), (70, 15, 350)], 12)]
+    s += [("pancreas", c) for c in tube(PANCREAS_PATH, 12)]
     rows = []
     for k, z in enumerate((245, 220, 195, 170)):
         xs = np.linspace(-70, 70, 6) * (1 if k % 2 == 0 else -1)
         rows += [(x, -45 + 18 * np.sin(0.05 * x + k), z) for x in xs]
     s += [("small_bowel", c) for c in tube(rows, 13)]
-    colon = [(-95, -10, 150), (-95, -10, 300), (-60, -45, 305), (60, -45, 310), (95, 10, 305), (95, 10, 130),
-             (45, -15, 100), (10, 40, 75)]
-    s += [("colon", c) for c in tube(colon, 20)]
-    s += [("rectum", c) for c in tube([(10, 40, 75), (0, 55, 20), (0, 50, -25), (0, 35, -50)], 17)]
-    s.append(("urinary_bladder", Ellipsoid((0, -30, 40), (45, 35, 35))))
+    s += [("colon", c) for c in tube(COLON_PATH, 20)]
+    s += [("rectum", c) for c in tube(RECTUM_PATH, 17)]
+    s.append(("urinary_bladder", BLADDER))
+    return tuple(s)
+
+
+PANCREAS_PATH = [(-30, -2, 322), (10, -12, 335), (45, -5, 345), (70, 15, 350)]
+COLON_PATH = [(-95, -10, 150), (-95, -10, 300), (-60, -45, 305), (60, -45, 310), (95, 10, 305), (95, 10, 130),
+              (45, -15, 100), (10, 40, 75)]
+RECTUM_PATH = [(10, 40, 75), (0, 55, 20), (0, 50, -25), (0, 35, -50)]
+BLADDER = Ellipsoid((0, -30, 40), (45, 35, 35))
+
+
+def _vessels() -> list[tuple[str, Shape]]:
+    s: list[tuple[str, Shape]] = []
     for name, path in vessel_paths().items():
         side = "left" if name.endswith("left") else "right"
         if name.startswith(("common_iliac_artery", "external_iliac_artery", "internal_iliac_artery")):
@@ -284,14 +356,27 @@ PROSTATE_BED = Ellipsoid((0, -12, 5), (20, 17, 32))
 VUA = (0.0, -30.0, -12.0)
 
 
-def label_map(grid: Grid, status: str) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Body:
+    """One man's variable anatomy: his outline, his viscera (label, solid) in painting order, and extra parts
+    (limbs, head, implants) as (label, solid, marrow solid or None), painted after the skeleton."""
+
+    habitus: Habitus = Habitus()
+    viscera: tuple[tuple[str, Shape], ...] = standard_viscera()
+    extras: tuple[tuple[str, Shape, Shape | None], ...] = ()
+
+
+STANDARD_BODY = Body()
+
+
+def label_map(grid: Grid, status: str, body: Body = STANDARD_BODY) -> tuple[np.ndarray, np.ndarray]:
     """(tissue ids, marrow flag) as z, y, x arrays on ``grid`` for a patient of this ``status``."""
     labels = np.zeros(grid.shape_zyx, np.uint8)
     marrow = np.zeros(grid.shape_zyx, bool)
-    paint(labels, BodyOutline(), grid, LABEL["fat"])
-    paint(labels, BodyOutline(12), grid, LABEL["muscle"])
-    paint(labels, BodyOutline(24, thighs=False), grid, LABEL["fat"])
-    for name, shape in _soft_tissues(status):
+    paint(labels, BodyOutline(habitus=body.habitus, grow=True), grid, LABEL["fat"])
+    paint(labels, BodyOutline(12, habitus=body.habitus), grid, LABEL["muscle"])
+    paint(labels, BodyOutline(24, thighs=False, habitus=body.habitus), grid, LABEL["fat"])
+    for name, shape in _fixed_soft_tissues() + list(body.viscera) + _vessels():
         paint(labels, shape, grid, LABEL[name])
     if status == "post_radiotherapy":
         paint(labels, PROSTATE, grid, LABEL["prostate"])
@@ -310,5 +395,9 @@ def label_map(grid: Grid, status: str) -> tuple[np.ndarray, np.ndarray]:
             paint(labels, RibBand(z, sign, k >= 11), grid, LABEL[f"rib_{side}_{k}"])
     for seg in _canal():
         paint(labels, seg, grid, LABEL["spinal_cord"])
+    for name, solid, inner in body.extras:
+        paint(labels, solid, grid, LABEL[name])
+        if inner is not None:
+            paint(marrow, inner, grid, True)
     marrow &= np.isin(labels, BONE_IDS)
     return labels, marrow

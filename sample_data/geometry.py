@@ -80,6 +80,25 @@ class Ellipsoid(Shape):
 
 
 @dataclass(frozen=True)
+class OrientedEllipsoid(Shape):
+    """Ellipsoid whose semi-axes ``semi_mm`` lie along the columns of the rotation ``axes`` (3x3, LPS)."""
+
+    center: tuple[float, float, float]
+    semi_mm: tuple[float, float, float]
+    axes: tuple[tuple[float, float, float], ...]
+
+    def bbox(self):
+        half = np.sqrt(((np.asarray(self.axes) * self.semi_mm) ** 2).sum(axis=1))
+        return np.asarray(self.center) - half, np.asarray(self.center) + half
+
+    def inside(self, x, y, z):
+        r, c = np.asarray(self.axes, float), self.center
+        dx, dy, dz = x - c[0], y - c[1], z - c[2]
+        q = sum(((r[0, j] * dx + r[1, j] * dy + r[2, j] * dz) / self.semi_mm[j]) ** 2 for j in range(3))
+        return q <= 1.0
+
+
+@dataclass(frozen=True)
 class Capsule(Shape):
     """Segment a-b swept by a sphere whose radius goes linearly from ``ra`` to ``rb`` (mm)."""
 

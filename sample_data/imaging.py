@@ -23,17 +23,34 @@ from localize.sample_data.geometry import Ellipsoid, Grid, paint
 _BASE = {"air": 0.0, "fat": 0.25, "muscle": 0.6, "lung": 0.35, "blood": 1.5, "liver": 5.0, "spleen": 4.0,
          "stomach": 1.5, "pancreas": 2.0, "kidney": 20.0, "small_bowel": 4.0, "colon": 1.5, "bladder": 40.0,
          "ureter": 15.0, "prostate": 2.5, "bone": 0.5, "marrow": 1.2, "parotid": 9.0, "submandibular": 9.5,
-         "csf": 0.2}
+         "csf": 0.2,
+         # classes of varied patients only; lacrimal 6.6 (DOMAIN.md §3.6), urine as in the bladder
+         "bowel_content": 0.5, "duodenum": 6.0, "bile": 1.0, "brain": 0.1, "lacrimal": 6.5, "urine": 40.0}
 UPTAKE: dict[str, dict[str, float]] = {
     "dcfpyl": _BASE,
     "psma11": {**_BASE, "liver": 5.5, "spleen": 6.0, "kidney": 28.0, "parotid": 12.0, "submandibular": 11.0,
-               "bladder": 45.0, "small_bowel": 6.0, "blood": 1.8},
+               "bladder": 45.0, "small_bowel": 6.0, "blood": 1.8, "duodenum": 7.0, "lacrimal": 7.0, "urine": 45.0},
     "psma1007": {**_BASE, "liver": 11.0, "spleen": 9.0, "kidney": 18.0, "parotid": 13.0, "submandibular": 12.0,
-                 "bladder": 5.0, "ureter": 3.0, "small_bowel": 5.0, "marrow": 1.8, "blood": 1.6},
+                 "bladder": 5.0, "ureter": 3.0, "small_bowel": 5.0, "marrow": 1.8, "blood": 1.6,
+                 "bile": 15.0, "bowel_content": 2.0, "duodenum": 7.0, "lacrimal": 8.0, "urine": 5.0},
     "fluciclovine": {**_BASE, "liver": 6.5, "spleen": 3.0, "pancreas": 9.0, "kidney": 3.5, "parotid": 1.5,
                      "submandibular": 1.5, "bladder": 1.0, "ureter": 1.0, "small_bowel": 1.5, "marrow": 3.0,
-                     "muscle": 1.6, "blood": 2.0, "prostate": 2.0},
+                     "muscle": 1.6, "blood": 2.0, "prostate": 2.0, "duodenum": 2.0, "brain": 0.3, "lacrimal": 1.0,
+                     "urine": 1.0},
 }
+# Spread between patients (coefficient of variation) of each uptake class. DCFPyL: liver 14 %, spleen 37 %,
+# kidney 23 %, parotid 22 %, submandibular 24 % (DOMAIN.md §3.6, PMC5450367); the others [REC] (urine and bile
+# depend on hydration, voiding and fasting and vary most).
+UPTAKE_COV = {"air": 0.0, "fat": 0.2, "muscle": 0.15, "lung": 0.2, "blood": 0.15, "liver": 0.14, "spleen": 0.37,
+              "stomach": 0.3, "pancreas": 0.25, "kidney": 0.23, "small_bowel": 0.35, "colon": 0.35, "bladder": 0.6,
+              "ureter": 0.5, "prostate": 0.3, "bone": 0.2, "marrow": 0.2, "parotid": 0.22, "submandibular": 0.24,
+              "csf": 0.2, "bowel_content": 0.5, "duodenum": 0.35, "bile": 0.5, "brain": 0.3, "lacrimal": 0.27,
+              "urine": 0.6}
+# Portal-venous contrast enhancement (HU added) per uptake class [R]; urine is not yet opacified at ~70 s.
+ENHANCEMENT_HU = {"blood": (110, 170), "liver": (40, 70), "spleen": (55, 85), "kidney": (100, 160),
+                  "pancreas": (45, 80), "small_bowel": (25, 55), "duodenum": (25, 55), "colon": (15, 40),
+                  "stomach": (15, 40), "muscle": (5, 15), "prostate": (20, 40), "parotid": (20, 40),
+                  "submandibular": (20, 40), "lacrimal": (10, 30)}
 LESION_HU = {"bone": 650.0, "lung": 30.0, "liver": 30.0}  # sclerotic bone metastasis; soft tissue otherwise
 LESION_T2 = 0.4
 CT_NOISE_HU = 12.0
@@ -58,17 +75,45 @@ def paint_lesions(grid: Grid, lesions: list[LesionVoxels]) -> np.ndarray:
     return ids
 
 
+def hu_table() -> np.ndarray:
+    """HU of each tissue id (the standard man's CT)."""
+    return np.array([t.hu for t in an.TISSUES], np.float32)
+
+
 def ct_hu(labels: np.ndarray, marrow: np.ndarray, lesion_ids: np.ndarray, lesions: list[LesionVoxels],
-          rng: np.random.Generator) -> np.ndarray:
-    """CT in HU (float32) with white noise of ``CT_NOISE_HU`` SD."""
-    table = np.array([t.hu for t in an.TISSUES], np.float32)
-    hu = table[labels]
-    hu[marrow] = MARROW_HU
-    lesion_lut = np.array([0.0] + [LESION_HU.get(les.kind, 40.0) for les in lesions], np.float32)
+          rng: np.random.Generator, table: np.ndarray | None = None, marrow_hu: float = MARROW_HU,
+          lesion_hu: dict[str, float] = LESION_HU, noise_hu: float = CT_NOISE_HU, grain_px: float = 0.0) -> np.ndarray:
+    """CT in HU (float32): ``table`` per tissue id (default ``hu_table()``), noise of ``noise_hu`` SD, white or,
+    with ``grain_px`` > 0, correlated in-plane over about that many pixels as filtered back-projection leaves it."""
+    hu = (hu_table() if table is None else table)[labels]
+    hu[marrow] = marrow_hu
+    lesion_lut = np.array([0.0] + [lesion_hu.get(les.kind, lesion_hu.get("soft", 40.0)) for les in lesions], np.float32)
     in_lesion = lesion_ids > 0
     hu[in_lesion] = lesion_lut[lesion_ids[in_lesion]]
-    hu += rng.standard_normal(hu.shape, dtype=np.float32) * CT_NOISE_HU
+    noise = rng.standard_normal(hu.shape, dtype=np.float32)
+    if grain_px > 0:
+        noise = gaussian_filter(noise, (0, grain_px, grain_px))
+        noise /= noise.std()
+    hu += noise * noise_hu
     return hu
+
+
+def metal_streaks(hu: np.ndarray, metal: np.ndarray, grid: Grid, rng: np.random.Generator, strength_hu: float) -> None:
+    """Add streak artefacts around metal in place: in each axial slice bright and dark lines through the metal's
+    centre, fading with distance from it (photon starvation and beam hardening)."""
+    n = 10
+    angles = rng.uniform(0, np.pi, n)
+    amplitude = rng.choice([-1.0, 1.0], n) * rng.uniform(0.3, 1.0, n) * strength_hu
+    width = rng.uniform(1.5, 4.0, n)
+    x, y = grid.axis_mm(0)[None, :], grid.axis_mm(1)[:, None]
+    for k in np.flatnonzero(metal.reshape(metal.shape[0], -1).any(axis=1)):
+        rows, cols = np.nonzero(metal[k])
+        cx, cy = x[0, cols].mean(), y[rows, 0].mean()
+        dx, dy = x - cx, y - cy
+        fade = 25.0 / np.maximum(np.hypot(dx, dy), 25.0)
+        pattern = sum(a * np.exp(-((dx * np.sin(t) - dy * np.cos(t)) ** 2) / (2 * w**2))
+                      for a, t, w in zip(amplitude, angles, width))
+        hu[k] += (pattern * fade).astype(np.float32) * ~metal[k]
 
 
 def blurred_sphere(r_mm: np.ndarray, radius_mm: float, sigma_mm: float) -> np.ndarray:
@@ -80,33 +125,69 @@ def blurred_sphere(r_mm: np.ndarray, radius_mm: float, sigma_mm: float) -> np.nd
         np.exp(-((radius_mm - r) ** 2) / (2 * sigma_mm**2)) - np.exp(-((radius_mm + r) ** 2) / (2 * sigma_mm**2)))
 
 
-def background_suv(tracer: str, labels: np.ndarray, marrow: np.ndarray) -> np.ndarray:
-    """Noise-free, unblurred SUV of the anatomy (float32 z, y, x)."""
+def suv_table(tracer: str) -> np.ndarray:
+    """Noise-free SUV of each tissue id for the standard man (``UPTAKE``)."""
     uptake = UPTAKE[tracer]
-    table = np.array([uptake[t.uptake] for t in an.TISSUES], np.float32)
+    return np.array([uptake[t.uptake] for t in an.TISSUES], np.float32)
+
+
+def drawn_uptake(tracer: str, rng: np.random.Generator) -> dict[str, float]:
+    """One patient's SUV of each uptake class: the tracer's value times a log-normal factor of the class's spread."""
+    out = {}
+    for name, value in sorted(UPTAKE[tracer].items()):
+        sigma = np.sqrt(np.log(1 + UPTAKE_COV[name] ** 2))
+        out[name] = float(value * np.exp(np.clip(rng.normal(0, sigma), -2 * sigma, 2 * sigma)))
+    return out
+
+
+def drawn_hu(rng: np.random.Generator, contrast: bool, oral_contrast: bool, liver_fat: bool) -> np.ndarray:
+    """One CT's HU of each tissue id: the standard HU shifted by a few HU per uptake class, portal-venous enhancement
+    with ``contrast``, positive oral contrast in the bowel lumen, and a fatty liver (5-40 HU [R])."""
+    classes = sorted({t.uptake for t in an.TISSUES})
+    shift = {c: rng.normal(0, 4) for c in classes}
+    enhance = {c: rng.uniform(*ENHANCEMENT_HU[c]) if contrast and c in ENHANCEMENT_HU else 0.0 for c in classes}
+    liver = rng.uniform(5, 40) if liver_fat else None
+    oral = rng.uniform(150, 350)
+    table = []
+    for t in an.TISSUES:
+        hu = t.hu + shift[t.uptake] + enhance[t.uptake] if t.uptake != "air" else t.hu
+        if t.uptake == "liver" and liver is not None:
+            hu = liver + enhance["liver"]
+        if oral_contrast and t.name in ("small_bowel_fluid", "small_bowel_contents", "colon_fluid"):
+            hu = oral
+        table.append(hu)
+    return np.array(table, np.float32)
+
+
+def background_suv(table: np.ndarray, marrow_suv: float, labels: np.ndarray, marrow: np.ndarray) -> np.ndarray:
+    """Noise-free, unblurred SUV of the anatomy (float32 z, y, x): ``table`` per tissue id, ``marrow_suv`` in marrow."""
     suv = table[labels]
-    suv[marrow] = uptake["marrow"]
+    suv[marrow] = marrow_suv
     return suv
 
 
-def pet_suv(tracer: str, status: str, grid: Grid, fwhm_mm: float, lesions: list[tuple[tuple, float, float]]):
+def pet_suv(grid: Grid, fwhm_mm: float, lesions: list[tuple[tuple, float, float]], anatomy, table: np.ndarray,
+            marrow_suv: float, refine: int = 2):
     """Noise-free PET SUV on ``grid`` and the rendered lesions.
 
-    The anatomy is rasterised on a 2x finer grid, blurred with the Gaussian PSF and averaged
-    back to ``grid`` (partial volume); each lesion (centre mm, diameter mm, wanted SUVmax) adds
-    the exact PSF-blurred uniform sphere whose increment makes the centre reach the wanted SUVmax.
-    Returns (suv z, y, x float32, list of (centre, diameter, increment)).
+    ``anatomy(grid) -> (labels, marrow)`` is rasterised on a ``refine`` times finer grid, blurred with
+    the Gaussian PSF and averaged back to ``grid`` (partial volume); each lesion (centre mm, diameter mm,
+    wanted SUVmax) adds the exact PSF-blurred uniform sphere whose increment makes the centre reach
+    the wanted SUVmax. Returns (suv z, y, x float32, list of (centre, diameter, increment)).
     """
-    fine = grid.refined(2)
-    labels, marrow = an.label_map(fine, status)
+    fine = grid.refined(refine)
+    labels, marrow = anatomy(fine)
     sigma_mm = fwhm_mm / (2 * np.sqrt(2 * np.log(2)))
-    suv = gaussian_filter(background_suv(tracer, labels, marrow), [sigma_mm / s for s in fine.spacing_mm[::-1]])
+    suv = gaussian_filter(background_suv(table, marrow_suv, labels, marrow),
+                          [sigma_mm / s for s in fine.spacing_mm[::-1]])
+    del labels, marrow
     nz, ny, nx = grid.shape_zyx
-    suv = suv.reshape(nz, 2, ny, 2, nx, 2).mean(axis=(1, 3, 5))
+    suv = suv.reshape(nz, refine, ny, refine, nx, refine).mean(axis=(1, 3, 5))
     rendered = []
     for center, diameter, wanted in lesions:
         idx = grid.world_to_index(center)
-        sl = [slice(max(0, int(idx[a]) - 12), int(idx[a]) + 13) for a in (2, 1, 0)]
+        half = max(12, int(np.ceil((diameter / 2 + 4 * sigma_mm) / min(grid.spacing_mm))) + 1)
+        sl = [slice(max(0, int(idx[a]) - half), int(idx[a]) + half + 1) for a in (2, 1, 0)]
         zz, yy, xx = (grid.axis_mm(a)[s] for a, s in zip((2, 1, 0), sl))
         r = np.sqrt((zz[:, None, None] - center[2]) ** 2 + (yy[None, :, None] - center[1]) ** 2
                     + (xx[None, None, :] - center[0]) ** 2)

@@ -13,7 +13,7 @@ VENDORS = ("siemens", "ge", "philips")
 DEFECTS = (None, "no_radiopharmaceutical_sequence", "truncated_file", "missing_slice", "no_pet")
 SITES = ("prostate_bed", "prostate_bed_bladder", "prostate", "obturator", "external_iliac", "internal_iliac",
          "presacral", "common_iliac", "retroperitoneal", "inguinal", "supradiaphragmatic", "bone_pelvis",
-         "bone_spine", "bone_rib", "lung", "liver")
+         "bone_spine", "bone_rib", "lung", "liver", "prostate_bladder", "bone_sacrum")
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,59 @@ class StudySpec:
         """A stable text key of the spec and generator version (cache key)."""
         d = asdict(self)
         return f"v{GENERATOR_VERSION}:{sorted(d.items())!r}"
+
+
+EXTENTS = ("pelvis", "abdomen_pelvis", "whole_body", "vertex_to_toes")
+HARD_CASES = ("node_beside_ureter", "bladder_wall", "sacral_bone_by_bowel", "ureter_mimic")
+# Seeds from here on are the validation split: nobody tunes a method on them (README.md, bench_generalize.py).
+VALIDATION_SEED_START = 1000
+
+
+@dataclass(frozen=True)
+class VariedSpec:
+    """A varied patient and scan drawn from ``seed``; see ``localize.sample_data.varied``.
+
+    Seeds >= ``VALIDATION_SEED_START`` are the validation split, kept for measuring; tune on smaller ones.
+    Fields left None are drawn from the seed; a field that is set overrides its draw and leaves every other
+    draw unchanged (so one seed moved on the table or turned feet first is the same man). ``table_shift_mm``
+    is added to the drawn table position. ``hard_cases`` (``HARD_CASES``) are added to the drawn lesions.
+    ``ct_matrix_cap`` / ``pet_matrix_cap`` cap the in-plane matrices (coarser voxels over the same field of
+    view) to keep tests and benchmarks small; ``pet_noise`` 0 gives a noise-free PET (tests).
+    """
+
+    seed: int
+    tracer: str | None = None
+    status: str | None = None
+    extent: str | None = None
+    patient_position: str | None = None
+    vendor: str | None = None
+    table_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    hard_cases: tuple[str, ...] = ()
+    ct_matrix_cap: int | None = None
+    pet_matrix_cap: int | None = None
+    pet_noise: float | None = None
+    with_mr: bool = False
+    layout: str = "nested"
+
+    def __post_init__(self):
+        choices = {"tracer": TRACERS, "vendor": VENDORS, "patient_position": ("HFS", "FFS"),
+                   "status": ("post_prostatectomy", "post_radiotherapy"), "extent": EXTENTS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in (None, *allowed):
+                raise ConfigError(f"VariedSpec.{name}={getattr(self, name)!r} is not one of {allowed}")
+        if self.layout not in ("nested", "flat"):
+            raise ConfigError(f"VariedSpec.layout={self.layout!r} is not one of ('nested', 'flat')")
+        unknown = set(self.hard_cases) - set(HARD_CASES)
+        if unknown:
+            raise ConfigError(f"VariedSpec.hard_cases: {sorted(unknown)} not among {HARD_CASES}")
+        for name in ("ct_matrix_cap", "pet_matrix_cap"):
+            if getattr(self, name) is not None and getattr(self, name) < 32:
+                raise ConfigError(f"VariedSpec.{name}={getattr(self, name)} is below 32")
+
+    @property
+    def validation(self) -> bool:
+        return self.seed >= VALIDATION_SEED_START
+
+    def key(self) -> str:
+        """A stable text key of the spec and generator version (cache key, UIDs)."""
+        return f"v{GENERATOR_VERSION}:varied:{sorted(asdict(self).items())!r}"

@@ -28,7 +28,9 @@ class LesionTruth:
 
 @dataclass
 class StudyTruth:
-    """Everything known about a generated study. Points are LPS mm; ``mr_to_ct`` maps MR-frame points to PET/CT."""
+    """Everything known about a generated study. Points are LPS mm in the scanner's frame (``table_origin_lps_mm``
+    is where the patient frame's origin, near the top of his symphysis, lies in it); ``mr_to_ct`` maps MR-frame
+    points to PET/CT."""
 
     tracer: str
     vendor: str
@@ -41,7 +43,11 @@ class StudyTruth:
     reference_regions: dict[str, dict]  # name -> {"suv_mean": float, "center_lps_mm": [...]}
     levels_z_mm: dict[str, float]
     series_dirs: dict[str, str]  # modality -> folder relative to out_root
-    organ_classes: dict[str, int] = field(default_factory=dict)
+    organ_classes: dict[str, int] = field(default_factory=dict)  # organs.nii.gz: class name -> value
+    extent: str = "whole_body"  # field of view: pelvis, abdomen_pelvis, whole_body, vertex_to_toes
+    table_origin_lps_mm: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the patient frame's origin
+    non_lesions: list[dict] = field(default_factory=list)  # hot things that are not lesions (kind, centre, ...)
+    variation: dict | None = None  # what a varied patient drew (habitus, organs, scanner), None for the standard man
 
     def save(self, out_root: Path) -> Path:
         path = Path(out_root) / "truth" / "truth.json"

@@ -219,3 +219,61 @@ def test_each_bowel_plateau_is_judged_on_its_own_uptake():
     seg = segment_lesions(image, Anatomy(grid=image, masks={"bowel": loop | plateau}), tracer_family="psma_f18_renal")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, node_centre)) <= 4.0
+
+
+def _noisy(activity: np.ndarray, cov_at_5: float, seed: int) -> sitk.Image:
+    """Blurred ``activity`` with correlated noise whose variance grows with the SUV (CoV ``cov_at_5`` at SUV 5)."""
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
+    suv = np.maximum(clean + cov_at_5 * np.sqrt(5.0 * np.maximum(clean, 0)) * white / white.std(), 0)
+    image = sitk.GetImageFromArray(suv.astype(np.float32))
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    return image
+
+
+@pytest.mark.parametrize("masks", ["none", "eroded"])
+def test_a_liver_and_spleen_without_their_masks_are_not_flooded(masks):
+    # noise peaks of a liver (SUV 5) and spleen (SUV 4) at 12 % voxel CoV pass the fixed SUV 3 threshold by
+    # the dozen; without the organs' masks (or with masks eroded 12 mm) the hot spots must stand out of
+    # their own surroundings: a liver metastasis and a node touching the spleen do, the parenchyma does not
+    activity = np.full(SHAPE, 0.6)
+    liver = _ellipsoid((-40.0, 0.0, 20.0), (55.0, 50.0, 45.0))
+    spleen = _ellipsoid((60.0, 30.0, 20.0), (25.0, 30.0, 35.0))
+    activity[liver] = 5.0
+    activity[spleen] = 4.0
+    lesions = {"liver_metastasis": ((-50.0, 0.0, 20.0), 14.0, 9.0), "node_by_spleen": ((60.0, -8.0, 20.0), 10.0, 9.0),
+               "node": ((0.0, 60.0, -60.0), 8.0, 6.0)}
+    for centre, diameter, uptake in lesions.values():
+        activity[_ellipsoid(centre, (diameter / 2,) * 3)] += uptake
+    image = _noisy(activity, 0.12, seed=5)
+    organ_masks = {}
+    if masks == "eroded":
+        footprint = ndimage.generate_binary_structure(3, 1)
+        organ_masks = {name: ndimage.binary_erosion(mask, footprint, iterations=3) for name, mask in
+                       (("liver", liver), ("spleen", spleen))}
+    seg = segment_lesions(image, Anatomy(grid=image, masks=organ_masks), tracer_family="psma_f18_renal")
+    assert sum(les.suv_max >= 3.0 for les in seg.lesions) == len(seg.lesions)
+    found = {name: [les for les in seg.lesions if np.linalg.norm(np.subtract(les.peak_lps_mm, centre)) <= 8.0]
+             for name, (centre, _, _) in lesions.items()}
+    assert all(len(hits) == 1 for hits in found.values()), {k: len(v) for k, v in found.items()}
+    assert len(seg.lesions) == len(lesions)  # no noise peak of either organ
+    assert any(c.reason == "low local contrast" for c in seg.candidates)  # they were examined, and listed for audit
+
+
+def test_fluciclovine_marrow_without_named_vertebrae_is_not_flooded():
+    # a column of vertebral bodies (CT bone) whose marrow takes up fluciclovine (SUV 3) with no vertebra
+    # named, so no marrow reference: at the fixed bone floor (SUV 3) each body's noise peaks pass, and a
+    # body stands out of the soft tissue around it like a node; a hot spot in bone is judged against the
+    # bone around it, so only the metastasis (SUV 9) comes out
+    z, y, x = _grid_mm()
+    activity = np.full(SHAPE, 1.0)
+    bodies = (np.hypot(x - 0.0, y - 40.0) <= 16.0) & (np.mod(z + 100.0, 28.0) < 22.0) & (z > -90) & (z < 90)
+    activity[bodies] = 3.0
+    metastasis = (0.0, 40.0, 8.0)
+    activity[_ellipsoid(metastasis, (7.0, 7.0, 7.0))] += 7.0
+    image = _noisy(activity, 0.12, seed=2)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": bodies}), tracer_family="fluciclovine")
+    assert any("marrow not found" in w for w in seg.warnings)
+    assert len(seg.lesions) == 1, [(round(les.suv_max, 1), les.peak_lps_mm) for les in seg.lesions]
+    assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, metastasis)) <= 8.0

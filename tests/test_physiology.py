@@ -1,0 +1,92 @@
+"""Physiological patterns recognised on the PET itself: ureters as chained narrow runs along z."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from localize.anatomy.model import Anatomy
+from localize.physiology import ureter_tracks
+from localize.segment import segment_lesions
+
+SPACING = 4.0  # mm, isotropic
+SHAPE = (56, 50, 50)  # z, y, x
+ORIGIN = (-100.0, -100.0, -120.0)  # LPS mm of voxel (0, 0, 0)
+FWHM_MM = 6.0
+
+
+def _mm():
+    z, y, x = np.indices(SHAPE, dtype=float)
+    return ORIGIN[2] + z * SPACING, ORIGIN[1] + y * SPACING, ORIGIN[0] + x * SPACING
+
+
+def _path_x(z):
+    """The ureter's course: x (mm) of its axis at height z (mm), drifting medially on the way down."""
+    return -40.0 + 0.12 * z
+
+
+def _ureter_scene(with_kidney_mask: bool, seed: int = 0):
+    """A kidney, a ureter down to a bladder (a bolus, and an empty stretch), a node touching the ureter.
+
+    Returns (image, anatomy, node centre, bolus centre) in LPS mm.
+    """
+    z, y, x = _mm()
+    activity = np.full(SHAPE, 0.5)
+    kidney = ((x + 45) / 25) ** 2 + ((y - 20) / 22) ** 2 + ((z - 95) / 40) ** 2 <= 1
+    bladder = (x / 40) ** 2 + ((y + 20) / 30) ** 2 + ((z + 95) / 30) ** 2 <= 1
+    tube = (np.hypot(x - _path_x(z), y - 20.0) <= 4.5) & (z > -80) & (z < 70)
+    activity[tube] = 9.0
+    activity[tube & (z > 0) & (z < 24)] = 22.0  # a bolus of urine
+    activity[tube & (z > -40) & (z < -24)] = 0.5  # an empty stretch (peristalsis)
+    activity[kidney] = 20.0
+    activity[bladder] = 40.0
+    node = (_path_x(40.0) + 11.0, 20.0, 40.0)  # 12 mm node touching the ureter laterally
+    activity[np.hypot(np.hypot(x - node[0], y - node[1]), z - node[2]) <= 6.0] += 12.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
+    suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    masks = {"urinary_bladder": bladder} | ({"kidney_left": kidney} if with_kidney_mask else {})
+    return image, Anatomy(grid=image, masks=masks), node, (_path_x(12.0), 20.0, 12.0)
+
+
+def test_a_ureter_is_found_from_kidney_to_bladder_across_an_empty_stretch():
+    image, anatomy, node, bolus = _ureter_scene(with_kidney_mask=False)
+    suv = sitk.GetArrayFromImage(image)
+    tracks = ureter_tracks(suv, anatomy.masks["urinary_bladder"], np.array([SPACING] * 3), threshold_suv=3.0,
+                           min_length_mm=60.0, max_area_mm2=400.0, margin_mm=4.0)
+    z, y, x = _mm()
+    on_path = (np.hypot(x - _path_x(z), y - 20.0) <= 2.0) & (z > -70) & (z < 60)
+    assert tracks[on_path].mean() > 0.95  # both sides of the empty stretch, kidney not counted as tube
+    node_zyx = np.rint((np.array(node[::-1]) - np.array(ORIGIN[::-1])) / SPACING).astype(int)
+    assert not tracks[tuple(node_zyx)]  # the node beside it bulges out of the tube: not ureter
+    assert not tracks[(z > 80)].any()  # the kidney's slices (cross-sections far wider than a ureter)
+
+
+def test_a_node_beside_a_hot_ureter_is_found_and_the_bolus_is_not():
+    for seed in range(3):
+        image, anatomy, node, bolus = _ureter_scene(with_kidney_mask=seed % 2 == 0, seed=seed)
+        seg = segment_lesions(image, anatomy, tracer_family="psma_f18_renal")
+        near_node = [les for les in seg.lesions if np.linalg.norm(np.subtract(les.peak_lps_mm, node)) <= 6.0]
+        assert len(near_node) == 1, seed
+        assert np.linalg.norm(np.subtract(near_node[0].target_lps_mm, node)) <= 4.0
+        assert len(seg.lesions) == 1, [(round(les.suv_max, 1), les.peak_lps_mm) for les in seg.lesions]
+        assert any(c.reason == "physiological: ureters" for c in seg.candidates)
+
+
+def test_mirror_image_glands_above_the_lungs_pair_up_and_lesions_do_not():
+    from localize.physiology import gland_pairs
+
+    apex, midline = 300.0, 4.0
+    points = [(-36.0, -30.0, 360.0), (44.0, -26.0, 366.0),  # submandibular glands, mirrored about x = 4
+              (-30.0, 10.0, 250.0), (38.0, 10.0, 250.0),  # a symmetric pair of nodes, but below the apices
+              (-60.0, 0.0, 330.0),  # a cervical node on its own
+              (70.0, 4.0, 330.0)]  # ... and one on the other side, three times hotter
+    suv = [10.0, 11.0, 6.0, 6.0, 4.0, 12.0]
+    volume = [3.0, 3.4, 1.0, 1.0, 0.8, 0.9]
+    assert gland_pairs(points, suv, volume, apex_z_mm=apex, midline_x_mm=midline) == {0, 1}
+    assert gland_pairs(points[:1] + points[2:], suv[:1] + suv[2:], volume[:1] + volume[2:], apex_z_mm=apex,
+                       midline_x_mm=midline) == set()  # one gland alone is not a pair
