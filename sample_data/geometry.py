@@ -114,7 +114,7 @@ class Capsule(Shape):
     def inside(self, x, y, z):
         a, b = np.asarray(self.a, float), np.asarray(self.b, float)
         d = b - a
-        t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / float(d @ d)
+        t = ((x - a[0]) * d[0] + (y - a[1]) * d[1] + (z - a[2]) * d[2]) / max(float(d @ d), 1e-12)  # a == b: a ball
         t = np.clip(t, 0.0, 1.0)
         dist2 = (x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 + (z - a[2] - t * d[2]) ** 2
         return dist2 <= (self.ra + t * (self.rb - self.ra)) ** 2

@@ -110,7 +110,7 @@ def metal_streaks(hu: np.ndarray, metal: np.ndarray, grid: Grid, rng: np.random.
         rows, cols = np.nonzero(metal[k])
         cx, cy = x[0, cols].mean(), y[rows, 0].mean()
         dx, dy = x - cx, y - cy
-        fade = 25.0 / np.maximum(np.hypot(dx, dy), 25.0)
+        fade = 50.0 / np.maximum(np.hypot(dx, dy), 50.0)
         pattern = sum(a * np.exp(-((dx * np.sin(t) - dy * np.cos(t)) ** 2) / (2 * w**2))
                       for a, t, w in zip(amplitude, angles, width))
         hu[k] += (pattern * fade).astype(np.float32) * ~metal[k]

@@ -51,7 +51,8 @@ _SUPRADIAPHRAGMATIC = ((45.0, -5.0, 610.0), (-22.0, 8.0, 565.0), (0.0, 12.0, 525
 MAP_MM = 3.0  # the standard-frame label map lesions are placed on
 
 
-def _rng(seed: int, purpose: str) -> np.random.Generator:
+def stream(seed: int, purpose: str) -> np.random.Generator:
+    """The seed's own random stream for one purpose (``patient``, ``scan``, ``lesions``, ...)."""
     return np.random.default_rng([seed, _STREAMS[purpose]])
 
 
@@ -80,7 +81,7 @@ class Scan:
     pet_noise: float
 
 
-def _draw_scan(spec: VariedSpec, patient: Patient, rng: np.random.Generator) -> Scan:
+def draw_scan(spec: VariedSpec, patient: Patient, rng: np.random.Generator) -> Scan:
     """Every scan choice is drawn (in a fixed order) and then overridden by what ``spec`` sets."""
     tracer = str(rng.choice(TRACERS))
     status = str(rng.choice(("post_prostatectomy", "post_radiotherapy")))
@@ -189,7 +190,7 @@ def _where(site: str, side: str, r: float, rng, std_map: _StandardMap, patient: 
     sign = 1 if side == "left" else -1
     if site in ("external_iliac", "internal_iliac", "common_iliac", "retroperitoneal"):
         ranges = {"external_iliac": (0.04, 0.28), "internal_iliac": (0.45, 0.95), "common_iliac": (0.25, 0.75),
-                  "retroperitoneal": (0.70, 0.97)}
+                  "retroperitoneal": (0.70, 0.93)}  # >= 10 mm from the bifurcations (DOMAIN.md §5.3)
         return Where(fraction=float(rng.uniform(*ranges[site])), bladder=patient.bladder)
     if site == "presacral":
         return Where(level_mm=float(rng.uniform(70, 125)), bladder=patient.bladder)
@@ -380,19 +381,19 @@ def _pack(labels: np.ndarray, marrow: np.ndarray) -> np.ndarray:
 
 def varied_plan(spec: VariedSpec) -> Plan:
     """Draw the man and his scan, place his lesions, render CT and PET in his frame."""
-    patient = draw_patient(_rng(spec.seed, "patient"))
-    scan = _draw_scan(spec, patient, _rng(spec.seed, "scan"))
-    warp_rng = _rng(spec.seed, "warp")
+    patient = draw_patient(stream(spec.seed, "patient"))
+    scan = draw_scan(spec, patient, stream(spec.seed, "scan"))
+    warp_rng = stream(spec.seed, "warp")
     warp = Warp(patient.stretch, patient.scale_xy, float(warp_rng.uniform(3, 7)), 45.0, warp_rng)
-    uptake_rng = _rng(spec.seed, "uptake")
+    uptake_rng = stream(spec.seed, "uptake")
     uptake = drawn_uptake(scan.tracer, uptake_rng)
     uptake["ureter"] = uptake["urine"] * float(uptake_rng.uniform(0.03, 0.1))  # between boluses
 
     std_map = _StandardMap(patient, scan.status, scan.z_std)
     keep_out: list = []
-    lesion_rng = _rng(spec.seed, "lesions")
+    lesion_rng = stream(spec.seed, "lesions")
     lesions, waypoints, loops = _draw_lesions(spec, scan, patient, std_map, lesion_rng, keep_out)
-    ureter_parts, bolus_items, factors = _ureters(patient, scan, lesions, waypoints, uptake, _rng(spec.seed, "ureters"))
+    ureter_parts, bolus_items, factors = _ureters(patient, scan, lesions, waypoints, uptake, stream(spec.seed, "ureters"))
     viscera = list(patient.viscera)
     factors = {**patient.factors, **factors}
     for k, (path, radius) in enumerate(loops):
@@ -425,7 +426,7 @@ def varied_plan(spec: VariedSpec) -> Plan:
     suv_nf, rendered = pet_suv(pet_grid, scan.pet_fwhm_mm, [(p.center_mm, les.spec.diameter_mm, w)
                                                              for (les, p), w in zip(placed, wanted)],
                                labels_on, suv_of, uptake["marrow"], refine)
-    noise_rng = _rng(spec.seed, "noise")
+    noise_rng = stream(spec.seed, "noise")
     kinds = [("bone" if les.site.startswith("bone") else les.site if les.site in ("lung", "liver") else "soft")
              for les, _ in placed]
     lesion_vox = [LesionVoxels(c, d, inc, k) for (c, d, inc), k in zip(rendered, kinds)]
@@ -474,7 +475,7 @@ def varied_plan(spec: VariedSpec) -> Plan:
                 landmarks=landmarks, reference_regions={n: (to_patient(p), v) for n, (p, v) in refs.items()},
                 levels_z_mm={n: float(to_patient(p)[2]) for n, p in levels.items()},
                 target_mask=warp.resample(target, ct_grid).astype(bool),
-                femoral_head_z_mm=float(to_patient((90, 0, -24))[2]), rng=_rng(spec.seed, "writer"),
+                femoral_head_z_mm=float(to_patient((90, 0, -24))[2]), rng=stream(spec.seed, "writer"),
                 offset_mm=np.array(scan.table_mm), organ_classes=an.organ_classes(varied=True),
                 ct_description=f"CT {desc[scan.extent]} {scan.ct_slice_mm:g} "
                                + ("C+" if scan.contrast else "low dose AC" if scan.low_dose else "non-contrast"),
