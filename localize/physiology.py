@@ -26,6 +26,12 @@ from scipy.spatial import cKDTree
 
 from localize.metrics import ball
 
+# How far the urine seen on PET may lie from a CT mask of the bladder (two PET voxels of 4-5 mm: a CT mask
+# drawn against muscle on low-dose CT, or a bladder filling between CT and PET) and how much hotter than the
+# urine level a voxel may be and still be urine (noise on the urine's plateau) [REC].
+URINE_REACH_MM = 10.0
+URINE_CEILING = 1.25
+URINE_EDGE = 0.4
 HALO_PATCH_MM = 25.0  # radius of the surface patch whose median is the local spill-over
 # Bowel, as the CT-only rules find it, is any large flat plateau of uptake (loops, and lukewarm vessels
 # or pancreas): a hot spot in it must also reach this x the plateau's mean, so a node against
@@ -252,7 +258,7 @@ def suppression_for(
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
-        mask = with_partial_volume_rim(suv, mask)
+        mask = with_partial_volume_rim(suv, mask, spacing_zyx)
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
@@ -303,16 +309,32 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
     return grown, limit
 
 
-def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray) -> np.ndarray:
-    """``organ`` grown by the touching voxels that hold at least half its median SUV and no more than it.
+def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray,
+                            reach_mm: float = URINE_REACH_MM) -> np.ndarray:
+    """A urine-filled ``organ`` as the PET shows it: the urine connected to its CT mask, out to half its level.
 
-    A urine-filled organ's edge on PET lies where the SUV falls to half the urine's (a CT mask drawn
-    out to the wall leaves some of those voxels outside, raggedly): left out, they would stand out of
-    the spill-over of their shell like a lesion. A lesion hotter than the urine stays outside.
+    The urine level is the 90th centile of the SUV in the CT mask (robust to the tissue a CT mask of
+    urine against muscle takes in). The organ becomes the voxels within ``reach_mm`` of the mask that
+    hold at least half that level and no more than ``URINE_CEILING`` x it, connected to the mask, and
+    the mask itself: a CT mask drawn a voxel or two off the urine (partial volume, a bladder of
+    near-tissue HU on a noisy low-dose CT) would leave hot urine outside, standing out of its shell
+    like a lesion. A lesion hotter than the urine stays outside. Urine no hotter than 2 x the shell around the mask (little early
+    urine, e.g. fluciclovine) keeps the CT mask, with the touching half-level voxels added.
     """
-    level = float(np.median(suv[organ]))
+    level = float(np.percentile(suv[organ], 90))
     rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
-    return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
+    if level <= 2.0 * float(np.median(suv[rim])):
+        return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
+    lo, hi = _bbox(organ, int(np.ceil(reach_mm / spacing_zyx.min())) + 1, suv.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    near = _dilate(organ[crop], reach_mm, spacing_zyx)
+    urine = near & (suv[crop] >= URINE_EDGE * level) & (suv[crop] <= URINE_CEILING * level)
+    seeded = ndimage.binary_propagation(urine & organ[crop], mask=urine)
+    if seeded.sum() < 0.3 * organ.sum():  # not the urine's own pattern: keep the CT mask
+        return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
+    out = np.zeros_like(organ)
+    out[crop] = seeded
+    return out
 
 
 def flatten_halo(

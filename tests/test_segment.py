@@ -151,6 +151,27 @@ def test_marrow_threshold_holds_in_thick_bone_only():
     assert not (zone & ~bone).any()
 
 
+def test_a_ct_bladder_mask_off_the_urine_is_no_source_of_lesions():
+    # a CT mask drawn 6 mm off the urine in x and z (near-tissue HU on a low-dose CT): the hot urine left
+    # outside it is urine, not a lesion; a wall lesion hotter than the urine still comes out
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 40.0
+    wall = (BLADDER[0][0] - BLADDER[1][0] - 2.0, BLADDER[0][1], BLADDER[0][2])
+    activity[_ellipsoid(wall, (4.0, 4.0, 4.0))] = 90.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    shift = int(round(6.0 / SPACING))
+    off = np.roll(np.roll(bladder, shift, axis=2), shift, axis=0)
+    urine = with_partial_volume_rim(suv, off, np.full(3, SPACING))
+    assert (urine & bladder).sum() >= 0.97 * bladder.sum()
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": off}), tracer_family="psma_ga68")
+    assert len(seg.lesions) == 1
+    assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, wall)) < 4.0
+
+
 def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     # a bladder whose CT mask stops short of its PET edge in places: the half-urine voxels left outside
     # stand out of their shell's median; a faint node 9 mm off the wall must still come out
@@ -161,7 +182,7 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     activity[_ellipsoid(node_centre, (4.0, 4.0, 4.0))] += 8.0
     suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
     ragged = bladder & ~(ndimage.binary_dilation(~bladder) & (np.indices(SHAPE).sum(0) % 2 == 0))
-    assert (with_partial_volume_rim(suv, ragged) & ~ragged).sum() > 0.5 * (bladder & ~ragged).sum()
+    assert (with_partial_volume_rim(suv, ragged, np.full(3, SPACING)) & ~ragged).sum() > 0.5 * (bladder & ~ragged).sum()
     image = sitk.GetImageFromArray(suv)
     image.SetSpacing((SPACING,) * 3)
     image.SetOrigin(ORIGIN)

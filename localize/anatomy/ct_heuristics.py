@@ -44,6 +44,7 @@ BONE_HU = 150.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
 SOFT_HU = (-30.0, 150.0)
+KIDNEY_MAX_HU = 300.0  # enhanced renal cortex and medulla on portal-venous CT stay below [REC]
 
 
 def ct_on_grid(ct: sitk.Image, grid: sitk.Image) -> np.ndarray:
@@ -176,6 +177,14 @@ BOWEL_FLATNESS = 2.0
 EDGE_FRACTION = 0.3  # an organ's rim reaches down to this fraction of its box's hottest uptake [REC]
 POLE_FRACTION = 0.2  # a pole cut off by a rib is a small part of its organ [REC]
 RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the CT can cut an organ's pole off [REC]
+# Kidneys below a field without lungs: a ptotic kidney's centre can lie at the level of L4-L5 and its lower
+# pole near the iliac crest [R: Gray's Anatomy, kidneys T12-L3, 2-3 cm lower on standing]; a lower pole cut by
+# the field's top slice can hold a few ml; PSMA ligands and fluciclovine make the cortex several times the
+# soft tissue (DOMAIN.md §3.6-3.7) [REC].
+KIDNEY_BELOW_INLET_MM = 20.0
+KIDNEY_POLE_MIN_ML = 2.0
+KIDNEY_OVER_SOFT = 4.0
+KIDNEY_SINUS_MM = 15.0  # the renal sinus fat between the cortex of the two lips of a pole [REC]
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
@@ -399,8 +408,10 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
     box), so the boxes are revisited with the organs found so far taken out, until none is added.
     """
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
+    kidney_soft = kidney_tissue(hu, body, masks)
     dia = levels.get("diaphragm", lung_bottom_mm)  # the lung bases bound the boxes even below the field
     if dia is None:
+        _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml)
         return
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     left, offset = x_mm > midline_x, np.abs(x_mm - midline_x)
@@ -429,8 +440,9 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
         for name, ((z0, z1), xsel, ysel, (lo_ml, hi_ml)) in boxes.items():
             if name in masks:
                 continue
+            tissue = kidney_soft if name.startswith("kidney") else soft
             zone = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
-                    & soft & ~taken)
+                    & tissue & ~taken)
             box = zone.copy()
             for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
                 if box.sum() < 10:
@@ -459,7 +471,7 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
             near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
             organ |= np.isin(parts, near[near > 0])
             # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
-            rim = soft & ~taken & (suv >= EDGE_FRACTION * ref)
+            rim = tissue & ~taken & (suv >= EDGE_FRACTION * ref)
             # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
             # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
             # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
@@ -478,6 +490,67 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
             found = True
         if not found:
             break
+
+
+def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
+    """Where a kidney can lie on CT: soft tissue up to ``KIDNEY_MAX_HU`` (the renal cortex enhances to
+    150-250 HU on contrast CT, above ``BONE_HU``), outside the named bones grown by a voxel."""
+    bones = _union(masks, ("hip_left", "hip_right", "sacrum", "spine", "pubic_symphysis"), body.shape)
+    return (hu > SOFT_HU[0]) & (hu < KIDNEY_MAX_HU) & body & ~ndimage.binary_dilation(bones)
+
+
+def _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x,
+                             voxel_ml) -> None:
+    """Kidneys in a field whose top lies below the lungs (pelvis, lower abdomen), from the pelvic inlet up.
+
+    Each side's kidney is the largest avid soft-tissue component beside the spine (30-140 mm off the
+    midline, its centre no more anterior than the vertebral bodies), above the inlet less
+    ``KIDNEY_BELOW_INLET_MM``, either of kidney volume or cut by the field's top slice (a lower pole,
+    then at least ``KIDNEY_POLE_MIN_ML``), grown through the zone down to ``EDGE_FRACTION`` of it. Avid: at least half the side's 99.5th centile SUV and
+    ``KIDNEY_OVER_SOFT`` x the median soft tissue. No lungs, no diaphragm: liver and spleen are not sought.
+    """
+    inlet = levels.get("pelvic_inlet")
+    if inlet is None or "spine" not in masks or not masks["spine"].any():
+        return
+    spine_y = float(y_mm[np.argwhere(masks["spine"])[:, 1]].mean())
+    background = float(np.median(suv[soft])) if soft.any() else 0.0
+    top_k = int(np.argmax(z_mm)) if kidney_soft[int(np.argmax(z_mm))].any() else None
+    offset = np.abs(x_mm - midline_x)
+    beside = (offset > 30) & (offset < 140)
+    above = z_mm >= inlet - KIDNEY_BELOW_INLET_MM
+    for side, sel in (("left", x_mm > midline_x), ("right", x_mm <= midline_x)):
+        name = f"kidney_{side}"
+        if name in masks:
+            continue
+        zone = (above[:, None, None] & (y_mm >= spine_y - 10.0)[None, :, None] & (sel & beside)[None, None, :]
+                & kidney_soft)
+        if zone.sum() < 10:
+            continue
+        ref = float(np.percentile(suv[zone], 99.5))
+        if ref < KIDNEY_OVER_SOFT * background:
+            continue
+        avid = zone & (suv >= max(0.5 * ref, KIDNEY_OVER_SOFT * background))
+        labels, n = ndimage.label(ndimage.binary_dilation(avid, iterations=1))  # a pole split by its sinus: one
+        labels[~avid] = 0
+        best, best_ml = 0, 0.0
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is None:
+                continue
+            part = labels[box] == index
+            ml = float(part.sum()) * voxel_ml
+            centre_y = float(y_mm[box[1]][np.argwhere(part)[:, 1]].mean())
+            cut = top_k is not None and box[0].start <= top_k < box[0].stop and part[top_k - box[0].start].any()
+            if centre_y < spine_y - 10.0 or not (60.0 <= ml <= 450.0 or (cut and ml >= KIDNEY_POLE_MIN_ML)):
+                continue
+            if ml > best_ml:
+                best, best_ml = index, ml
+        if best:
+            organ = labels == best
+            # the rest of the kidney across its sinus fat: avid parts within KIDNEY_SINUS_MM of it
+            reach = ndimage.binary_dilation(organ, structure=_ball(KIDNEY_SINUS_MM, spacing))
+            organ |= np.isin(labels, np.unique(labels[reach & avid]))
+            organ = ndimage.binary_propagation(organ, mask=zone & (suv >= EDGE_FRACTION * ref))
+            masks[name] = _fill_slices(organ)
 
 
 # The pancreas where it is avid (fluciclovine, more so than the liver: DOMAIN.md §3.7): uptake above

@@ -1,0 +1,182 @@
+"""Benchmark: `localize run` on varied phantom patients (the validation split), scored against their truth.
+
+Each study is a varied patient (``localize.sample_data.VariedSpec``): his own body, organs, bowel,
+bladder, ureters, table position, field of view, patient position, CT and PET settings and noise.
+Seeds >= ``VALIDATION_SEED_START`` are the validation split: methods are never tuned on them, so the
+figures below estimate accuracy on studies the methods were not fitted to. Tune with ``--train``.
+
+Every study runs through ``run_study`` with the default pipeline for its tracer, exactly as
+``localize run DICOM --out OUT`` does, and is scored on:
+
+- found: truth lesions >= 6 mm with a detection within max(radius, 1 PET voxel) + 4 mm;
+- false lesions per study: detections matching no truth lesion (nearest truth farther than that);
+- region and site accuracy over found lesions (``unclassified`` counts as wrong);
+- target error (mm, median and 95th centile) and SUVmax error (%) over found lesions;
+- time per study of the run (generation excluded).
+
+Figures are pooled per tracer, per field of view and per clinical situation, then overall; the
+issue-level targets (found >= 0.97, false <= 0.2 per study, region >= 0.98, site >= 0.90, target
+median <= 2 mm, SUVmax within 10 %) are printed beside them.
+
+Run: python3 benchmarks/bench_generalize.py [--n 16] [--train] [--ct-matrix-cap 256] [--extents whole_body pelvis]
+         [--keep DIR] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository first
+
+from localize.errors import LocalizeError  # noqa: E402
+from localize.pipeline import run_study  # noqa: E402
+from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study  # noqa: E402
+
+TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
+STATUSES = ("post_prostatectomy", "post_radiotherapy")
+MIN_DIAMETER_MM = 6.0
+MATCH_SLACK_MM = 4.0
+TARGETS = {"found": 0.97, "false_per_study": 0.2, "region": 0.98, "site": 0.90, "target_median_mm": 2.0,
+           "suv_within_10pct": 1.0}
+
+
+def score(truth, doc: dict, pet_voxel_mm: float) -> dict:
+    """Match truth lesions to findings; per-lesion rows and the false detections."""
+    found = [les for les in doc["lesions"]]
+    used: set[int] = set()
+    rows = []
+    for t in truth.lesions:
+        reach = max(t.diameter_mm / 2, pet_voxel_mm) + MATCH_SLACK_MM
+        d = [np.linalg.norm(np.subtract(f["target_lps_mm"], t.center_lps_mm)) for f in found]
+        i = int(np.argmin(d)) if d else -1
+        hit = i >= 0 and d[i] <= reach
+        if hit:
+            used.add(i)
+        f = found[i] if hit else None
+        rows.append({"name": t.name, "diameter_mm": t.diameter_mm, "truth_region": t.region, "truth_site": t.site,
+                     "found": hit, "distance_mm": float(d[i]) if hit else None,
+                     "region": f["region"] if f else None, "site": f["site"] if f else None,
+                     "suv_error": (f["suv_max"] - t.suv_max) / t.suv_max if f else None})
+    false = []
+    for i, f in enumerate(found):
+        if i in used:
+            continue
+        near = min((np.linalg.norm(np.subtract(f["target_lps_mm"], t.center_lps_mm))
+                    - max(t.diameter_mm / 2, pet_voxel_mm) for t in truth.lesions), default=np.inf)
+        if near > MATCH_SLACK_MM:  # a second detection on a true lesion is a split, not a false lesion
+            false.append({"target_lps_mm": f["target_lps_mm"], "suv_max": f["suv_max"], "site": f["site"]})
+    return {"lesions": rows, "false": false}
+
+
+def organs_near(root: Path, truth):
+    """A function: LPS point -> the truth organs within 5 mm of it (or "fat/other")."""
+    image = sitk.ReadImage(str(root / "truth" / "organs.nii.gz"))
+    labels = sitk.GetArrayFromImage(image)
+    names = {v: k for k, v in truth.organ_classes.items()}
+    spacing_zyx = np.array(image.GetSpacing()[::-1])
+
+    def near(lps_mm) -> str:
+        idx = np.round(image.TransformPhysicalPointToContinuousIndex(tuple(map(float, lps_mm)))[::-1]).astype(int)
+        r = np.ceil(5.0 / spacing_zyx).astype(int)
+        box = labels[tuple(slice(max(i - k, 0), max(i + k + 1, 0)) for i, k in zip(idx, r))]
+        found = sorted({names.get(int(v), str(v)) for v in np.unique(box) if v})
+        return "+".join(found) or "fat/other"
+
+    return near
+
+
+def pooled(studies: list[dict]) -> dict:
+    rows = [r for s in studies for r in s["lesions"] if r["diameter_mm"] >= MIN_DIAMETER_MM]
+    hits = [r for r in rows if r["found"]]
+    dist = np.array([r["distance_mm"] for r in hits]) if hits else np.array([np.nan])
+    suv = np.abs([r["suv_error"] for r in hits]) if hits else np.array([np.nan])
+    return {"studies": len(studies), "lesions": len(rows),
+            "found": len(hits) / len(rows) if rows else np.nan,
+            "false_per_study": sum(len(s["false"]) for s in studies) / max(len(studies), 1),
+            "region": np.mean([r["region"] == r["truth_region"] for r in hits]) if hits else np.nan,
+            "site": np.mean([r["site"] == r["truth_site"] for r in hits]) if hits else np.nan,
+            "target_median_mm": float(np.median(dist)), "target_p95_mm": float(np.percentile(dist, 95)),
+            "suv_within_10pct": float(np.mean(suv <= 0.10)), "suv_median_pct": float(np.median(suv) * 100),
+            "run_s_median": float(np.median([s["run_s"] for s in studies])) if studies else np.nan}
+
+
+def line(name: str, p: dict) -> str:
+    return (f"{name:<26} n={p['studies']:>3} lesions={p['lesions']:>4} found={p['found']:.3f} "
+            f"false/study={p['false_per_study']:.2f} region={p['region']:.3f} site={p['site']:.3f} "
+            f"target med={p['target_median_mm']:.2f} p95={p['target_p95_mm']:.2f} mm "
+            f"SUV<=10%={p['suv_within_10pct']:.3f} (med {p['suv_median_pct']:.1f}%) run={p['run_s_median']:.1f}s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=16, help="studies (tracer x extent x status cycled over seeds)")
+    ap.add_argument("--train", action="store_true", help="training seeds (1, 2, ...) instead of the validation split")
+    ap.add_argument("--first-seed", type=int, default=None)
+    ap.add_argument("--extents", nargs="+", default=["whole_body", "pelvis"])
+    ap.add_argument("--ct-matrix-cap", type=int, default=256)
+    ap.add_argument("--keep", type=Path, help="keep studies and outputs here")
+    ap.add_argument("--json", type=Path, help="write every study's score here")
+    args = ap.parse_args()
+    first = args.first_seed if args.first_seed is not None else (1 if args.train else VALIDATION_SEED_START)
+    combos = list(itertools.product(TRACERS, args.extents, STATUSES))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_generalize_"))
+    studies = []
+    for k in range(args.n):
+        tracer, extent, status = combos[k % len(combos)]
+        spec = VariedSpec(first + k, tracer=tracer, extent=extent, status=status, ct_matrix_cap=args.ct_matrix_cap)
+        root = work / f"seed{spec.seed}"
+        truth = make_study(root, spec)
+        t0 = time.perf_counter()
+        try:
+            run_study(root / "dicom", root / "out")
+            error = None
+        except LocalizeError as exc:
+            error = str(exc)
+        run_s = time.perf_counter() - t0
+        if error and not (root / "out" / "findings.json").is_file():
+            print(f"seed {spec.seed} {tracer} {extent} {status}: FAILED {error}")
+            studies.append({"seed": spec.seed, "tracer": tracer, "extent": extent, "status": status, "run_s": run_s,
+                            "lesions": [dict(found=False, diameter_mm=t.diameter_mm) for t in truth.lesions],
+                            "false": [], "error": error})
+            continue
+        doc = json.loads((root / "out" / "findings.json").read_text())
+        s = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+        near = organs_near(root, truth)
+        for f in s["false"]:
+            f["truth_organs"] = near(f["target_lps_mm"])
+        s.update(seed=spec.seed, tracer=tracer, extent=extent, status=status, run_s=run_s, error=error,
+                 warnings=doc.get("warnings", []))
+        studies.append(s)
+        missed = [f"{r['name']}({r['diameter_mm']:.0f}mm)" for r in s["lesions"] if not r["found"]]
+        wrong = [f"{r['name']}:{r['site']}" for r in s["lesions"] if r["found"] and r["site"] != r["truth_site"]]
+        print(f"seed {spec.seed} {tracer:<12} {extent:<14} {status:<18} lesions={len(truth.lesions):>2} "
+              f"missed={missed} false={[(f['truth_organs'], round(f['suv_max'], 1)) for f in s['false']]} "
+              f"wrong_site={wrong} run={run_s:.1f}s", flush=True)
+    print("\nsplit:", "training" if args.train else "validation", f"seeds {first}..{first + args.n - 1}")
+    groups = defaultdict(list)
+    for s in studies:
+        for key in (s["tracer"], s["extent"], s["status"]):
+            groups[key].append(s)
+    for name in [*TRACERS, *args.extents, *STATUSES]:
+        if groups[name]:
+            print(line(name, pooled(groups[name])))
+    total = pooled(studies)
+    print(line("all", total))
+    print("targets:", ", ".join(f"{k} {'<=' if k in ('false_per_study', 'target_median_mm') else '>='} {v}"
+                                for k, v in TARGETS.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"studies": studies, "all": total}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
