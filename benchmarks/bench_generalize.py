@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository f
 
 from localize.errors import LocalizeError  # noqa: E402
 from localize.pipeline import run_study  # noqa: E402
-from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study  # noqa: E402
+from localize.sample_data import VALIDATION_SEED_START, StudyTruth, VariedSpec, make_study  # noqa: E402
 
 TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
 STATUSES = ("post_prostatectomy", "post_radiotherapy")
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=None)
     ap.add_argument("--extents", nargs="+", default=["whole_body", "pelvis"])
     ap.add_argument("--ct-matrix-cap", type=int, default=256)
-    ap.add_argument("--keep", type=Path, help="keep studies and outputs here")
+    ap.add_argument("--keep", type=Path, help="keep studies and outputs here (and reuse the studies found there)")
     ap.add_argument("--json", type=Path, help="write every study's score here")
     args = ap.parse_args()
     first = args.first_seed if args.first_seed is not None else (1 if args.train else VALIDATION_SEED_START)
@@ -135,7 +135,8 @@ def main() -> None:
         tracer, extent, status = combos[k % len(combos)]
         spec = VariedSpec(first + k, tracer=tracer, extent=extent, status=status, ct_matrix_cap=args.ct_matrix_cap)
         root = work / f"seed{spec.seed}"
-        truth = make_study(root, spec)
+        built = args.keep and (root / "truth" / "truth.json").is_file()
+        truth = StudyTruth.load(root) if built else make_study(root, spec)  # --keep: studies built before are reused
         t0 = time.perf_counter()
         try:
             run_study(root / "dicom", root / "out")

@@ -32,6 +32,7 @@ from localize.metrics import ball
 URINE_REACH_MM = 10.0
 URINE_CEILING = 1.25
 URINE_EDGE = 0.4
+URINE_AGREEMENT = 0.9  # Dice of a CT bladder mask on the urine's half-level region: below, the mask is off it
 HALO_PATCH_MM = 25.0  # radius of the surface patch whose median is the local spill-over
 # Bowel, as the CT-only rules find it, is any large flat plateau of uptake (loops, and lukewarm vessels
 # or pancreas): a hot spot in it must also reach this x the plateau's mean, so a node against
@@ -311,27 +312,30 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
 
 def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray,
                             reach_mm: float = URINE_REACH_MM) -> np.ndarray:
-    """A urine-filled ``organ`` as the PET shows it: the urine connected to its CT mask, out to half its level.
+    """A urine-filled ``organ`` as the PET shows it (bool z, y, x); ``spacing_zyx`` in mm.
 
-    The urine level is the 90th centile of the SUV in the CT mask (robust to the tissue a CT mask of
-    urine against muscle takes in). The organ becomes the voxels within ``reach_mm`` of the mask that
-    hold at least half that level and no more than ``URINE_CEILING`` x it, connected to the mask, and
-    the mask itself: a CT mask drawn a voxel or two off the urine (partial volume, a bladder of
-    near-tissue HU on a noisy low-dose CT) would leave hot urine outside, standing out of its shell
-    like a lesion. A lesion hotter than the urine stays outside. Urine no hotter than 2 x the shell around the mask (little early
-    urine, e.g. fluciclovine) keeps the CT mask, with the touching half-level voxels added.
+    The urine level is the 90th centile of the SUV in the CT mask. When the mask lies on the urine
+    (Dice >= ``URINE_AGREEMENT`` with the urine's half-level region) or the urine is no hotter than 2 x
+    the shell around the mask (little early urine, e.g. fluciclovine), the organ is the mask with the
+    touching voxels of ``URINE_EDGE`` to full level: its ragged partial-volume edge. A mask off the urine (a
+    bladder of near-tissue HU on a noisy low-dose CT, or filling between CT and PET) would leave hot
+    urine outside, standing out of its shell like a lesion: the organ is then the urine itself, the
+    voxels within ``reach_mm`` of the mask of ``URINE_EDGE`` to ``URINE_CEILING`` x the level
+    connected to it. A lesion hotter than the urine stays outside.
     """
     level = float(np.percentile(suv[organ], 90))
     rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
     if level <= 2.0 * float(np.median(suv[rim])):
-        return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
+        return organ | (rim & (suv >= URINE_EDGE * level) & (suv <= level))
     lo, hi = _bbox(organ, int(np.ceil(reach_mm / spacing_zyx.min())) + 1, suv.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     near = _dilate(organ[crop], reach_mm, spacing_zyx)
     urine = near & (suv[crop] >= URINE_EDGE * level) & (suv[crop] <= URINE_CEILING * level)
     seeded = ndimage.binary_propagation(urine & organ[crop], mask=urine)
-    if seeded.sum() < 0.3 * organ.sum():  # not the urine's own pattern: keep the CT mask
-        return organ | (rim & (suv >= 0.5 * level) & (suv <= level))
+    half = seeded & (suv[crop] >= 0.5 * level)  # the urine's edge on PET, where a CT mask on it would lie
+    agreement = 2.0 * (half & organ[crop]).sum() / max(half.sum() + organ.sum(), 1)
+    if agreement >= URINE_AGREEMENT or seeded.sum() < 0.3 * organ.sum():  # the CT mask is on the urine
+        return organ | (rim & (suv >= URINE_EDGE * level) & (suv <= level))
     out = np.zeros_like(organ)
     out[crop] = seeded
     return out
