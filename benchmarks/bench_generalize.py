@@ -41,41 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository f
 from localize.errors import LocalizeError  # noqa: E402
 from localize.pipeline import run_study  # noqa: E402
 from localize.sample_data import VALIDATION_SEED_START, StudyTruth, VariedSpec, make_study  # noqa: E402
+from localize.sample_data.scoring import score  # noqa: E402
 
 TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
 STATUSES = ("post_prostatectomy", "post_radiotherapy")
 MIN_DIAMETER_MM = 6.0
-MATCH_SLACK_MM = 4.0
 TARGETS = {"found": 0.97, "false_per_study": 0.2, "region": 0.98, "site": 0.90, "target_median_mm": 2.0,
            "suv_within_10pct": 1.0}
-
-
-def score(truth, doc: dict, pet_voxel_mm: float) -> dict:
-    """Match truth lesions to findings; per-lesion rows and the false detections."""
-    found = [les for les in doc["lesions"]]
-    used: set[int] = set()
-    rows = []
-    for t in truth.lesions:
-        reach = max(t.diameter_mm / 2, pet_voxel_mm) + MATCH_SLACK_MM
-        d = [np.linalg.norm(np.subtract(f["target_lps_mm"], t.center_lps_mm)) for f in found]
-        i = int(np.argmin(d)) if d else -1
-        hit = i >= 0 and d[i] <= reach
-        if hit:
-            used.add(i)
-        f = found[i] if hit else None
-        rows.append({"name": t.name, "diameter_mm": t.diameter_mm, "truth_region": t.region, "truth_site": t.site,
-                     "found": hit, "distance_mm": float(d[i]) if hit else None,
-                     "region": f["region"] if f else None, "site": f["site"] if f else None,
-                     "suv_error": (f["suv_max"] - t.suv_max) / t.suv_max if f else None})
-    false = []
-    for i, f in enumerate(found):
-        if i in used:
-            continue
-        near = min((np.linalg.norm(np.subtract(f["target_lps_mm"], t.center_lps_mm))
-                    - max(t.diameter_mm / 2, pet_voxel_mm) for t in truth.lesions), default=np.inf)
-        if near > MATCH_SLACK_MM:  # a second detection on a true lesion is a split, not a false lesion
-            false.append({"target_lps_mm": f["target_lps_mm"], "suv_max": f["suv_max"], "site": f["site"]})
-    return {"lesions": rows, "false": false}
 
 
 def organs_near(root: Path, truth):

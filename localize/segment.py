@@ -95,6 +95,11 @@ class SegmentationSettings:
 # phantom with every diffuse organ's mask removed they stood at 1.0-1.6 x and 0-3.8 SD, every lesion at
 # 2.7 x and 5.8 SD or more [REC].
 
+# A lesion inside an organ of diffuse uptake is delineated with the organ's uptake as its background
+# (background-adapted threshold: Nestle et al. J Nucl Med 2005;46:1342-8; Schaefer et al. Eur J Nucl Med
+# Mol Imaging 2008;35:1989-99): at 41 % of SUVmax a focus 1.5 x an avid gland would take the whole gland.
+ORGAN_DELINEATION = 0.5
+
 # Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6), the heart holds the blood
 # pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
 # gland or a node against a bowel loop or the heart stays detectable [REC].
@@ -566,6 +571,8 @@ def _grow(
 
     A lesion does not grow into an organ of diffuse uptake (``parenchyma``: liver, spleen, bowel...)
     it does not start in: a node beside the liver is cooler than 1 / ``percent_of_max`` x the liver.
+    One that starts in such an organ (a recurrence in an irradiated gland) is delineated at least
+    ``ORGAN_DELINEATION`` of the way from the organ's median uptake to its peak, not over the organ.
     """
     if not seeds:
         return []
@@ -581,6 +588,9 @@ def _grow(
         for organ in parenchyma:
             if not organ[tuple(seed)]:
                 barrier |= organ[crop]
+            elif organ[crop].sum() > 1:  # in an avid organ: half-way from its uptake to the peak
+                background = float(np.median(suv[crop][organ[crop]]))
+                level = max(level, background + ORGAN_DELINEATION * (value - background))
         region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
         regions.append((crop, region))
         union[crop] |= region

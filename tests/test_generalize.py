@@ -1,0 +1,73 @@
+"""`localize run` on varied phantom patients (training seeds): anatomy and detection read the image.
+
+The validation split (seeds >= VALIDATION_SEED_START) is measured by benchmarks/bench_generalize.py only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from localize.anatomy import build_anatomy
+from localize.pet import load_pet
+from localize.pipeline import run_study
+from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study
+from localize.sample_data.scoring import score
+from localize.series import load_series
+
+from test_run_e2e import check_contract
+
+CAPS = dict(ct_matrix_cap=256)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    made = {}
+
+    def build(spec: VariedSpec):
+        assert spec.seed < VALIDATION_SEED_START  # never test (and so tune) on the validation split
+        if spec not in made:
+            root = tmp_path_factory.mktemp(f"varied{spec.seed}")
+            made[spec] = (root, make_study(root, spec))
+        return made[spec]
+
+    return build
+
+
+def _truth_mask(root, truth, name: str, grid: sitk.Image) -> np.ndarray:
+    labels = sitk.Resample(sitk.ReadImage(str(root / "truth" / "organs.nii.gz")), grid, sitk.Transform(),
+                           sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(labels) == truth.organ_classes[name]
+
+
+def test_a_kidney_pole_at_the_top_of_a_pelvis_field_is_kidney(varied):
+    # seed 1: the right kidney's lower pole is cut by the top of a pelvis-only field (no lungs, no
+    # diaphragm level) on a contrast CT, its cortex enhanced above 150 HU
+    root, truth = varied(VariedSpec(1, tracer="psma11", extent="pelvis", status="post_prostatectomy", **CAPS))
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    anatomy = build_anatomy(ct, pet)
+    assert "diaphragm" not in anatomy.levels_z_mm and truth.variation["scan"]["contrast"]
+    kidney = anatomy.masks["kidney_right"]
+    true_kidney = _truth_mask(root, truth, "kidney_right", pet)
+    assert true_kidney.any() and kidney.sum() >= 0.5 * true_kidney.sum()
+    assert (kidney & true_kidney).sum() >= 0.7 * kidney.sum()
+
+
+def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
+    # seed 2: low-dose non-contrast CT whose bladder mask lies off the PET urine, post-radiotherapy gland
+    root, truth = varied(VariedSpec(2, tracer="psma11", extent="pelvis", status="post_radiotherapy", **CAPS))
+    run_study(root / "dicom", tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    check_contract(doc)
+    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    assert result["false"] == []
+    for row in result["lesions"]:
+        assert row["found"], row
+        assert row["distance_mm"] <= 4.0, row  # about one PET voxel
+        assert (row["region"], row["site"]) == (row["truth_region"], row["truth_site"]), row
+        assert abs(row["suv_error"]) <= 0.15, row
+    assert doc["staging"]["status"] == "post_radiotherapy"
