@@ -317,16 +317,17 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     The urine level is the 90th centile of the SUV in the CT mask. When the mask lies on the urine
     (Dice >= ``URINE_AGREEMENT`` with the urine's half-level region) or the urine is no hotter than 2 x
     the shell around the mask (little early urine, e.g. fluciclovine), the organ is the mask with the
-    touching voxels of ``URINE_EDGE`` to full level: its ragged partial-volume edge. A mask off the urine (a
+    touching voxels of half to full its median SUV: its ragged partial-volume edge. A mask off the urine (a
     bladder of near-tissue HU on a noisy low-dose CT, or filling between CT and PET) would leave hot
     urine outside, standing out of its shell like a lesion: the organ is then the urine itself, the
     voxels within ``reach_mm`` of the mask of ``URINE_EDGE`` to ``URINE_CEILING`` x the level
     connected to it. A lesion hotter than the urine stays outside.
     """
-    level = float(np.percentile(suv[organ], 90))
+    median, level = (float(v) for v in np.percentile(suv[organ], [50, 90]))
     rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
+    ragged = organ | (rim & (suv >= 0.5 * median) & (suv <= median))
     if level <= 2.0 * float(np.median(suv[rim])):
-        return organ | (rim & (suv >= URINE_EDGE * level) & (suv <= level))
+        return ragged
     lo, hi = _bbox(organ, int(np.ceil(reach_mm / spacing_zyx.min())) + 1, suv.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     near = _dilate(organ[crop], reach_mm, spacing_zyx)
@@ -335,7 +336,7 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     half = seeded & (suv[crop] >= 0.5 * level)  # the urine's edge on PET, where a CT mask on it would lie
     agreement = 2.0 * (half & organ[crop]).sum() / max(half.sum() + organ.sum(), 1)
     if agreement >= URINE_AGREEMENT or seeded.sum() < 0.3 * organ.sum():  # the CT mask is on the urine
-        return organ | (rim & (suv >= URINE_EDGE * level) & (suv <= level))
+        return ragged
     out = np.zeros_like(organ)
     out[crop] = seeded
     return out

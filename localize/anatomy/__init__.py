@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from localize.anatomy.checks import check_anatomy
 from localize.anatomy.ct_heuristics import ct_anatomy, ct_on_grid
+from localize.anatomy.grids import masks_to_grid, working_grid
 from localize.anatomy.imported import masks_from_images, masks_from_label_map, read_label_map, read_mask_folder
 from localize.anatomy.model import Anatomy
 from localize.anatomy.names import canonical_name
@@ -52,7 +53,12 @@ def build_anatomy(
     anatomy = Anatomy(grid=pet)
     suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
     if ct is not None:
-        masks, levels, midline, warnings = ct_anatomy(ct_on_grid(ct, pet), suv, pet, ct, dropped=anatomy.dropped)
+        work = working_grid(pet)  # the PET grid, or a coarser one over the same field for a fine PET
+        work_pet = pet if work is pet else sitk.Resample(pet, work, sitk.Transform(), sitk.sitkLinear, 0.0)
+        work_suv = suv if work is pet else sitk.GetArrayViewFromImage(work_pet).astype(np.float32)
+        masks, levels, midline, warnings = ct_anatomy(ct_on_grid(ct, work_pet), work_suv, work_pet, ct,
+                                                      dropped=anatomy.dropped)
+        masks = masks_to_grid(masks, work_pet, pet)
         anatomy.warnings += warnings
         anatomy.masks.update(masks)
         anatomy.sources.update({name: "ct" for name in masks})
