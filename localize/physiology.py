@@ -33,6 +33,8 @@ URINE_REACH_MM = 10.0
 URINE_CEILING = 1.25
 URINE_EDGE = 0.4
 URINE_AGREEMENT = 0.9  # Dice of a CT bladder mask on the urine's half-level region: below, the mask is off it
+URINE_FULL = 0.75  # urine outside the mask at this x its median or more ...
+URINE_OUTSIDE = 0.02  # ... in this fraction of the mask's voxels or more: the mask falls short of the urine
 HALO_PATCH_MM = 25.0  # radius of the surface patch whose median is the local spill-over
 # Bowel, as the CT-only rules find it, is any large flat plateau of uptake (loops, and lukewarm vessels
 # or pancreas): a hot spot in it must also reach this x the plateau's mean, so a node against
@@ -315,7 +317,8 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     """A urine-filled ``organ`` as the PET shows it (bool z, y, x); ``spacing_zyx`` in mm.
 
     The urine level is the 90th centile of the SUV in the CT mask. When the mask lies on the urine
-    (Dice >= ``URINE_AGREEMENT`` with the urine's half-level region) or the urine is no hotter than 2 x
+    (Dice >= ``URINE_AGREEMENT`` with the urine's half-level region, and less than ``URINE_OUTSIDE`` of
+    its volume in urine of ``URINE_FULL`` x its median outside it) or the urine is no hotter than 2 x
     the shell around the mask (little early urine, e.g. fluciclovine), the organ is the mask with the
     touching voxels of half to full its median SUV: its ragged partial-volume edge. A mask off the urine (a
     bladder of near-tissue HU on a noisy low-dose CT, or filling between CT and PET) would leave hot
@@ -335,7 +338,11 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     seeded = ndimage.binary_propagation(urine & organ[crop], mask=urine)
     half = seeded & (suv[crop] >= 0.5 * level)  # the urine's edge on PET, where a CT mask on it would lie
     agreement = 2.0 * (half & organ[crop]).sum() / max(half.sum() + organ.sum(), 1)
-    if agreement >= URINE_AGREEMENT or seeded.sum() < 0.3 * organ.sum():  # the CT mask is on the urine
+    # urine at nearly its full level outside the mask: the mask falls short of it (partial volume at a
+    # true edge stays near half the level)
+    outside = (seeded & ~organ[crop] & (suv[crop] >= URINE_FULL * median)).sum()
+    on_urine = agreement >= URINE_AGREEMENT and outside < URINE_OUTSIDE * organ.sum()
+    if on_urine or seeded.sum() < 0.3 * organ.sum():
         return ragged
     out = np.zeros_like(organ)
     out[crop] = seeded

@@ -268,15 +268,17 @@ def _register_mr_checked(mr, fixed, fixed_modality: str, config: PipelineConfig)
 
 
 def _pet_patterns(family: str, with_ct: bool) -> tuple[str, ...]:
-    """Organs of physiological uptake to find on the PET alone (``localize.anatomy.pet_organs``).
+    """Organs of physiological uptake to find on the PET alone (``localize.anatomy.pet_organs``) where
+    no other source gave them.
 
     Without a CT: urine, kidneys and the liver (the PERCIST reference) for every tracer, brain and
-    myocardium for FDG too;
-    with one, the CT rules build the rest and the FDG brain comes from the PET.
+    myocardium for FDG too. With one, the CT rules build the rest; urine and kidneys are still sought
+    on the PET when the CT's are missing or failed their checks (left out, urine floods the pelvis
+    with false lesions), and the FDG brain comes from the PET.
     """
     fdg = family == "fdg"
     if with_ct:
-        return ("brain",) if fdg else ()
+        return ("urinary_bladder", "kidneys") + (("brain",) if fdg else ())
     return ("urinary_bladder", "kidneys", "liver") + (("brain", "heart") if fdg else ())
 
 

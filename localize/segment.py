@@ -459,7 +459,8 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
 SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
-PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
+PLATEAU_REACH_MM = 30.0
+NOISE_GAIN = 2.0  # PET noise is correlated over the PSF: a residual about a 1-voxel Gaussian keeps about half its SD [REC]
 
 
 def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
@@ -517,18 +518,22 @@ def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, va
     region[tuple(at)] = True
     for _ in range(3):
         distance = ndimage.distance_transform_edt(~region, sampling=spacing)
-        values = local[(distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid]
+        read = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid
+        values = local[read]
         if values.size == 0:
             return None
         background = float(np.quantile(values, SHELL_QUANTILE))
         region = _component_at((local >= background + 0.5 * (value - background)) & reach & allowed, at)
     if (region & ~ball_mask(at, local.shape, PLATEAU_REACH_MM - float(spacing.max()), spacing)).any():
         near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
-        plateau = local[region & near & valid]
-        if plateau.size:
-            background = max(background, float(np.median(plateau)))
-            values = plateau
-    return background, _robust(values)[1]
+        on_plateau = region & near & valid
+        if on_plateau.any():
+            background = max(background, float(np.median(local[on_plateau])))
+            read = on_plateau
+    # the noise: the spread of the voxels about their own neighbourhood, not across the tissues the shell
+    # straddles (muscle and a tumour's edge) nor along a large tumour's rim-to-core gradient
+    residual = local - ndimage.gaussian_filter(local, 1.0)
+    return background, NOISE_GAIN * _robust(residual[read])[1]
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:

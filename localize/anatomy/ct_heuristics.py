@@ -345,6 +345,7 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
     anterior = (y_mm < np.median(y_mm[np.flatnonzero(bone.any((0, 2)))]))[None, :, None]
     pubic &= anterior
     if pubic.any():
+        pubic = _largest(pubic)  # not a stray fragment (a calcification, the edge of a hip) above or below it
         masks["pubic_symphysis"] = pubic
         zs = np.flatnonzero(pubic.any((1, 2)))
         levels["symphysis_top"], levels["symphysis_bottom"] = float(z_mm[zs].max()), float(z_mm[zs].min())

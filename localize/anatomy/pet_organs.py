@@ -34,6 +34,7 @@ URINE_OVER_BODY = 8.0  # urine: at least this x the body's median SUV [REC]
 # Adult head: breadth ~15 cm (with blur and scalp, under 22 cm); the trunk at the shoulders or the
 # pelvis is over 30 cm wide [REC: anthropometric tables, e.g. Gordon et al. ANSUR II 2012].
 HEAD_MAX_WIDTH_MM = 220.0
+HEAD_OVER_TRUNK = 0.6  # and at most this x the widest slice: a thin man's waist above his hips is no head [REC]
 MIDLINE_MM = 40.0
 # Organ volume ranges in ml [REC: adult organ volumes; a brain cut by the field's edge comes in pieces from 5 ml]
 BRAIN_ML = (5.0, 1800.0)
@@ -73,7 +74,7 @@ def pet_organs(pet_suv: sitk.Image, *,
     centre_x, width_mm = _central_part(body, x_lps, spacing)
     # the head lies above the trunk's widest slice (+z is superior); below it, a narrow central part is a leg
     above_trunk = z_mm > z_mm[int(np.argmax(width_mm))]
-    head = (width_mm <= HEAD_MAX_WIDTH_MM) & above_trunk
+    head = (width_mm <= HEAD_MAX_WIDTH_MM) & (width_mm <= HEAD_OVER_TRUNK * np.nanmax(width_mm)) & above_trunk
     trunk = ~head & np.isfinite(centre_x)
     labels, n = ndimage.label(smooth >= HOT_OVER_BODY * level)
     parts = []

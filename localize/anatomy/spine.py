@@ -24,6 +24,11 @@ BODY_DEPTH_MM = 25.0  # from the anterior cortex backwards: inside the body, bef
 GAP_FRACTION = 0.25  # a slice with less than this x the local maximum bone area is a disc gap [REC]
 MIN_SEGMENT_MM = 9.0  # shorter bony runs are endplate fragments or noise, not a vertebral body [REC]
 LOCAL_MM = 60.0  # window of the local maximum, about two vertebrae
+DIP_SMOOTH_MM = 2.0  # Gaussian sigma of the profile along z before its dips are read [REC]
+DIP_FRACTION = 0.75  # a dip below this x the bone area on both sides is an oblique disc [REC]
+DIP_REACH_MM = 30.0  # the bone area beside a dip is read this far up and down, within a vertebra's height
+MIN_VERTEBRA_MM = 18.0  # adult vertebral bodies (lower thoracic to lumbar) are 20-30 mm tall [R: Gray's Anatomy]
+SMOOTH_MM = 2.0  # in-plane Gaussian sigma before the bone threshold (CT noise, not anatomy) [REC]
 
 
 def spine_segments(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> list[tuple[float, float]]:
@@ -37,6 +42,7 @@ def spine_segments(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float)
         return []
     local = ndimage.maximum_filter1d(profile, size=int(round(LOCAL_MM / STEP_MM)) | 1)
     bony = profile > GAP_FRACTION * np.maximum(local, 1e-6)
+    bony &= ~_oblique_discs(profile)
     labels, _ = ndimage.label(bony)
     out = []
     for sl in ndimage.find_objects(labels):
@@ -44,6 +50,30 @@ def spine_segments(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float)
         if (hi - lo) * STEP_MM >= MIN_SEGMENT_MM:
             out.append((float(z_mm[lo]), float(z_mm[hi - 1])))
     return out
+
+
+def _oblique_discs(profile: np.ndarray) -> np.ndarray:
+    """Bool per spine-grid slice: a disc cut obliquely (lordosis tilts the lumbar discs out of the
+    axial plane, so a slice through one still holds the endplates beside it): a local minimum of the
+    smoothed bone-area profile below ``DIP_FRACTION`` x the maxima within ``DIP_REACH_MM`` on both
+    sides, the deepest first, at least ``MIN_VERTEBRA_MM`` apart."""
+    smooth = ndimage.gaussian_filter1d(profile, DIP_SMOOTH_MM / STEP_MM)
+    reach = int(round(DIP_REACH_MM / STEP_MM))
+    n = len(smooth)
+    depth = np.full(n, np.inf)
+    for k in range(1, n - 1):
+        if smooth[k] <= smooth[k - 1] and smooth[k] <= smooth[k + 1] and smooth[k] > 0:
+            sides = min(smooth[max(k - reach, 0):k].max(), smooth[k + 1:k + 1 + reach].max())
+            if smooth[k] < DIP_FRACTION * sides:
+                depth[k] = smooth[k] / sides
+    gaps = np.zeros(n, bool)
+    apart = int(round(MIN_VERTEBRA_MM / STEP_MM))
+    for k in np.argsort(depth):
+        if not np.isfinite(depth[k]):
+            break
+        if not gaps[max(k - apart, 0):k + apart + 1].any():
+            gaps[k] = True
+    return gaps
 
 
 def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +87,9 @@ def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) 
     ref.SetOrigin(origin)
     ref.SetSpacing((STEP_MM,) * 3)
     hu = sitk.GetArrayFromImage(sitk.Resample(ct, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
+    # low-dose CT noise (30-45 HU per voxel) scatters disc voxels above and cancellous bone below BONE_HU:
+    # averaged over a few millimetres in the axial plane, a body stays bone and a disc stays a gap
+    hu = ndimage.gaussian_filter(hu, (0.0, SMOOTH_MM / STEP_MM, SMOOTH_MM / STEP_MM))
     bone = hu > BONE_HU
     rows = bone.any(2)  # z, y
     first = np.where(rows.any(1), rows.argmax(1), -1)
