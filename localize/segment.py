@@ -460,6 +460,9 @@ SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
 PLATEAU_REACH_MM = 30.0
+# A noise peak's half-maximum region is a few voxels (the noise is correlated over the PSF); one of this
+# volume or more (a 12 mm sphere) is a real hot structure, judged against voxel noise, not texture [REC].
+TEXTURED_REGION_ML = 1.0
 NOISE_GAIN = 2.0  # PET noise is correlated over the PSF: a residual about a 1-voxel Gaussian keeps about half its SD [REC]
 
 
@@ -530,8 +533,10 @@ def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, va
         if on_plateau.any():
             background = max(background, float(np.median(local[on_plateau])))
             read = on_plateau
-    # the noise: the spread of the voxels about their own neighbourhood, not across the tissues the shell
-    # straddles (muscle and a tumour's edge) nor along a large tumour's rim-to-core gradient
+    if region.sum() * float(np.prod(spacing)) / 1000.0 < TEXTURED_REGION_ML:
+        return background, _robust(local[read])[1]
+    # a hot region of tumour size is no noise peak: its noise is the spread of the voxels about their own
+    # neighbourhood, not across the tissues its shell straddles nor along its own rim-to-core gradient
     residual = local - ndimage.gaussian_filter(local, 1.0)
     return background, NOISE_GAIN * _robust(residual[read])[1]
 
