@@ -185,6 +185,7 @@ KIDNEY_BELOW_INLET_MM = 20.0
 KIDNEY_POLE_MIN_ML = 2.0
 KIDNEY_OVER_SOFT = 4.0
 KIDNEY_SINUS_MM = 15.0  # the renal sinus fat between the cortex of the two lips of a pole [REC]
+SACRUM_MIN_MM = 50.0  # the adult sacrum is ~10 cm from promontory to apex [R: Gray's Anatomy]; a coccyx is under 4 cm
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
@@ -315,9 +316,10 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
     pelvic_z = z_mm[thick.any((1, 2))]
     if lung_bottom_mm is not None:
         pelvic_z = pelvic_z[pelvic_z < lung_bottom_mm - PELVIS_BELOW_LUNGS_MM]
-    # the sacrum: the lowest segment with thick pelvic bone at its levels
+    # the sacrum: the lowest segment of sacral height with thick pelvic bone at its levels (a coccygeal
+    # fragment below it has the ischia beside it too)
     i = next((j for j, (z0, z1) in enumerate(segments)
-              if pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
+              if z1 - z0 >= SACRUM_MIN_MM and pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
     if i is None:
         warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
                         "spinal segment, below the lungs) in view")
