@@ -151,8 +151,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         halo_organs=("urinary_bladder",),
         ureters=True,
         # focal uptake at least twice its surroundings: a tumour-to-background ratio of 2, so the noise
-        # peaks of muscle, marrow and bowel plateaus that pass a fixed floor are not lesions [REC]
+        # peaks of muscle, marrow and bowel plateaus that pass a fixed floor are not lesions [REC]; no
+        # test against the spread of the surroundings: FDG lesions are often large and heterogeneous,
+        # their shell straddling tumour and muscle (a sarcoma's hottest spot stands 2.3 x its surroundings
+        # but only 3 of their SDs above them)
         min_local_contrast=2.0,
+        local_contrast_sd=0.0,
     ),
 }
 
@@ -459,11 +463,7 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
 SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
-PLATEAU_REACH_MM = 30.0
-# A noise peak's half-maximum region is a few voxels (the noise is correlated over the PSF); one of this
-# volume or more (a 12 mm sphere) is a real hot structure, judged against voxel noise, not texture [REC].
-TEXTURED_REGION_ML = 1.0
-NOISE_GAIN = 2.0  # PET noise is correlated over the PSF: a residual about a 1-voxel Gaussian keeps about half its SD [REC]
+PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
 
 
 def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
@@ -521,24 +521,18 @@ def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, va
     region[tuple(at)] = True
     for _ in range(3):
         distance = ndimage.distance_transform_edt(~region, sampling=spacing)
-        read = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid
-        values = local[read]
+        values = local[(distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & valid]
         if values.size == 0:
             return None
         background = float(np.quantile(values, SHELL_QUANTILE))
         region = _component_at((local >= background + 0.5 * (value - background)) & reach & allowed, at)
     if (region & ~ball_mask(at, local.shape, PLATEAU_REACH_MM - float(spacing.max()), spacing)).any():
         near = ball_mask(at, local.shape, SHELL_MM[1], spacing) & ~ball_mask(at, local.shape, SHELL_MM[0], spacing)
-        on_plateau = region & near & valid
-        if on_plateau.any():
-            background = max(background, float(np.median(local[on_plateau])))
-            read = on_plateau
-    if region.sum() * float(np.prod(spacing)) / 1000.0 < TEXTURED_REGION_ML:
-        return background, _robust(local[read])[1]
-    # a hot region of tumour size is no noise peak: its noise is the spread of the voxels about their own
-    # neighbourhood, not across the tissues its shell straddles nor along its own rim-to-core gradient
-    residual = local - ndimage.gaussian_filter(local, 1.0)
-    return background, NOISE_GAIN * _robust(residual[read])[1]
+        plateau = local[region & near & valid]
+        if plateau.size:
+            background = max(background, float(np.median(plateau)))
+            values = plateau
+    return background, _robust(values)[1]
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:
