@@ -43,18 +43,34 @@ def _truth_mask(root, truth, name: str, grid: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(labels) == truth.organ_classes[name]
 
 
-def test_a_kidney_pole_at_the_top_of_a_pelvis_field_is_kidney(varied):
-    # seed 1: the right kidney's lower pole is cut by the top of a pelvis-only field (no lungs, no
-    # diaphragm level) on a contrast CT, its cortex enhanced above 150 HU
+@pytest.fixture(scope="module")
+def pelvis_seed1(varied):
+    """Training seed 1, pelvis only, contrast CT: (root, truth, PET image, built-in anatomy)."""
     root, truth = varied(VariedSpec(1, tracer="psma11", extent="pelvis", status="post_prostatectomy", **CAPS))
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
-    anatomy = build_anatomy(ct, pet)
+    return root, truth, pet, build_anatomy(ct, pet)
+
+
+def test_a_kidney_pole_at_the_top_of_a_pelvis_field_is_kidney(pelvis_seed1):
+    # the right kidney's lower pole is cut by the top of a pelvis-only field (no lungs, no diaphragm
+    # level) on a contrast CT, its cortex enhanced above 150 HU
+    root, truth, pet, anatomy = pelvis_seed1
     assert "diaphragm" not in anatomy.levels_z_mm and truth.variation["scan"]["contrast"]
     kidney = anatomy.masks["kidney_right"]
     true_kidney = _truth_mask(root, truth, "kidney_right", pet)
     assert true_kidney.any() and kidney.sum() >= 0.5 * true_kidney.sum()
     assert (kidney & true_kidney).sum() >= 0.7 * kidney.sum()
+
+
+def test_vertebral_levels_on_a_varied_pelvis(pelvis_seed1):
+    # the L4/L5 disc of this man is cut obliquely: the axial bone profile dips to only ~55 % there
+    _, truth, _, anatomy = pelvis_seed1
+    levels = anatomy.levels_z_mm  # LPS z, mm
+    assert "vertebrae_L5" not in anatomy.dropped
+    assert levels["L5"] == pytest.approx(truth.landmarks["l5_center"]["lps_mm"][2], abs=10.0)
+    assert levels["pelvic_inlet"] == pytest.approx(truth.landmarks["s1_center"]["lps_mm"][2], abs=25.0)
+    assert levels["symphysis_top"] == pytest.approx(truth.landmarks["symphysis_top"]["lps_mm"][2], abs=15.0)
 
 
 def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):

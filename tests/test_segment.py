@@ -23,6 +23,14 @@ def _grid_mm():
     return ORIGIN[2] + z * SPACING, ORIGIN[1] + y * SPACING, ORIGIN[0] + x * SPACING
 
 
+def _as_image(suv: np.ndarray) -> sitk.Image:
+    """An SUV array (z, y, x) on the test grid: ``SPACING`` mm voxels, first voxel at ``ORIGIN`` (LPS mm)."""
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    return image
+
+
 def _ellipsoid(centre, radii):
     z, y, x = _grid_mm()
     return ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2 <= 1
@@ -52,9 +60,7 @@ def _scene(noise: float = 0.0, seed: int = 0):
     if noise:
         rng = np.random.default_rng(seed)
         suv = np.maximum(clean + noise * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _as_image(suv)
     anatomy = Anatomy(grid=image, masks={"urinary_bladder": bladder, "kidney_left": kidney})
     return image, anatomy, clean
 
@@ -164,9 +170,7 @@ def test_a_ct_bladder_mask_off_the_urine_is_no_source_of_lesions():
     off = np.roll(np.roll(bladder, shift, axis=2), shift, axis=0)
     urine = with_partial_volume_rim(suv, off, np.full(3, SPACING))
     assert (urine & bladder).sum() >= 0.97 * bladder.sum()
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _as_image(suv)
     seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": off}), tracer_family="psma_ga68")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, wall)) < 4.0
@@ -183,9 +187,7 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
     ragged = bladder & ~(ndimage.binary_dilation(~bladder) & (np.indices(SHAPE).sum(0) % 2 == 0))
     assert (with_partial_volume_rim(suv, ragged, np.full(3, SPACING)) & ~ragged).sum() > 0.5 * (bladder & ~ragged).sum()
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _as_image(suv)
     seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": ragged}), tracer_family="psma_ga68")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0
@@ -212,9 +214,7 @@ def test_a_node_beside_the_liver_does_not_grow_into_it():
     node_centre = (16.0, 0.0, 0.0)  # touching the liver
     activity[_ellipsoid(node_centre, (5.0, 5.0, 5.0))] += 9.0
     suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _as_image(suv)
     seg = segment_lesions(image, Anatomy(grid=image, masks={"liver": liver}), tracer_family="psma_f18_renal")
     assert len(seg.lesions) == 1
     node = seg.lesions[0]
@@ -234,9 +234,7 @@ def test_each_bowel_plateau_is_judged_on_its_own_uptake():
     node_centre = (50.0, 30.0, 20.0)
     activity[_ellipsoid(node_centre, (4.5, 4.5, 4.5))] += 7.0
     suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _as_image(suv)
     seg = segment_lesions(image, Anatomy(grid=image, masks={"bowel": loop | plateau}), tracer_family="psma_f18_renal")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, node_centre)) <= 4.0
@@ -247,10 +245,7 @@ def _noisy(activity: np.ndarray, cov_at_5: float, seed: int) -> sitk.Image:
     clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
     white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
     suv = np.maximum(clean + cov_at_5 * np.sqrt(5.0 * np.maximum(clean, 0)) * white / white.std(), 0)
-    image = sitk.GetImageFromArray(suv.astype(np.float32))
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
-    return image
+    return _as_image(suv.astype(np.float32))
 
 
 @pytest.mark.parametrize("masks", ["none", "eroded"])
