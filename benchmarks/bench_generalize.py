@@ -109,6 +109,7 @@ def main() -> None:
         root = work / f"seed{spec.seed}"
         built = args.keep and (root / "truth" / "truth.json").is_file()
         truth = StudyTruth.load(root) if built else make_study(root, spec)  # --keep: studies built before are reused
+        tracer, extent, status = truth.tracer, truth.extent, truth.status  # as built (a kept study may differ)
         t0 = time.perf_counter()
         try:
             run_study(root / "dicom", root / "out")

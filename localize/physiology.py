@@ -292,7 +292,8 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
     """(organ grown by ``margin_mm``, SUV a hot spot there must reach to be no longer the organ's own uptake).
 
     Each connected part of the organ has its own limit, mean + ``excess_sd`` x SD of its core and
-    at least ``contrast`` x its mean: bowel loops and other plateaus differ in uptake. The margin
+    at least ``contrast`` x its mean, both robust (``robust_mean_sd``: a lesion filling part of a
+    gland does not raise its own limit): bowel loops and other plateaus differ in uptake. The margin
     counts as the part (its spill-out into a rib or vertebra beside it); where margins meet, the
     higher limit holds. Outside, the limit is -inf.
     """
@@ -307,9 +308,16 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
         values = suv[crop][core if core.sum() > 20 else part]
         around = _dilate(part, margin_mm, spacing_zyx)
         grown[crop] |= around
-        part_limit = max(float(values.mean() + excess_sd * values.std()), contrast * float(values.mean()))
+        mean, sd = robust_mean_sd(values)
+        part_limit = max(mean + excess_sd * sd, contrast * mean)
         limit[crop][around] = np.maximum(limit[crop][around], part_limit)
     return grown, limit
+
+
+def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x median absolute deviation): the mean and SD of the normal part of ``values``."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray,

@@ -25,7 +25,7 @@ from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
 from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import Suppression, gland_pairs, group_mask, suppression_for
+from localize.physiology import Suppression, gland_pairs, group_mask, robust_mean_sd, suppression_for
 from localize.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -323,6 +323,7 @@ def segment_lesions(
     # urine's spill-over halos are no background to trust; the organs recognised are background only of what
     # does not stand out of them
     spill = [noise > 0 for noise, _ in physio.halo.values()]
+    residue = [halo & ~physio.significant for halo in spill]  # what is left of the spill-over: no lesion's shape
     organs = list(physio.organ.values()) + parenchyma
     glands = set()
     apex = lung_apex_z_mm(anatomy)
@@ -352,6 +353,12 @@ def segment_lesions(
             value = float(detect[tuple(seed)])
             if value < s.min_local_contrast * background or value - background < s.local_contrast_sd * noise:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "low local contrast"))
+                continue
+            # measured without the organs whose uptake is physiological wherever it lies (bladder, ureters...)
+            parenchyma_beside = [organ for organ in parenchyma if not organ[tuple(seed)]]
+            if focal_compactness(detect, seed, background, spacing, parenchyma_beside,
+                                 residue + list(physio.organ.values())) < MIN_COMPACTNESS:
+                candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "not focal (a tube or sheet)"))
                 continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
@@ -465,6 +472,15 @@ SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
 PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
 
+# A lesion is focal: its half-maximum region (above the local background) is a blob, blurred rounder by
+# the scanner's resolution. A tube (ureter, vessel, bowel wall) or a sheet (the rim of the urine) is not.
+# Compactness (``compactness``): the region's volume over the ball of its longest semi-axis (1 for a ball,
+# 0.25 for a 2:1 ellipsoid, 0.11 for 3:1). Lymph-node metastases are round to oval, their long axis
+# rarely over twice the short one (short-to-long axis ratio >= 0.5: Steinkamp et al. Br J Radiol
+# 1995;68:266-70); bone and prostatic lesions are no longer. On the training phantoms (seeds 1-20) this
+# took false lesions from 4.0 to 2.05 per study and lost no lesion [REC].
+MIN_COMPACTNESS = 0.1
+
 
 def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
                      organs: list[np.ndarray] = (), organ_sd: float = 4.0,
@@ -491,7 +507,7 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
     for organ in organs:
         inside = organ[crop]
         if inside.any():
-            level, spread = _robust(local[inside])
+            level, spread = robust_mean_sd(local[inside])
             if value > level + organ_sd * spread:
                 apart |= inside
     valid = ~apart
@@ -507,6 +523,27 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
         if found is not None:
             return found
     return 0.0, 0.0
+
+
+def focal_compactness(suv: np.ndarray, seed: np.ndarray, background: float, spacing: np.ndarray,
+                      organs: list[np.ndarray] = (), exclude: list[np.ndarray] = ()) -> float:
+    """Compactness (``compactness``) of the hot spot ``seed`` of ``suv`` (z, y, x): its connected region
+    above half-way from ``background`` to its value, within ``PLATEAU_REACH_MM``, outside ``exclude``
+    and outside the ``organs`` beside it whose median uptake there reaches that level (a node against
+    the liver is measured without it)."""
+    lo, crop = _crop_around(seed, PLATEAU_REACH_MM, spacing, suv.shape)
+    local = suv[crop]
+    at = seed - lo
+    half = background + 0.5 * (float(local[tuple(at)]) - background)
+    free = ball_mask(at, local.shape, PLATEAU_REACH_MM, spacing)
+    for organ in organs:
+        inside = organ[crop]
+        if inside.any() and np.median(local[inside]) >= half:
+            free &= ~inside
+    for mask in exclude:
+        free &= ~mask[crop]
+    free[tuple(at)] = True
+    return compactness(_component_at((local >= half) & free, at), spacing)
 
 
 def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, valid: np.ndarray,
@@ -532,13 +569,19 @@ def _shell_background(local: np.ndarray, at: np.ndarray, allowed: np.ndarray, va
         if plateau.size:
             background = max(background, float(np.median(plateau)))
             values = plateau
-    return background, _robust(values)[1]
+    return background, robust_mean_sd(values)[1]
 
 
-def _robust(values: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826 x median absolute deviation): the mean and SD of the normal part of ``values``."""
-    median = float(np.median(values))
-    return median, 1.4826 * float(np.median(np.abs(values - median)))
+def compactness(region: np.ndarray, spacing: np.ndarray) -> float:
+    """Volume of ``region`` (bool, z, y, x; ``spacing`` mm) over the ball whose radius is its longest
+    semi-axis: that of the ellipsoid with its second moments (a = sqrt(5 x variance), each voxel a
+    uniform box). 1 for a ball, (b c) / a^2 for an ellipsoid of semi-axes a >= b >= c, near 0 for a tube."""
+    points = np.argwhere(region) * spacing
+    if len(points) == 0:
+        return 1.0
+    covariance = np.cov(points.T, bias=True).reshape(3, 3) + np.diag(spacing**2 / 12.0)
+    longest = float(np.sqrt(5.0 * np.linalg.eigvalsh(covariance)[-1]))
+    return float(len(points) * np.prod(spacing) / (4.0 / 3.0 * np.pi * longest**3))
 
 
 def _distinct(

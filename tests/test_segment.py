@@ -10,7 +10,8 @@ from scipy import ndimage
 from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.physiology import with_partial_volume_rim
-from localize.segment import SegmentationSettings, marrow_bearing, segment_lesions, settings_for
+from localize.segment import (MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
+                              settings_for)
 
 SPACING = 4.0  # mm, isotropic
 SHAPE = (50, 60, 60)  # z, y, x
@@ -293,3 +294,51 @@ def test_fluciclovine_marrow_without_named_vertebrae_is_not_flooded():
     assert any("marrow not found" in w for w in seg.warnings)
     assert len(seg.lesions) == 1, [(round(les.suv_max, 1), les.peak_lps_mm) for les in seg.lesions]
     assert np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, metastasis)) <= 8.0
+
+
+def test_compactness_of_a_ball_an_ellipsoid_and_a_tube():
+    spacing = np.full(3, SPACING)
+    assert compactness(_ellipsoid((0.0, 0.0, 0.0), (12.0, 12.0, 12.0)), spacing) == pytest.approx(1.0, abs=0.15)
+    two_to_one = compactness(_ellipsoid((0.0, 0.0, 0.0), (8.0, 8.0, 16.0)), spacing)
+    assert 0.17 <= two_to_one <= 0.35  # 0.25 for a smooth 2:1 ellipsoid
+    tube = compactness(_ellipsoid((0.0, 0.0, 0.0), (5.0, 5.0, 40.0)), spacing)
+    assert tube < MIN_COMPACTNESS < two_to_one
+
+
+def test_a_hot_loop_of_bowel_is_no_lesion_but_a_node_as_hot_beside_it_is():
+    # a curved loop of bowel wall that no mask knows, too short and bent for a ureter, its uptake rising
+    # from 2 to 12 along it (on 0.5; SUVmax ~7 once blurred), with noise; a node 25 mm from it, a little
+    # hotter, must come out, the loop must not
+    activity = np.full(SHAPE, 0.5)
+    z, y, x = _grid_mm()
+    ring = (np.hypot(x, y) - 30.0) ** 2 + z**2 <= 4.0**2  # an 8 mm tube bent round 30 mm in the axial plane
+    arc_mm = 30.0 * np.arctan2(x, -y)  # along the loop from its hottest point, at (0, -30, 0)
+    loop = ring & (y < 20.0)  # a C open towards the node
+    activity[loop] = (2.0 + 10.0 * np.exp(-0.5 * (arc_mm / 20.0) ** 2))[loop]
+    node = (0.0, 55.0, 0.0)
+    activity[_ellipsoid(node, (5.0, 5.0, 5.0))] = 10.4  # SUVmax ~9 once blurred
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    rng = np.random.default_rng(3)
+    suv = np.maximum(clean + 0.8 * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
+    image = _as_image(suv)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={}), tracer_family="psma_f18_renal")
+    found = [np.linalg.norm(np.subtract(les.target_lps_mm, node)) for les in seg.lesions]
+    assert len(seg.lesions) == 1 and found[0] < 4.0, [(les.target_lps_mm, les.suv_max) for les in seg.lesions]
+    assert any(c.reason == "not focal (a tube or sheet)" for c in seg.candidates)
+
+
+def test_a_lesion_filling_much_of_an_avid_gland_does_not_raise_the_gland_s_own_limit():
+    # an intact prostate of 24 ml and SUV 5 (post-radiotherapy) holding a 16 mm recurrence of twice its
+    # uptake: the gland's limit (mean + 4 SD) must come from its normal part, else the recurrence hides itself
+    activity = np.full(SHAPE, 0.5)
+    gland = _ellipsoid((0.0, 0.0, 0.0), (20.0, 16.0, 18.0))
+    activity[gland] = 5.0
+    recurrence = (6.0, 0.0, 0.0)
+    activity[_ellipsoid(recurrence, (8.0, 8.0, 8.0))] = 10.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    rng = np.random.default_rng(5)
+    suv = np.maximum(clean + 0.5 * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
+    image = _as_image(suv)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"prostate": gland}), tracer_family="psma_f18_renal")
+    assert len(seg.lesions) == 1, [(les.target_lps_mm, les.suv_max) for les in seg.lesions]
+    assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, recurrence)) < 4.0
