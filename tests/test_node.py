@@ -23,6 +23,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from localize.cli import main
 from localize.node.config import load_node_config
 from localize.node.queue import NodeQueue
+from localize.privacy import pseudo_uid
 from localize.sample_data import LesionSpec
 
 from orthanc_server import Orthanc, free_port
@@ -41,14 +42,14 @@ def study(phantom):
 
 
 def write_config(folder: Path, *, port: int, destinations: dict, quiet_s: float = 1.0, quota_gb: float = 1.0,
-                 allowed=("PACS",)) -> Path:
+                 allowed=("PACS",), tls: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fast.yaml").write_text(PIPELINE)
     doc = {"ae_title": NODE_AET, "port": port, "host": "127.0.0.1", "storage": "storage",
            "allowed_calling_ae_titles": list(allowed), "quiet_period_s": quiet_s, "quota_gb": quota_gb,
            "pipeline": "fast.yaml", "timeout_s": 300, "retry": {"first_s": 0.5, "max_s": 2},
            "destinations": {kind: {"ae_title": ae, "host": "127.0.0.1", "port": p}
-                            for kind, (ae, p) in destinations.items()}}
+                            for kind, (ae, p) in destinations.items()}} | ({"tls": tls} if tls else {})
     path = folder / "node.yaml"
     path.write_text(json.dumps(doc))  # JSON is YAML
     return path
@@ -62,14 +63,15 @@ class Node:
         self.config = load_node_config(config)
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> Node:
+    def start(self, deidentify: str | None = None) -> Node:
         self.stderr = open(self.config_path.parent / "node.stderr", "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "localize", "node", "--config", str(self.config_path)],
+        self.process = subprocess.Popen([sys.executable, "-m", "localize", "node", "--config", str(self.config_path)]
+                                        + (["--deidentify", deidentify] if deidentify else []),
                                         stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log()
-            if echo(self.config.port):
+            if echo(self.config.port, tls=self.config.tls):
                 return self
             time.sleep(0.1)
         raise AssertionError("the node did not answer C-ECHO within 60 s")
@@ -103,10 +105,11 @@ class Node:
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
 
 
-def echo(port: int, calling: str = "PACS") -> bool:
+def echo(port: int, calling: str = "PACS", tls=None) -> bool:
     ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET,
+                         tls_args=(tls.client_context(), "127.0.0.1") if tls else None)
     if not assoc.is_established:
         return False
     ok = assoc.send_c_echo().Status == 0
@@ -225,11 +228,12 @@ def test_kill_9_while_receiving_loses_nothing_and_runs_once(study, tmp_path):
 
 
 def test_refuses_unknown_callers_past_quota_and_malformed_data_with_logged_reasons(study, tmp_path):
+    """Under --deidentify, the log names instances by pseudonyms only."""
     node_port = free_port()
     ct = pydicom.dcmread(next(f for f in study if pydicom.dcmread(f, stop_before_pixels=True).Modality == "CT"))
     size = len(ct.PixelData) + 2000
     node = Node(write_config(tmp_path / "node", port=node_port, destinations={}, quiet_s=600,
-                             quota_gb=2.5 * size / 2**30)).start()
+                             quota_gb=2.5 * size / 2**30)).start(deidentify="a secret")
     try:
         refused = store(node_port, [ct], calling="INTRUDER")
         assert refused.is_rejected
@@ -256,6 +260,7 @@ def test_refuses_unknown_callers_past_quota_and_malformed_data_with_logged_reaso
         assert len(list((node.config.storage / "conflicts").rglob("*.dcm"))) == 1
         log = (node.config.storage / "node.log").read_text()
         assert "INTRUDER" in log and "header declares" in log and "0xA700" in log
+        assert str(ct.SOPInstanceUID) not in log and pseudo_uid("a secret", str(ct.SOPInstanceUID)) in log
     finally:
         node.stop()
 
@@ -286,6 +291,20 @@ def test_dicomweb_fetch_and_stow(round_trip, study, tmp_path):
     seg_uid = str(pydicom.dcmread(tmp_path / "out" / "seg_pet.dcm", stop_before_pixels=True).SOPInstanceUID)
     segs = planning.instances_of("SEG")
     assert len(segs) == before + 1 and seg_uid in {s["MainDicomTags"]["SOPInstanceUID"] for s in segs}
+
+
+def test_tls_associations_only(tmp_path):
+    """With tls in the file, a TLS peer with a certificate from the CA is served; a plain one is not."""
+    pem = tmp_path / "node"
+    pem.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localize",
+                    "-keyout", str(pem / "key.pem"), "-out", str(pem / "cert.pem")], check=True, capture_output=True)
+    tls = {"cert": "cert.pem", "key": "key.pem", "ca": "cert.pem"}
+    node = Node(write_config(pem, port=free_port(), destinations={}, tls=tls)).start()  # answers C-ECHO over TLS
+    try:
+        assert not echo(node.config.port)
+    finally:
+        assert node.stop() == 0
 
 
 def test_fetch_from_an_unreachable_service_is_one_line(tmp_path):

@@ -5,8 +5,9 @@ Layout under the node's storage folder::
     studies/PATIENT/STUDY/SOP.dcm   received instances (names: localize.names.safe_name of the
                                     Patient ID, Study and SOP Instance UIDs; nothing else from a
                                     received file becomes part of a path)
-    conflicts/STUDY/SOP-HASH.dcm    an instance whose SOP Instance UID was already stored with
+    conflicts/HASH.dcm              an instance whose SOP Instance UID was already stored with
                                     different content, kept aside for a person to look at
+                                    (HASH: of its data set; its UIDs are in the queue's rejections)
     incoming/                       files being received (removed at start)
 
 Each instance is written to ``incoming/``, read back behind the untrusted-input
@@ -109,7 +110,7 @@ class InstanceStore:
                 LOG.info("instance %s from %s already stored (same content)", self.identify(sop_uid), calling_ae)
                 return Outcome(SUCCESS)
             if known is not None:
-                aside = self.storage / "conflicts" / safe_name(study_uid) / f"{safe_name(sop_uid)}-{digest[:12]}.dcm"
+                aside = self.storage / "conflicts" / f"{digest[:16]}.dcm"  # its UID is in the rejections table
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, aside)
                 return self._refuse(CANNOT_UNDERSTAND, f"SOP Instance UID {self.identify(sop_uid)} already stored"
