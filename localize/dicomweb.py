@@ -32,7 +32,9 @@ def _client(url: str):
 
     if not url.startswith(("http://", "https://")):
         raise LocalizeError("a DICOMweb URL starts with http:// or https://", url)
-    return DICOMwebClient(url=url.rstrip("/"))
+    client = DICOMwebClient(url=url.rstrip("/"))
+    client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=500)  # ms: ~1.5 s in all, not 30
+    return client
 
 
 @contextmanager

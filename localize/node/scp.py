@@ -10,6 +10,7 @@ calling AE title not in the configuration are rejected (A-ASSOCIATE-RJ,
 from __future__ import annotations
 
 import logging
+import socket
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import (
@@ -39,6 +40,18 @@ STORAGE_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhanc
                    LegacyConvertedEnhancedPETImageStorage, RTStructureSetStorage)
 
 
+def send_without_delay(assoc) -> None:
+    """Turn off Nagle's algorithm on an association's socket.
+
+    A DIMSE message goes out in several small writes; with Nagle's algorithm and the
+    peer's delayed acknowledgements each one waits about 40 ms (22 instead of 150 or
+    more instances/s over loopback).
+    """
+    sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def start_server(config: NodeConfig, store: InstanceStore, queue: NodeQueue):
     """Listen on ``config.host:config.port`` in background threads; the pynetdicom server (``shutdown()`` stops it)."""
     ae = AE(ae_title=config.ae_title)
@@ -66,7 +79,8 @@ def start_server(config: NodeConfig, store: InstanceStore, queue: NodeQueue):
         reply.ErrorComment = outcome.reason[:64]  # LO (PS3.5 6.2)
         return reply
 
-    handlers = [(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)]
+    handlers = [(evt.EVT_CONN_OPEN, lambda event: send_without_delay(event.assoc)),
+                (evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)]
     ssl_context = config.tls.server_context() if config.tls else None
     return ae.start_server((config.host, config.port), block=False, evt_handlers=handlers,
                            ssl_context=ssl_context)

@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue, Send
+from localize.node.scp import send_without_delay
 
 LOG = logging.getLogger("localize.node")
 _WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)  # PS3.4 B.2.3: stored, with a warning
@@ -62,6 +63,7 @@ def _send_to(destination: tuple[str, str, int], sends: list[Send], queue: NodeQu
             if send.id in datasets:
                 _failed(queue, config, send, f"no association with {where}")
         return 0
+    send_without_delay(assoc)
     sent = 0
     try:
         for send in sends:
