@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import Verification
 
 from localize.cli import main
 from localize.node.config import load_node_config
@@ -120,7 +120,8 @@ def echo(port: int, calling: str = "PACS", tls=None) -> bool:
 def store(port: int, datasets, calling: str = "PACS") -> list[Dataset]:
     """C-STORE ``datasets`` to the node; the replies (or the association, when refused)."""
     ae = AE(ae_title=calling)
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    for sop_class in {str(ds.SOPClassUID) for ds in datasets}:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
     if not assoc.is_established:
         return assoc
@@ -371,3 +372,28 @@ def test_a_bad_node_file_is_one_line_naming_it(tmp_path, change, message):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"localize: error: {config}: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_late_series_runs_the_study_again_and_sends_new_series(round_trip):
+    """Run last on the round trip: a structure set arriving after the run (a late series of the PET/CT study)."""
+    node, planning = round_trip["node"], round_trip["planning"]
+    (first,) = node.rows("runs", "WHERE status='done'")
+    first_sent = {s["sop_uid"] for s in node.rows("sends")}
+    series_before = rtstruct_series(planning)
+    late = pydicom.dcmread(next(Path(first["out_dir"]).glob("rtstruct_*.dcm")))
+    late.SeriesInstanceUID, late.SOPInstanceUID = generate_uid(), generate_uid()
+    late.file_meta.MediaStorageSOPInstanceUID = late.SOPInstanceUID
+    assert [int(r.Status) for r in store(node.config.port, [late])] == [0]
+    node.wait_for("the second run's sends", lambda: len(node.rows("runs", "WHERE status='done'")) == 2 and all(
+        s["status"] == "sent" for s in node.rows("sends")) and len(node.rows("sends")) == 6)
+    second = node.rows("runs", "WHERE status='done' ORDER BY id")[-1]
+    assert second["study_uid"] == first["study_uid"] and second["n_instances"] == first["n_instances"] + 1
+    assert second["out_dir"] == first["out_dir"]  # the results folder is replaced
+    new_sent = {s["sop_uid"] for s in node.rows("sends", "WHERE run_id=?", (second["id"],))}
+    assert len(new_sent) == 3 and not new_sent & first_sent
+    assert len(rtstruct_series(planning) - series_before) == 1  # the new results, under a new series beside the old
+
+
+def rtstruct_series(orthanc: Orthanc) -> set[str]:
+    return {orthanc.get(f"/instances/{i['ID']}/tags?simplify")["SeriesInstanceUID"]
+            for i in orthanc.instances_of("RTSTRUCT")}
