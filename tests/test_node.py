@@ -397,3 +397,24 @@ def test_a_late_series_runs_the_study_again_and_sends_new_series(round_trip):
 def rtstruct_series(orthanc: Orthanc) -> set[str]:
     return {orthanc.get(f"/instances/{i['ID']}/tags?simplify")["SeriesInstanceUID"]
             for i in orthanc.instances_of("RTSTRUCT")}
+
+
+def test_a_node_file_with_every_key_loads_with_paths_beside_it(tmp_path):
+    (tmp_path / "fast.yaml").write_text(PIPELINE)
+    (tmp_path / "node.yaml").write_text(
+        "ae_title: LOCALIZE\nport: 11112\nstorage: data\nallowed_calling_ae_titles: [PACS, PACS2]\n"
+        "quiet_period_s: 5\nquota_gb: 0.5\npipeline: fast.yaml\ntimeout_s: 60\nmemory_limit_gb: 2\nthreads: 2\n"
+        "retry: {first_s: 1, max_s: 8}\n"
+        "destinations:\n  rtstruct: [{ae_title: TPS, host: 10.0.0.5, port: 104}, {ae_title: PACS, host: pacs, port: 4242}]\n"
+        "  seg: {ae_title: PACS, host: pacs, port: 4242}\n")
+    config = load_node_config(tmp_path / "node.yaml")
+    assert config.storage == tmp_path / "data" and config.queue_path == tmp_path / "data" / "queue.sqlite"
+    assert config.pipeline == str(tmp_path / "fast.yaml") and config.quota_bytes == 2**29
+    assert [d.ae_title for d in config.destinations["rtstruct"]] == ["TPS", "PACS"]
+    assert config.allowed_calling_ae_titles == ("PACS", "PACS2") and config.tls is None
+
+
+def test_backoff_doubles_up_to_its_ceiling():
+    from localize.node.scu import backoff_s
+
+    assert [backoff_s(n, 5.0, 60.0) for n in range(1, 7)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]

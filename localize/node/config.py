@@ -44,9 +44,6 @@ class Destination:
     host: str
     port: int
 
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
-
 
 @dataclass(frozen=True)
 class Tls:

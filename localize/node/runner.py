@@ -49,7 +49,7 @@ def run_next(queue: NodeQueue, config: NodeConfig, deidentify: str | None = None
         manifest = _manifest(Path(folder), study_uid, config.pipeline)
     except LocalizeError as exc:
         queue.finish_run(run_id, status="failed", reason="input", error=exc.reason)
-        LOG.warning("study %s not run: %s", identify(study_uid), exc.reason)
+        LOG.warning("study %s not run: %s", identify(study_uid), "input error" if deidentify else exc.reason)
         return True
     if isinstance(manifest, str):
         queue.finish_run(run_id, status="skipped", reason=manifest)
@@ -64,9 +64,10 @@ def run_next(queue: NodeQueue, config: NodeConfig, deidentify: str | None = None
     ok = row.pop("ok")
     sends = _sends(Path(row["out_dir"]), config) if ok else []
     state = queue.finish_run(run_id, status="done" if ok else "failed", sends=sends, **row)
-    LOG.info("study %s %s in %.1f s (%s); %d result(s) to send", identify(study_uid),
-             "done" if ok else f"failed ({row.get('reason')}: {row.get('error')})", row["duration_s"],
-             state, len(sends))
+    # A failure's text may quote input paths (patient and study folders): under deidentify only its kind is logged.
+    why = row.get("reason") if deidentify else f"{row.get('reason')}: {row.get('error')}"
+    LOG.info("study %s %s in %.1f s (now %s); %d result(s) to send", identify(study_uid),
+             "done" if ok else f"failed ({why})", row["duration_s"], state, len(sends))
     return True
 
 
