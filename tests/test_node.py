@@ -32,7 +32,7 @@ from test_rtstruct import dciodvfy_errors
 NODE_AET = "LOCALIZE"
 # The smallest phantom the tests use (128 CT matrix, pelvis, one nodal lesion), with an MR so a registration goes out.
 SPEC = dict(seed=31, ct_matrix=128, with_mr=True, lesions=(LesionSpec("obturator", 12, 8.0, "left"),))
-PIPELINE = "extends: psma-salvage-rt\nexports: [findings, rtstruct, seg, registration]\n"
+PIPELINE = "extends: psma-salvage-rt\nexports: [findings, rtstruct, seg, registration, report]\n"
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def round_trip(study, tmp_path_factory):
     planning = Orthanc(root / "planning", "PLANNING")
     config = write_config(root / "node", port=node_port, destinations={
         "rtstruct": ("PLANNING", planning.dicom_port), "seg": ("PACS", pacs.dicom_port),
-        "registration": ("PACS", pacs.dicom_port)})
+        "registration": ("PACS", pacs.dicom_port), "report": ("PACS", pacs.dicom_port)})
     node = Node(config).start()
     try:
         patients = pacs.upload(study)
@@ -159,15 +159,15 @@ def round_trip(study, tmp_path_factory):
         pacs.stop()
 
 
-def test_round_trip_returns_valid_rtstruct_seg_and_registration(round_trip, study, tmp_path):
+def test_round_trip_returns_valid_rtstruct_seg_registration_and_report(round_trip, study, tmp_path):
     pacs, planning, node = round_trip["pacs"], round_trip["planning"], round_trip["node"]
     assert len(node.rows("instances")) == len(study)
     runs = node.rows("runs")
     assert sorted(r["status"] for r in runs) == ["done", "skipped"], runs  # the PET/CT study; the MR study alone
     (run,) = [r for r in runs if r["status"] == "done"]
     returned = {"RTSTRUCT": planning.instances_of("RTSTRUCT"), "SEG": pacs.instances_of("SEG"),
-                "REG": pacs.instances_of("REG")}
-    assert {k: len(v) for k, v in returned.items()} == {"RTSTRUCT": 1, "SEG": 1, "REG": 1}
+                "REG": pacs.instances_of("REG"), "OT": pacs.instances_of("OT")}  # OT: the report, Secondary Capture
+    assert {k: len(v) for k, v in returned.items()} == {"RTSTRUCT": 1, "SEG": 1, "REG": 1, "OT": 1}
     sent_uids = {s["sop_uid"] for s in node.rows("sends")}
     for modality, (instance,) in returned.items():
         path = tmp_path / f"{modality}.dcm"
@@ -193,7 +193,7 @@ def test_a_destination_down_at_first_gets_its_results_once(round_trip):
     assert rtstruct_send["status"] == "sent" and rtstruct_send["attempts"] >= 2 and rtstruct_send["sent"]
     time.sleep(1.5)  # longer than the backoff's ceiling: nothing is sent twice
     assert len(planning.instances_of("RTSTRUCT")) == 1
-    assert len(node.rows("sends", "WHERE status='sent'")) == 3
+    assert len(node.rows("sends", "WHERE status='sent'")) == 4
 
 
 def test_status_lists_studies_sends_and_failures(round_trip):
@@ -358,7 +358,7 @@ def test_restart_requeues_a_running_study_and_restarts_receiving_timers(tmp_path
 @pytest.mark.parametrize("change, message", [
     ({"port": 70000}, "port must be a port number"),
     ({"ae_title": "A" * 17}, "is not an AE title"),
-    ({"destinations": {"report": {"ae_title": "PACS", "host": "h", "port": 1}}}, "'report' is not a result"),
+    ({"destinations": {"nifti": {"ae_title": "PACS", "host": "h", "port": 1}}}, "'nifti' is not a result"),
     ({"destinations": {"seg": {"ae_title": "PACS", "host": "h"}}}, "destinations.seg needs exactly"),
     ({"quota_gb": -1}, "quota_gb must be a positive number"),
     ({"colour": "blue"}, "unknown key(s) ['colour']"),
@@ -385,12 +385,12 @@ def test_a_late_series_runs_the_study_again_and_sends_new_series(round_trip):
     late.file_meta.MediaStorageSOPInstanceUID = late.SOPInstanceUID
     assert [int(r.Status) for r in store(node.config.port, [late])] == [0]
     node.wait_for("the second run's sends", lambda: len(node.rows("runs", "WHERE status='done'")) == 2 and all(
-        s["status"] == "sent" for s in node.rows("sends")) and len(node.rows("sends")) == 6)
+        s["status"] == "sent" for s in node.rows("sends")) and len(node.rows("sends")) == 8)
     second = node.rows("runs", "WHERE status='done' ORDER BY id")[-1]
     assert second["study_uid"] == first["study_uid"] and second["n_instances"] == first["n_instances"] + 1
     assert second["out_dir"] == first["out_dir"]  # the results folder is replaced
     new_sent = {s["sop_uid"] for s in node.rows("sends", "WHERE run_id=?", (second["id"],))}
-    assert len(new_sent) == 3 and not new_sent & first_sent
+    assert len(new_sent) == 4 and not new_sent & first_sent
     assert len(rtstruct_series(planning) - series_before) == 1  # the new results, under a new series beside the old
 
 

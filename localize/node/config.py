@@ -16,6 +16,7 @@ Example (relative paths are relative to the file's folder)::
       rtstruct: {ae_title: PLANNING, host: 10.0.0.5, port: 104}
       seg: {ae_title: PACS, host: 10.0.0.4, port: 104}
       registration: {ae_title: PACS, host: 10.0.0.4, port: 104}
+      report: {ae_title: PACS, host: 10.0.0.4, port: 104}   # the report page as Secondary Capture
     tls: {cert: node.pem, key: node.key, ca: ca.pem}   # optional; both directions
 
 Unknown keys and bad values raise ``ConfigError`` naming the file and the key.
@@ -31,6 +32,8 @@ from typing import Any
 from localize.config import DICOM_EXPORTS, _expect, _read_yaml, load_pipeline
 from localize.errors import ConfigError, LocalizeError
 
+#: Results a destination can receive: the DICOM exports, and the report as a Secondary Capture image.
+SENDABLE = DICOM_EXPORTS + ("report",)
 _TOP_KEYS = {"ae_title", "port", "host", "storage", "allowed_calling_ae_titles", "quiet_period_s", "quota_gb",
              "pipeline", "timeout_s", "memory_limit_gb", "threads", "retry", "destinations", "tls"}
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2: AE, no backslash or control characters
@@ -170,9 +173,9 @@ def _destinations(value: Any, source: str) -> dict[str, tuple[Destination, ...]]
     _expect(value, dict, "destinations", source)
     out = {}
     for kind, entries in value.items():
-        if kind not in DICOM_EXPORTS:
-            raise ConfigError(f"destinations: {kind!r} is not a result that can be sent; allowed: {list(DICOM_EXPORTS)}"
-                              " (the report is HTML and stays in the results folder)", source)
+        if kind not in SENDABLE:
+            raise ConfigError(f"destinations: {kind!r} is not a result that can be sent; allowed: {list(SENDABLE)}",
+                              source)
         entries = entries if isinstance(entries, list) else [entries]
         found = []
         for n, entry in enumerate(entries):

@@ -24,6 +24,7 @@ from localize.batch import run_study_process
 from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
+from localize.node.report_capture import write_report_capture
 from localize.privacy import pseudonymise_manifest
 
 LOG = logging.getLogger("localize.node")
@@ -62,7 +63,7 @@ def run_next(queue: NodeQueue, config: NodeConfig, deidentify: str | None = None
                             deidentify, config.threads)
     row.pop("study_uid")
     ok = row.pop("ok")
-    sends = _sends(Path(row["out_dir"]), config) if ok else []
+    sends = _sends(Path(row["out_dir"]), config, Path(manifest["files"]["pet"][0])) if ok else []
     state = queue.finish_run(run_id, status="done" if ok else "failed", sends=sends, **row)
     # A failure's text may quote input paths (patient and study folders): under deidentify only its kind is logged.
     why = row.get("reason") if deidentify else f"{row.get('reason')}: {row.get('error')}"
@@ -82,9 +83,15 @@ def _manifest(patient_study: Path, study_uid: str, pipeline: str | None) -> dict
     return "no PET"
 
 
-def _sends(out_dir: Path, config: NodeConfig) -> list[dict[str, Any]]:
-    """One send per configured destination of each DICOM result the run wrote."""
+def _sends(out_dir: Path, config: NodeConfig, pet_file: Path) -> list[dict[str, Any]]:
+    """One send per configured destination of each DICOM result the run wrote.
+
+    The report goes as a Secondary Capture of the PET's study (``report_capture``), made here.
+    """
     outputs = json.loads((out_dir / "findings.json").read_text())["outputs"]
+    if "report" in config.destinations and "report_png" in outputs:
+        outputs["report"] = str(write_report_capture(out_dir / Path(outputs["report_png"]).name, pet_file,
+                                                     out_dir / "report_sc.dcm"))
     sends = []
     for kind, destinations in config.destinations.items():
         if kind not in outputs:
