@@ -418,3 +418,18 @@ def test_backoff_doubles_up_to_its_ceiling():
     from localize.node.scu import backoff_s
 
     assert [backoff_s(n, 5.0, 60.0) for n in range(1, 7)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+
+
+def test_a_study_that_cannot_be_planned_fails_and_leaves_the_queue_moving(tmp_path):
+    from localize.node.runner import run_next
+
+    config = load_node_config(write_config(tmp_path, port=11112, destinations={}))
+    config.storage.mkdir()
+    with NodeQueue(config.queue_path) as queue:
+        queue.record_instance(sop_uid="1.9", study_uid="1.2", series_uid="1.3", sop_class_uid="1.4", patient_key="P",
+                              folder=str(config.storage / "studies" / "P" / "gone"), path="x.dcm", size=1,
+                              sha256="x", calling_ae="PACS", now=time.time() - 60)
+        queue.queue_quiet_studies(1.0)
+        assert run_next(queue, config) is True and run_next(queue, config) is False
+        (study,) = queue.rows("studies")
+        assert study["state"] == "failed" and study["reason"] == "input"

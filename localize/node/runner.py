@@ -47,15 +47,24 @@ def run_next(queue: NodeQueue, config: NodeConfig, deidentify: str | None = None
         return False
     study_uid, folder, run_id = claimed
     try:
-        manifest = _manifest(Path(folder), study_uid, config.pipeline)
+        _run(queue, config, study_uid, Path(folder), run_id, deidentify, identify)
     except LocalizeError as exc:
         queue.finish_run(run_id, status="failed", reason="input", error=exc.reason)
         LOG.warning("study %s not run: %s", identify(study_uid), "input error" if deidentify else exc.reason)
-        return True
+    except Exception as exc:  # a bug must not leave the study `running` and the queue stuck  # noqa: BLE001
+        queue.finish_run(run_id, status="failed", reason="error", error=f"{type(exc).__name__}: {exc}"[:300])
+        LOG.exception("study %s failed", identify(study_uid))
+    return True
+
+
+def _run(queue: NodeQueue, config: NodeConfig, study_uid: str, folder: Path, run_id: int, deidentify: str | None,
+         identify) -> None:
+    """Plan one claimed study, run it in a child process, record the run and queue its results' sends."""
+    manifest = _manifest(folder, study_uid, config.pipeline)
     if isinstance(manifest, str):
         queue.finish_run(run_id, status="skipped", reason=manifest)
         LOG.info("study %s: nothing to run (%s)", identify(study_uid), manifest)
-        return True
+        return
     if deidentify:
         manifest = pseudonymise_manifest(manifest, deidentify)
     LOG.info("running study %s", identify(study_uid))
@@ -69,7 +78,6 @@ def run_next(queue: NodeQueue, config: NodeConfig, deidentify: str | None = None
     why = row.get("reason") if deidentify else f"{row.get('reason')}: {row.get('error')}"
     LOG.info("study %s %s in %.1f s (now %s); %d result(s) to send", identify(study_uid),
              "done" if ok else f"failed ({why})", row["duration_s"], state, len(sends))
-    return True
 
 
 def _manifest(patient_study: Path, study_uid: str, pipeline: str | None) -> dict[str, Any] | str:
