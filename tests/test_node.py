@@ -259,6 +259,8 @@ def test_refuses_unknown_callers_past_quota_and_malformed_data_with_logged_reaso
         assert "different content" in reasons and "quota" in reasons
         assert len(node.rows("instances")) == 2 + statuses[5:].count(0)
         assert len(list((node.config.storage / "conflicts").rglob("*.dcm"))) == 1
+        second = CliRunner().invoke(main, ["node", "--config", str(node.config_path)])
+        assert second.exit_code == 2 and "another node is already running on this storage folder" in second.stderr
         log = (node.config.storage / "node.log").read_text()
         assert "INTRUDER" in log and "header declares" in log and "0xA700" in log
         assert str(ct.SOPInstanceUID) not in log and pseudo_uid("a secret", str(ct.SOPInstanceUID)) in log

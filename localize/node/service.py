@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+from localize.batch import exclusive
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
 from localize.node.runner import clear_stale_attempts, run_next
@@ -37,10 +38,15 @@ def uid_for_logs(deidentify: str | None) -> Callable[[str], str]:
 def run_node(config: NodeConfig, *, deidentify: str | None = None, stop: threading.Event | None = None) -> None:
     """Serve until ``stop`` is set, SIGTERM or SIGINT (when called from the main thread)."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     config.storage.mkdir(parents=True, exist_ok=True)
+    with exclusive(config.storage, ".node.lock", "another node is already running on this storage folder"):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+        _serve(config, deidentify, stop)
+
+
+def _serve(config: NodeConfig, deidentify: str | None, stop: threading.Event) -> None:
     _log_to(config)
     identify = uid_for_logs(deidentify)
     queue = NodeQueue(config.queue_path)
