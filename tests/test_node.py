@@ -407,7 +407,8 @@ def test_a_node_file_with_every_key_loads_with_paths_beside_it(tmp_path):
         "ae_title: LOCALIZE\nport: 11112\nstorage: data\nallowed_calling_ae_titles: [PACS, PACS2]\n"
         "quiet_period_s: 5\nquota_gb: 0.5\npipeline: fast.yaml\ntimeout_s: 60\nmemory_limit_gb: 2\nthreads: 2\n"
         "retry: {first_s: 1, max_s: 8}\n"
-        "destinations:\n  rtstruct: [{ae_title: TPS, host: 10.0.0.5, port: 104}, {ae_title: PACS, host: pacs, port: 4242}]\n"
+        "destinations:\n  rtstruct: [{ae_title: TPS, host: 10.0.0.5, port: 104},"
+        " {ae_title: PACS, host: pacs, port: 4242}]\n"
         "  seg: {ae_title: PACS, host: pacs, port: 4242}\n")
     config = load_node_config(tmp_path / "node.yaml")
     assert config.storage == tmp_path / "data" and config.queue_path == tmp_path / "data" / "queue.sqlite"

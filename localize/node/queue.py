@@ -211,8 +211,8 @@ class NodeQueue:
                 return None
             uid, folder, n = row
             db.execute("UPDATE studies SET state='running' WHERE study_uid=?", (uid,))
-            cursor = db.execute("INSERT INTO runs (study_uid, n_instances, status, started) VALUES (?, ?, 'running', ?)",
-                                (uid, n, time.time()))
+            cursor = db.execute("INSERT INTO runs (study_uid, n_instances, status, started)"
+                                " VALUES (?, ?, 'running', ?)", (uid, n, time.time()))
             return uid, folder, cursor.lastrowid
 
     def finish_run(self, run_id: int, *, status: str, duration_s: float = 0.0, reason: str | None = None,

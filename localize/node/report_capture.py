@@ -29,7 +29,8 @@ def write_report_capture(png: Path, reference: Path, path: Path) -> Path:
         pixels = np.asarray(image.convert("RGB"))
     header = pydicom.dcmread(reference, stop_before_pixels=True)
     capture = SCImage.from_ref_dataset(
-        header, pixels, photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT", patient_orientation=("L", "F"),
+        header, pixels, photometric_interpretation="RGB", bits_allocated=8,
+        coordinate_system="PATIENT", patient_orientation=("L", "F"),  # as the page's coronal views
         series_instance_uid=generate_uid(), series_number=SERIES_NUMBER, sop_instance_uid=generate_uid(),
         instance_number=1, manufacturer="localize", transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
         software_versions=f"localize {__version__}", series_description="localize report (research use)")

@@ -28,7 +28,8 @@ def format_status(queue_path: Path, identify: Callable[[str], str] = str, last: 
         for ae, host, port, status, n, last_sent in db.execute(
                 "SELECT ae_title, host, port, status, COUNT(*), MAX(sent) FROM sends GROUP BY ae_title, host, port,"
                 " status ORDER BY ae_title, status"):
-            lines.append(f"  {ae}@{host}:{port}  {status:10s} {n:4d}" + (f"  last {_when(last_sent)}" if last_sent else ""))
+            last_time = f"  last {_when(last_sent)}" if last_sent else ""
+            lines.append(f"  {ae}@{host}:{port}  {status:10s} {n:4d}{last_time}")
         lines.append("failures:")
         for uid, reason, error, finished in db.execute(
                 "SELECT study_uid, reason, error, finished FROM runs WHERE status='failed' ORDER BY id DESC LIMIT ?",

@@ -113,9 +113,9 @@ class InstanceStore:
                 aside = self.storage / "conflicts" / f"{digest[:16]}.dcm"  # its UID is in the rejections table
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, aside)
+                kept = aside.relative_to(self.storage)
                 return self._refuse(CANNOT_UNDERSTAND, f"SOP Instance UID {self.identify(sop_uid)} already stored"
-                                    f" with different content; the new one is kept in {aside.relative_to(self.storage)}",
-                                    calling_ae, sop_uid)
+                                    f" with different content; the new one is kept in {kept}", calling_ae, sop_uid)
             patient = safe_name(ds.get("PatientID"), fallback="no-patient-id")
             folder = self.storage / "studies" / patient / safe_name(study_uid)
             final = folder / f"{safe_name(sop_uid)}.dcm"
