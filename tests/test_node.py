@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -436,3 +437,13 @@ def test_a_study_that_cannot_be_planned_fails_and_leaves_the_queue_moving(tmp_pa
         assert run_next(queue, config) is True and run_next(queue, config) is False
         (study,) = queue.rows("studies")
         assert study["state"] == "failed" and study["reason"] == "input"
+
+
+def test_a_port_in_use_is_one_line_naming_the_file(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = write_config(tmp_path, port=taken.getsockname()[1], destinations={})
+        result = CliRunner().invoke(main, ["node", "--config", str(config)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"localize: error: {config}: cannot listen on 127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 
 from localize.batch import exclusive
+from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
 from localize.node.runner import clear_stale_attempts, run_next
@@ -40,9 +41,6 @@ def run_node(config: NodeConfig, *, deidentify: str | None = None, stop: threadi
     stop = stop or threading.Event()
     config.storage.mkdir(parents=True, exist_ok=True)
     with exclusive(config.storage, ".node.lock", "another node is already running on this storage folder"):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
         _serve(config, deidentify, stop)
 
 
@@ -53,7 +51,14 @@ def _serve(config: NodeConfig, deidentify: str | None, stop: threading.Event) ->
     queue.recover()
     clear_stale_attempts(config)
     store = InstanceStore(config.storage, queue, config.quota_bytes, identify)
-    server = start_server(config, store, queue)
+    try:
+        server = start_server(config, store, queue)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise LocalizeError(f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc})",
+                            config.source) from None
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     # The runner is a daemon: a run under way when the node stops is left `running`, its child
     # dies with the node (localize.worker), and the next start queues the study again.
     runner = threading.Thread(target=_repeat, args=(stop, lambda: run_next(queue, config, deidentify, identify)),
