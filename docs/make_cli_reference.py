@@ -25,8 +25,8 @@ def help_text(*args: str) -> str:
 
 def main_page() -> str:
     parts = [HEADER, f"```text\n{help_text()}\n```\n"]
-    for name in ("index", "convert", "run", "batch", "demo", "pipelines"):
-        parts.append(f"## `localize {name}`\n\n```text\n{help_text(name)}\n```\n")
+    for name in ("index", "convert", "run", "batch", "demo", "pipelines", "fetch", "node", "node status"):
+        parts.append(f"## `localize {name}`\n\n```text\n{help_text(*name.split())}\n```\n")
     return "\n".join(parts)
 
 

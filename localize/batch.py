@@ -76,7 +76,8 @@ def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | No
     if out == archive or archive in out.parents:
         raise LocalizeError("the output folder must not be inside the archive", out)
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out), Catalog(out / "catalog.sqlite") as catalog:
+    with exclusive(out, ".batch.lock", "another batch is already running on this output folder"), \
+            Catalog(out / "catalog.sqlite") as catalog:
         started = time.perf_counter()
         key = settings.deidentify
         _check_key(catalog, key, out)
@@ -117,15 +118,14 @@ def _check_key(catalog: Catalog, key: str | None, out: Path) -> None:
 
 
 @contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.batch.lock``; a second batch on the same folder is refused."""
-    lock_path = out / ".batch.lock"
-    handle = open(lock_path, "a+")
+def exclusive(folder: Path, lock_name: str, refusal: str) -> Iterator[None]:
+    """Hold ``folder/lock_name`` (with this process's PID in it); a second holder gets ``LocalizeError(refusal)``."""
+    handle = open(folder / lock_name, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise LocalizeError("another batch is already running on this output folder", out) from None
+        raise LocalizeError(refusal, folder) from None
     try:
         handle.seek(0)
         handle.truncate()

@@ -71,10 +71,13 @@ def index_command(path: Path, as_json: bool) -> None:
 @click.option("--deidentify", "deidentify_key", default=None, metavar="KEY", envvar="LOCALIZE_DEIDENTIFY_KEY",
               help="Pseudonymise patient and study identifiers in findings, tables and logs with this key "
                    "(keyed hash; the key is never written). DICOM exports keep their identity.")
+@click.option("--stow", "stow_url", default=None, metavar="URL",
+              help="Also send the DICOM results (RTSTRUCT, SEG, registration) to this DICOMweb service by STOW-RS.")
 @_one_line_errors
 def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path | None, tracer: str,
-                anatomy: Path | None, deidentify_key: str | None) -> None:
+                anatomy: Path | None, deidentify_key: str | None, stow_url: str | None) -> None:
     """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
+    from localize.config import DICOM_EXPORTS
     from localize.pipeline import run_study
     from localize.summary import format_findings
 
@@ -83,6 +86,11 @@ def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path 
     findings = run_study(study, out, pipeline=config_file or pipeline, tracer=tracer, anatomy=anatomy,
                          deidentify=deidentify_key)
     click.echo(format_findings(findings))
+    if stow_url:
+        from localize.dicomweb import store_results
+
+        stored = store_results(stow_url, [findings.outputs[k] for k in DICOM_EXPORTS if k in findings.outputs])
+        click.echo(f"stored {stored} DICOM object(s) at {stow_url}")
     if findings.failed_exports:
         failed = "; ".join(f"{name}: {why}" for name, why in findings.failed_exports.items())
         click.echo(f"localize: error: findings.json written, but export(s) failed: {failed}", err=True)
@@ -170,3 +178,58 @@ def demo_command(out_dir: Path | None) -> None:
     result = run_demo(out_dir)
     click.echo(("built" if result.built else "reused") + f" demo study in {result.study_root}")
     click.echo(result.summary)
+
+
+@main.command("fetch")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dicomweb", "url", required=True, metavar="URL", help="The DICOMweb service's base URL.")
+@click.option("--study", "study_uid", required=True, metavar="UID", help="Study Instance UID to fetch.")
+@_one_line_errors
+def fetch_command(out: Path, url: str, study_uid: str) -> None:
+    """Fetch one study from a DICOMweb service (QIDO-RS, WADO-RS) into OUT/SERIES/SOP.dcm."""
+    from localize.dicomweb import fetch_study
+
+    written = fetch_study(url, study_uid, out)
+    click.echo(f"fetched {len(written)} instance(s) into {out}")
+
+
+_node_config = click.option("--config", "config_file", required=True,
+                            type=click.Path(dir_okay=False, path_type=Path), help="The node's YAML file.")
+
+
+@main.group("node", invoke_without_command=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The node's YAML file (see docs/node.md).")
+@click.option("--deidentify", "deidentify_key", default=None, metavar="KEY", envvar="LOCALIZE_DEIDENTIFY_KEY",
+              help="Pseudonymise UIDs in the node's log and the runs' findings with this key "
+                   "(keyed hash; the key is never written). DICOM results keep their identity.")
+@click.pass_context
+@_one_line_errors
+def node_command(ctx: click.Context, config_file: Path | None, deidentify_key: str | None) -> None:
+    """A DICOM node in the foreground: receive studies, run them when complete, send the results.
+
+    Stops cleanly on SIGTERM or Ctrl-C; resumes where it was after any stop.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_file is None:
+        raise click.UsageError("give --config FILE")
+    from localize.node.config import load_node_config
+    from localize.node.service import run_node
+
+    run_node(load_node_config(config_file), deidentify=deidentify_key)
+
+
+@node_command.command("status")
+@_node_config
+@click.option("--deidentify", "deidentify_key", default=None, metavar="KEY", envvar="LOCALIZE_DEIDENTIFY_KEY",
+              help="Print UIDs as keyed pseudonyms.")
+@_one_line_errors
+def node_status_command(config_file: Path, deidentify_key: str | None) -> None:
+    """Print the node's studies, sends and failures (reads its queue; works while the node runs)."""
+    from localize.node.config import load_node_config
+    from localize.node.service import uid_for_logs
+    from localize.node.status import format_status
+
+    config = load_node_config(config_file)
+    click.echo(format_status(config.queue_path, uid_for_logs(deidentify_key)))

@@ -29,6 +29,8 @@ import yaml
 from localize.errors import ConfigError
 
 EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration")
+#: The exports that are DICOM objects (what a DICOM node or STOW-RS can send on).
+DICOM_EXPORTS = ("rtstruct", "rtstruct_mr", "seg", "registration")
 TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")
 REFINE = (None, "affine", "bspline")
 STATUSES = ("auto", "post_prostatectomy", "post_radiotherapy")
