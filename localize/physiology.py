@@ -203,29 +203,33 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
 
 
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
-# pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. Two hot spots above the
-# lung apices, mirrored about the midline (their midpoint within PAIR_MM of it, within PAIR_MM of each
-# other in y and z) with SUVmax and volume alike are a pair of glands, not two lesions [REC].
+# pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. A hot spot above the lung
+# apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
+# maximum within PAIR_MM of the mirrored point within PAIR_SUV_RATIO of its own) is a gland, whether or not
+# its partner was found as a hot spot or masked as an organ; a cervical node has no such twin [REC].
 PAIR_MM = 15.0
 PAIR_SUV_RATIO = 1.5
-PAIR_VOLUME_RATIO = 2.5
 
 
-def gland_pairs(points_lps_mm: list[tuple[float, float, float]], suv_max: list[float], volume_ml: list[float],
-                *, apex_z_mm: float, midline_x_mm: float) -> set[int]:
-    """Indices of the hot spots (LPS mm points) that pair up as mirror-image glands above ``apex_z_mm``."""
+def mirrored_glands(suv: np.ndarray, seeds_zyx: list[np.ndarray], mirrors_zyx: list[np.ndarray | None],
+                    spacing_zyx: np.ndarray) -> set[int]:
+    """Indices of the hot spots ``seeds_zyx`` (voxel indices of ``suv``, z, y, x) whose mirror image
+    ``mirrors_zyx`` (continuous voxel index, None where not to be looked for) holds uptake alike."""
     out: set[int] = set()
-    for i, (p, suv_p, vol_p) in enumerate(zip(points_lps_mm, suv_max, volume_ml)):
-        for j in range(i + 1, len(points_lps_mm)):
-            q, suv_q, vol_q = points_lps_mm[j], suv_max[j], volume_ml[j]
-            if min(p[2], q[2]) <= apex_z_mm or (p[0] - midline_x_mm) * (q[0] - midline_x_mm) >= 0:
-                continue
-            mirrored = abs((p[0] + q[0]) / 2 - midline_x_mm) <= PAIR_MM and abs(p[1] - q[1]) <= PAIR_MM \
-                and abs(p[2] - q[2]) <= PAIR_MM
-            alike = max(suv_p, suv_q) <= PAIR_SUV_RATIO * min(suv_p, suv_q) \
-                and max(vol_p, vol_q) <= PAIR_VOLUME_RATIO * min(vol_p, vol_q)
-            if mirrored and alike:
-                out |= {i, j}
+    reach = np.ceil(PAIR_MM / spacing_zyx).astype(int)
+    for k, (seed, mirror) in enumerate(zip(seeds_zyx, mirrors_zyx)):
+        if mirror is None:
+            continue
+        centre = np.rint(mirror).astype(int)
+        lo, hi = np.maximum(centre - reach, 0), np.minimum(centre + reach + 1, suv.shape)
+        if np.any(hi <= lo):
+            continue  # the mirror image lies outside the field
+        grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), axis=-1)
+        ball = np.linalg.norm((grid - mirror) * spacing_zyx, axis=-1) <= PAIR_MM
+        box = suv[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        twin, own = float(box[ball].max(initial=0.0)), float(suv[tuple(seed)])
+        if max(twin, own) <= PAIR_SUV_RATIO * min(twin, own):
+            out.add(k)
     return out
 
 

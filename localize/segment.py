@@ -25,7 +25,7 @@ from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
 from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import Suppression, gland_pairs, group_mask, robust_mean_sd, suppression_for
+from localize.physiology import PAIR_MM, Suppression, mirrored_glands, group_mask, robust_mean_sd, suppression_for
 from localize.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -328,10 +328,8 @@ def segment_lesions(
     glands = set()
     apex = lung_apex_z_mm(anatomy)
     if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
-        glands = gland_pairs([tuple(zyx_to_lps(pet_suv, seed)) for seed in accepted],
-                             [float(detect[tuple(seed)]) for seed in accepted],
-                             [float(mask.sum()) * voxel_volume_ml(pet_suv) for mask in masks],
-                             apex_z_mm=apex, midline_x_mm=anatomy.midline_x_mm)
+        mirrors = [_mirror_index(pet_suv, seed, anatomy.midline_x_mm, apex) for seed in accepted]
+        glands = mirrored_glands(detect, accepted, mirrors, spacing)
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
     for k, (seed, mask) in enumerate(zip(accepted, masks)):
@@ -378,6 +376,15 @@ def segment_lesions(
         thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
         warnings=warnings,
     )
+
+
+def _mirror_index(pet_suv: sitk.Image, seed: np.ndarray, midline_x_mm: float, apex_z_mm: float) -> np.ndarray | None:
+    """Continuous (z, y, x) index of the mirror image of hot spot ``seed`` about the LPS x = ``midline_x_mm``
+    plane; None below the lung apex (LPS z ``apex_z_mm``) or within PAIR_MM of the midline."""
+    x, y, z = zyx_to_lps(pet_suv, seed)
+    if z <= apex_z_mm or abs(x - midline_x_mm) < PAIR_MM:
+        return None
+    return np.array(pet_suv.TransformPhysicalPointToContinuousIndex((2.0 * midline_x_mm - x, y, z))[::-1])
 
 
 def lung_apex_z_mm(anatomy: Anatomy) -> float | None:

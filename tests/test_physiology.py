@@ -77,16 +77,31 @@ def test_a_node_beside_a_hot_ureter_is_found_and_the_bolus_is_not():
         assert any(c.reason == "physiological: ureters" for c in seg.candidates)
 
 
-def test_mirror_image_glands_above_the_lungs_pair_up_and_lesions_do_not():
-    from localize.physiology import gland_pairs
+def test_mirror_image_glands_above_the_lungs_are_glands_and_lone_or_unlike_nodes_are_lesions():
+    # above the lung apices (z > 0), midline x = 4 mm: a pair of submandibular glands (one masked as an
+    # organ, the other not), a cervical node alone, and a node whose mirror image holds a node 3 x cooler
+    z, y, x = _mm()
+    activity = np.full(SHAPE, 0.5)
+    lungs = (np.hypot(x - 4.0, y) <= 70.0) & (z < 0.0) & (np.abs(x - 4.0) >= 10.0)
 
-    apex, midline = 300.0, 4.0
-    points = [(-36.0, -30.0, 360.0), (44.0, -26.0, 366.0),  # submandibular glands, mirrored about x = 4
-              (-30.0, 10.0, 250.0), (38.0, 10.0, 250.0),  # a symmetric pair of nodes, but below the apices
-              (-60.0, 0.0, 330.0),  # a cervical node on its own
-              (70.0, 4.0, 330.0)]  # ... and one on the other side, three times hotter
-    suv = [10.0, 11.0, 6.0, 6.0, 4.0, 12.0]
-    volume = [3.0, 3.4, 1.0, 1.0, 0.8, 0.9]
-    assert gland_pairs(points, suv, volume, apex_z_mm=apex, midline_x_mm=midline) == {0, 1}
-    assert gland_pairs(points[:1] + points[2:], suv[:1] + suv[2:], volume[:1] + volume[2:], apex_z_mm=apex,
-                       midline_x_mm=midline) == set()  # one gland alone is not a pair
+    def ball(centre, radius):
+        return np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= radius
+
+    masked_gland, gland = ball((-30.0, -30.0, 60.0), 10.0), ball((38.0, -26.0, 62.0), 10.0)
+    activity[masked_gland] = 10.0
+    activity[gland] = 11.0
+    lone, hot, cool = (-60.0, 0.0, 40.0), (64.0, 10.0, 30.0), (-56.0, 10.0, 30.0)
+    activity[ball(lone, 5.0)] = 8.0
+    activity[ball(hot, 5.0)] = 15.0
+    activity[ball(cool, 5.0)] = 5.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    masks = {"lung_left": lungs & (x > 4.0), "lung_right": lungs & (x < 4.0), "submandibular_gland_right": masked_gland}
+    seg = segment_lesions(image, Anatomy(grid=image, masks=masks, midline_x_mm=4.0), tracer_family="psma_ga68")
+    found = sorted(tuple(np.round(les.target_lps_mm)) for les in seg.lesions)
+    assert len(found) == 3 and all(min(np.linalg.norm(np.subtract(f, p)) for f in found) < 4.0
+                                   for p in (lone, hot, cool)), found
+    glands = [c for c in seg.candidates if c.reason == "physiological: salivary glands"]
+    assert len(glands) == 1 and np.linalg.norm(np.subtract(glands[0].peak_lps_mm, (38.0, -26.0, 62.0))) < 6.0
