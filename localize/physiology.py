@@ -66,6 +66,7 @@ class Suppression:
     organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
     excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV map a lesion must reach
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
+    urine: dict[str, float] = field(default_factory=dict)  # median SUV of each halo organ (its urine level)
     detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
     significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise
     walls: np.ndarray | None = None  # the voxels just outside halo organs (their wall on the PET grid)
@@ -269,6 +270,7 @@ def suppression_for(
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
+        out.urine[group] = float(np.median(suv[mask]))
         wall = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3))) & ~mask
         out.walls = wall if out.walls is None else out.walls | wall
     # in a halo, only what stands out of the spill-over noise of its patch counts

@@ -87,3 +87,16 @@ def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
         assert (row["region"], row["site"]) == (row["truth_region"], row["truth_site"]), row
         assert abs(row["suv_error"]) <= 0.15, row
     assert doc["staging"]["status"] == "post_radiotherapy"
+
+
+def test_the_urine_edge_a_short_bladder_mask_leaves_is_no_lesion(varied, tmp_path):
+    # seed 7: urine of SUV ~45 on a low-dose CT whose bladder mask stops short of it in places; the
+    # partial-volume edge left outside (SUV ~22, half the urine) stood out of its spill-over as a lesion
+    root, truth = varied(VariedSpec(7, tracer="psma11", extent="pelvis", status="post_prostatectomy", **CAPS))
+    run_study(root / "dicom", tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    assert result["false"] == []
+    assert all(row["found"] and row["site"] == row["truth_site"] for row in result["lesions"]), result["lesions"]
+    assert any(c["reason"] == "physiological: urinary_bladder spill-over" and c["suv_max"] < 0.6 * 45
+               for c in doc["candidates"])
