@@ -410,11 +410,18 @@ def marrow_bearing(bone: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     Thin bone (ribs, cortical shells) shows no marrow uptake at PET resolution: a lesion there
     stands against soft tissue, not against the marrow reference [REC].
     """
-    depth = ndimage.distance_transform_edt(bone, sampling=spacing)
-    core = depth >= MARROW_CORE_MM
-    if not core.any():
-        return core
-    return bone & (ndimage.distance_transform_edt(~core, sampling=spacing) <= MARROW_REACH_MM)
+    out = np.zeros(bone.shape, bool)
+    if not bone.any():
+        return out
+    # on the bone's bounding box, one voxel wider where the image goes on (that voxel holds no bone,
+    # as it does in the whole image): the same distances, on a fraction of the voxels
+    where = np.argwhere(bone)
+    lo, hi = np.maximum(where.min(0) - 1, 0), np.minimum(where.max(0) + 2, bone.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    core = ndimage.distance_transform_edt(bone[box], sampling=spacing) >= MARROW_CORE_MM
+    if core.any():
+        out[box] = bone[box] & (ndimage.distance_transform_edt(~core, sampling=spacing) <= MARROW_REACH_MM)
+    return out
 
 
 def _hot_spots(suv: np.ndarray, spacing: np.ndarray, s: SegmentationSettings) -> np.ndarray:
