@@ -125,6 +125,17 @@ def test_kidneys_at_different_heights_are_no_pair_and_lungs_below_the_liver_no_l
     assert "diaphragm" not in anatomy.levels_z_mm and "heart" not in anatomy.masks  # built above that diaphragm
 
 
+def test_a_kidney_lying_in_bone_is_uptake_of_the_bone():
+    # the top of a pelvis field: a hot focus of the right iliac wing taken for a kidney's lower pole; the left
+    # kidney touches its hip bone's crest with a sixth of its volume
+    ilium_right, ilium_left = _box((-120, 40, 100), (-40, 80, 200)), _box((40, 56, 100), (120, 90, 200))
+    anatomy = _ct_anatomy(kidney_right=_box((-90, 48, 150), (-60, 72, 200)), kidney_left=_box((60, 20, 150), (90, 60, 200)))
+    anatomy.masks["bone"] = ilium_right | ilium_left
+    check_anatomy(anatomy)
+    assert "kidney_right" not in anatomy.masks and "lies in bone" in anatomy.dropped["kidney_right"], anatomy.dropped
+    assert "kidney_left" in anatomy.masks
+
+
 def test_plausible_structures_stay():
     left, right = _lungs(top=340.0)
     spans = {"L5": (140, 164), "L4": (172, 196), "L3": (204, 230), "L2": (238, 264)}

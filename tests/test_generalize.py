@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from localize.anatomy import build_anatomy
 from localize.pet import load_pet
@@ -100,3 +101,19 @@ def test_the_urine_edge_a_short_bladder_mask_leaves_is_no_lesion(varied, tmp_pat
     assert all(row["found"] and row["site"] == row["truth_site"] for row in result["lesions"]), result["lesions"]
     assert any(c["reason"] == "physiological: urinary_bladder spill-over" and c["suv_max"] < 0.6 * 45
                for c in doc["candidates"])
+
+
+def test_the_urine_s_partial_volume_slope_beside_a_short_mask_is_no_lesion(varied, tmp_path):
+    # seed 11: urine of SUV ~36 in a small bladder; behind its base, where the CT mask stops short, the
+    # urine's partial-volume slope (SUV ~15, 0.4 x the urine, no hotter urine in its grown region) stood
+    # out of its spill-over as a lesion
+    root, truth = varied(VariedSpec(11, tracer="dcfpyl", extent="pelvis", status="post_prostatectomy", **CAPS))
+    run_study(root / "dicom", tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    assert all(row["found"] for row in result["lesions"]), result["lesions"]
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    near_bladder = ndimage.binary_dilation(_truth_mask(root, truth, "urinary_bladder", pet), iterations=2)
+    at_bladder = [f for f in result["false"]
+                  if near_bladder[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]]]
+    assert at_bladder == [], at_bladder

@@ -10,7 +10,7 @@ from scipy import ndimage
 from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.physiology import with_partial_volume_rim
-from localize.segment import (MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
+from localize.segment import (FIELD_EDGE, MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
                               settings_for)
 
 SPACING = 4.0  # mm, isotropic
@@ -342,3 +342,25 @@ def test_a_lesion_filling_much_of_an_avid_gland_does_not_raise_the_gland_s_own_l
     seg = segment_lesions(image, Anatomy(grid=image, masks={"prostate": gland}), tracer_family="psma_f18_renal")
     assert len(seg.lesions) == 1, [(les.target_lps_mm, les.suv_max) for les in seg.lesions]
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, recurrence)) < 4.0
+
+
+def test_loops_leaving_the_field_are_no_lesions_and_a_node_near_its_edge_is_one():
+    # hot bowel loops leaving the field through its top slice look like nodes cut in half: one is hottest in
+    # the end slice (listed as cut off), one two slices inside, where it bends (measured with its mirror
+    # image beyond the edge: a tube). A node whose centre lies two voxels inside the field is a lesion.
+    activity = np.full(SHAPE, 0.5)
+    z, y, x = _grid_mm()
+    top = ORIGIN[2] + (SHAPE[0] - 1) * SPACING
+    activity[(np.hypot(x + 40.0, y + 40.0) <= 6.0) & (z >= top - 14.0)] = 9.0
+    bend = np.hypot(x + 40.0, y - 50.0) <= 6.0
+    activity[bend & (z >= top - 24.0)] = 9.0
+    activity[bend & (z >= top - 12.0) & (z <= top - 4.0)] = 12.0
+    node = (40.0, 0.0, top - 2 * SPACING)
+    activity[_ellipsoid(node, (6.0, 6.0, 6.0))] = 9.0
+    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING, mode="nearest").astype(np.float32)
+    seg = segment_lesions(_as_image(suv), Anatomy(grid=_as_image(suv), masks={}), tracer_family="psma_f18_renal")
+    assert [float(np.linalg.norm(np.subtract(les.target_lps_mm, node))) < 4.0 for les in seg.lesions] == [True]
+    edge = [c.peak_lps_mm for c in seg.candidates if c.reason == FIELD_EDGE]
+    assert len(edge) == 1 and abs(edge[0][1] + 40.0) < 4.0 and edge[0][2] == pytest.approx(top), seg.candidates
+    tube = [c.peak_lps_mm for c in seg.candidates if c.reason == "not focal (a tube or sheet)"]
+    assert len(tube) == 1 and abs(tube[0][1] - 50.0) < 4.0 and top - 16.0 < tube[0][2] < top - 2.0, seg.candidates

@@ -65,8 +65,11 @@ GLAND_EVIDENCE_ML = 5.0
 # the levator and the retropubic veins lie closer, the rectum (centre 5-7 cm behind) farther [REC].
 GLAND_BEHIND_PUBIS_MM = (15.0, 50.0)
 # Kidneys [REC: the right kidney usually lies 1-2 cm lower than the left]: a pair within
-# KIDNEY_LEVEL_MM of each other, each centred on its own side.
+# KIDNEY_LEVEL_MM of each other, each centred on its own side. A kidney is soft tissue beside the bones:
+# a "kidney" lying over KIDNEY_MAX_IN_BONE in the CT's bone is uptake of the bone (a lesion of the iliac
+# wing at the top of a pelvis field) [REC].
 KIDNEY_LEVEL_MM = 80.0
+KIDNEY_MAX_IN_BONE = 0.25
 OWN_SIDE_MM = 20.0
 
 # structure -> the levels (``Anatomy.levels_z_mm``) and structures that were built from it; a vertebra's
@@ -299,9 +302,14 @@ def _bladder(g: _Geometry, name: str):
 
 
 def _kidneys(g: _Geometry, _name: str):
-    """Kidneys: each centred on its own side; a pair at similar levels."""
+    """Kidneys: soft tissue, each centred on its own side; a pair at similar levels."""
     built = [s for s in ("left", "right") if g.ct(f"kidney_{s}")]
+    bone = g.anatomy.masks.get("bone")
     for side in built:
+        in_bone = float(bone[g.anatomy.masks[f"kidney_{side}"]].mean()) if bone is not None else 0.0
+        if in_bone > KIDNEY_MAX_IN_BONE:
+            yield f"kidney_{side}", f"{in_bone:.0%} of it lies in bone on the CT: not a kidney"
+            continue
         offset = (g.centre(f"kidney_{side}")[0] - g.midline) * (1 if side == "left" else -1)
         if offset < OWN_SIDE_MM:
             yield f"kidney_{side}", f"centred {offset:.0f} mm toward its own side of the midline, not beside the spine"
