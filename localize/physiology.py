@@ -207,7 +207,8 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
 # pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. A hot spot above the lung
 # apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
 # maximum within PAIR_MM of the mirrored point within PAIR_SUV_RATIO of its own) is a gland, whether or not
-# its partner was found as a hot spot or masked as an organ; a cervical node has no such twin [REC].
+# its partner was found as a hot spot or masked as an organ; a cervical node has no such twin. This holds
+# for every tracer: fluciclovine's fainter glands pass a lower threshold as lone foci too [REC].
 PAIR_MM = 15.0
 PAIR_SUV_RATIO = 1.5
 

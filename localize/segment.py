@@ -330,7 +330,7 @@ def segment_lesions(
     organs = list(physio.organ.values()) + parenchyma
     glands = set()
     apex = lung_apex_z_mm(anatomy)
-    if "salivary_glands" in s.suppress_organs and apex is not None and anatomy.midline_x_mm is not None:
+    if apex is not None and anatomy.midline_x_mm is not None:
         mirrors = [_mirror_index(pet_suv, seed, anatomy.midline_x_mm, apex) for seed in accepted]
         glands = mirrored_glands(detect, accepted, mirrors, spacing)
     labels = np.zeros(suv.shape, np.uint16)
