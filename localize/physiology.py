@@ -88,9 +88,15 @@ def group_mask(masks: dict[str, np.ndarray], group: str) -> np.ndarray | None:
 
 
 def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.ndarray:
-    if radius_mm <= 0:
+    """``mask`` grown by a ball of ``radius_mm``, worked out on its bounding box (the same voxels)."""
+    if radius_mm <= 0 or not mask.any():
         return mask
-    return ndimage.binary_dilation(mask, structure=ball(radius_mm, spacing_zyx))
+    structure = ball(radius_mm, spacing_zyx)
+    lo, hi = _bbox(mask, max(structure.shape) // 2 + 1, mask.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out = np.zeros_like(mask)
+    out[crop] = ndimage.binary_dilation(mask[crop], structure=structure)
+    return out
 
 
 # A ureter on PET: urine in a tube ~3-7 mm wide running from the renal pelvis down to the bladder,
@@ -401,14 +407,35 @@ def flatten_halo(
             continue
         shell_values = values[tuple(shell.T)]
         tree = cKDTree(shell * spacing_zyx)
-        neighbours = tree.query_ball_point(shell * spacing_zyx, patch_mm)
-        median = np.array([np.median(shell_values[i]) for i in neighbours])
+        neighbours = _padded(tree.query_ball_point(shell * spacing_zyx, patch_mm))
+        median = _medians(shell_values, neighbours)
         residual = shell_values - median
-        spread = np.array([1.4826 * np.median(np.abs(residual[i])) for i in neighbours])
+        spread = 1.4826 * _medians(np.abs(residual), neighbours)
         flat[tuple(shell.T)] = background + residual
         sd[tuple(shell.T)] = np.maximum(spread, 1e-3)
     flat[organ[crop]] = background
     return noise, background
+
+
+def _padded(neighbours: list[list[int]]) -> np.ndarray:
+    """Neighbour lists as one (n, longest) index array, -1 where a list is shorter."""
+    lengths = np.fromiter((len(i) for i in neighbours), int, len(neighbours))
+    out = np.full((len(neighbours), int(lengths.max(initial=1))), -1, np.int64)
+    out[np.arange(out.shape[1]) < lengths[:, None]] = np.concatenate([np.asarray(i, np.int64) for i in neighbours])
+    return out
+
+
+def _medians(values: np.ndarray, neighbours: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """``np.median`` of ``values`` over each row of the padded index array ``neighbours`` (-1: none), the same
+    arithmetic (the mean of the two middle values in the values' own dtype), in chunks of ``rows``."""
+    out = np.empty(len(neighbours), values.dtype)
+    for start in range(0, len(neighbours), rows):
+        index = neighbours[start:start + rows]
+        ordered = np.sort(np.where(index >= 0, values[index], np.inf).astype(values.dtype), axis=1)
+        count = (index >= 0).sum(1)
+        row = np.arange(len(index))
+        out[start:start + rows] = (ordered[row, (count - 1) // 2] + ordered[row, count // 2]) / values.dtype.type(2)
+    return out
 
 
 def _bbox(mask: np.ndarray, pad: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -464,8 +464,9 @@ def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression, 
         labels, n = ndimage.label(mask)
         if n == 0:
             continue
-        for index in range(1, n + 1):
-            at = ndimage.maximum_position(suv, labels, index)
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            part = np.where(labels[box] == index, suv[box], -np.inf)
+            at = tuple(b.start + k for b, k in zip(box, np.unravel_index(int(np.argmax(part)), part.shape)))
             if suv[at] >= audit_min_suv:
                 out.append(_candidate(pet_suv, np.array(at), float(suv[at]), f"physiological: {name}"))
     return out

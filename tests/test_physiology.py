@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from localize.anatomy.model import Anatomy
-from localize.physiology import ureter_tracks
+from localize.physiology import flatten_halo, ureter_tracks
 from localize.segment import segment_lesions
 
 SPACING = 4.0  # mm, isotropic
@@ -112,3 +113,25 @@ def test_mirror_image_glands_above_the_lungs_are_glands_and_lone_or_unlike_nodes
     twins = [(38.0, -26.0, 62.0)] + ([] if family == "psma_ga68" else [(-30.0, -30.0, 60.0)])
     assert len(glands) == len(twins) and all(min(np.linalg.norm(np.subtract(g.peak_lps_mm, t)) for g in glands) < 6.0
                                              for t in twins), glands
+
+
+def test_the_halo_s_spill_over_is_the_median_of_each_voxel_s_patch_of_its_shell():
+    # the vectorised patch medians equal numpy's median over each voxel's neighbours, voxel for voxel
+    rng = np.random.default_rng(5)
+    z, y, x = _mm()
+    bladder = np.hypot(np.hypot(x, y), z) <= 24.0
+    suv = ndimage.gaussian_filter(np.where(bladder, 40.0, 0.5), 1.2) * rng.uniform(0.8, 1.2, SHAPE)
+    suv = suv.astype(np.float32)
+    spacing = np.full(3, SPACING)
+    detection = suv.copy()
+    noise, background = flatten_halo(suv, detection, bladder, spacing, 12.0, patch_mm=15.0)
+    distance = ndimage.distance_transform_edt(~bladder, sampling=spacing)
+    bins = np.rint(distance / SPACING).astype(int)
+    for b in (1, 3):
+        shell = np.argwhere(bins == b)
+        values = suv[tuple(shell.T)]
+        near = cKDTree(shell * spacing).query_ball_point(shell * spacing, 15.0)
+        median = np.array([np.median(values[i]) for i in near])
+        spread = np.array([1.4826 * np.median(np.abs((values - median)[i])) for i in near])
+        assert np.array_equal(detection[tuple(shell.T)], (background + (values - median)).astype(np.float32))
+        assert np.array_equal(noise[tuple(shell.T)], np.maximum(spread, 1e-3).astype(np.float32))
