@@ -440,59 +440,92 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
     gap_vox = max(int(np.ceil(RIB_GAP_MM / float(spacing[1:].min()))), 1)
     for _ in range(3):
         found = False
-        for name, ((z0, z1), xsel, ysel, (lo_ml, hi_ml)) in boxes.items():
+        for name, ((z0, z1), xsel, ysel, size_ml) in boxes.items():
             if name in masks:
                 continue
-            tissue = kidney_soft if name.startswith("kidney") else soft
-            zone = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
-                    & tissue & ~taken)
-            box = zone.copy()
-            for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
-                if box.sum() < 10:
-                    break
-                ref = float(np.percentile(suv[box], 99.5))
-                if ref <= 2.0 * background:
-                    break
-                avid = box & (suv >= 0.5 * ref)
-                labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-                sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
-                fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
-                if name.startswith("kidney") and spine_y is not None and fits.size:
-                    # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
-                    centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
-                    fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
-                if fits.size:
-                    break
-                box &= ~ndimage.binary_dilation(avid, iterations=2)
-            else:
+            zsel = (z_mm >= z0) & (z_mm <= z1)
+            # everything below stays within gap_vox + 3 voxels of the box: work on that crop
+            crop = _crop_around(zsel, ysel, xsel, gap_vox + 3)
+            if crop is None:
                 continue
-            if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
+            tissue = (kidney_soft if name.startswith("kidney") else soft)[crop]
+            zone = (zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
+                    & tissue & ~taken[crop])
+            organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], masks["bone"][crop], y_mm[crop[1]],
+                                   background, size_ml, voxel_ml, gap_vox,
+                                   spine_y if name.startswith("kidney") else None)
+            if organ is None:
                 continue
-            organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
-            # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
-            parts, _ = ndimage.label(avid)
-            near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
-            organ |= np.isin(parts, near[near > 0])
-            # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
-            rim = tissue & ~taken & (suv >= EDGE_FRACTION * ref)
-            # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
-            # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
-            # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
-            cold_bone = masks["bone"] & (suv < EDGE_FRACTION * ref)
-            across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
-            parts, _ = ndimage.label(rim & zone)
-            for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
-                part = parts == lab
-                beside = ndimage.binary_dilation(part) & masks["bone"]
-                if (lab and part.sum() <= POLE_FRACTION * organ.sum()
-                        and not (beside.any() and suv[beside].max() > suv[part].max())):
-                    organ |= part
-            organ |= ndimage.binary_dilation(organ, iterations=2, mask=rim)
-            masks[name] = _fill_slices(organ)
-            taken |= ndimage.binary_dilation(masks[name])
+            masks[name] = np.zeros_like(body)
+            masks[name][crop] = _fill_slices(organ)
+            taken[crop] |= ndimage.binary_dilation(masks[name][crop])
             found = True
         if not found:
             break
+
+
+def _crop_around(zsel: np.ndarray, ysel: np.ndarray, xsel: np.ndarray, pad: int) -> tuple[slice, ...] | None:
+    """Index box (slices z, y, x) spanning the True entries of each axis selector, grown by ``pad`` voxels
+    within the volume; None when a selector is all False."""
+    out = []
+    for sel in (zsel, ysel, xsel):
+        index = np.flatnonzero(sel)
+        if index.size == 0:
+            return None
+        out.append(slice(max(int(index[0]) - pad, 0), min(int(index[-1]) + 1 + pad, sel.size)))
+    return tuple(out)
+
+
+def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y) -> np.ndarray | None:
+    """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
+
+    ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
+    its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y, whose front the organ's centre
+    lies behind. All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
+    """
+    lo_ml, hi_ml = size_ml
+    box = zone.copy()
+    for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
+        if box.sum() < 10:
+            break
+        ref = float(np.percentile(suv[box], 99.5))
+        if ref <= 2.0 * background:
+            break
+        avid = box & (suv >= 0.5 * ref)
+        labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
+        sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
+        fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
+        if spine_y is not None and fits.size:
+            # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
+            centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
+            fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+        if fits.size:
+            break
+        box &= ~ndimage.binary_dilation(avid, iterations=2)
+    else:
+        return None
+    if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
+        return None
+    organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
+    # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
+    parts, _ = ndimage.label(avid)
+    near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
+    organ |= np.isin(parts, near[near > 0])
+    # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
+    rim = tissue & (suv >= EDGE_FRACTION * ref)
+    # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
+    # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
+    # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
+    cold_bone = bone & (suv < EDGE_FRACTION * ref)
+    across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
+    parts, _ = ndimage.label(rim & zone)
+    for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
+        part = parts == lab
+        beside = ndimage.binary_dilation(part) & bone
+        if (lab and part.sum() <= POLE_FRACTION * organ.sum()
+                and not (beside.any() and suv[beside].max() > suv[part].max())):
+            organ |= part
+    return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
 
 
 def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
