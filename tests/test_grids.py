@@ -54,3 +54,26 @@ def test_masks_keep_their_place_when_moved_to_the_pet_grid():
         assert np.linalg.norm(centre_pet - centre_work) < 1.0, name  # LPS mm
         volume_work = mask.sum() * np.prod(work.GetSpacing())
         assert moved[name].sum() * np.prod(pet.GetSpacing()) == pytest.approx(volume_work, rel=0.05)
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, 1, 0, 0, 0, -1)])
+def test_moved_masks_equal_each_mask_resampled_on_its_own(direction):
+    # the masks are moved within their bounding boxes: voxel for voxel what resampling the whole mask gives
+    pet = _pet((2.04, 2.04, 2.73), (70, 60, 50), (-70.0, -60.0, 30.0), direction)
+    work = working_grid(pet)
+    shape = sitk.GetArrayViewFromImage(work).shape
+    rng = np.random.default_rng(0)
+    masks = {f"m{k}": np.zeros(shape, bool) for k in range(5)}
+    for k, mask in enumerate(masks.values()):
+        lo = rng.integers(0, np.array(shape) - 3)
+        box = tuple(slice(a, a + 3 + k) for a in lo)
+        mask[box] = rng.random(mask[box].shape) > 0.3
+    masks["edge"] = np.zeros(shape, bool)
+    masks["edge"][-1, 0, :] = True
+    masks["empty"] = np.zeros(shape, bool)
+    moved = masks_to_grid(masks, work, pet)
+    for name, mask in masks.items():
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.CopyInformation(work)
+        whole = sitk.GetArrayFromImage(sitk.Resample(image, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+        assert np.array_equal(moved[name], whole), name
