@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from localize.anatomy.grids import WORK_MM, masks_to_grid, working_grid
+from localize.anatomy.grids import WORK_MM, bounding_box, masks_to_grid, mean_index, working_grid
 
 
 def _pet(spacing_mm, size, origin_lps_mm, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
@@ -77,3 +77,12 @@ def test_moved_masks_equal_each_mask_resampled_on_its_own(direction):
         image.CopyInformation(work)
         whole = sitk.GetArrayFromImage(sitk.Resample(image, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
         assert np.array_equal(moved[name], whole), name
+
+
+def test_bounding_box_and_mean_index_read_the_mask_within_its_box():
+    mask = np.zeros((9, 8, 7), bool)
+    assert bounding_box(mask) is None
+    mask[2, 3:5, 0] = mask[6, 7, 4] = True
+    assert bounding_box(mask) == (slice(2, 7), slice(3, 8), slice(0, 5))
+    assert bounding_box(mask, pad=2) == (slice(0, 9), slice(1, 8), slice(0, 7))
+    assert np.array_equal(mean_index(mask), np.argwhere(mask).mean(0))

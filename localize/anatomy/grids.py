@@ -48,6 +48,12 @@ def bounding_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
     return tuple(out)
 
 
+def mean_index(mask: np.ndarray) -> np.ndarray:
+    """Mean (z, y, x) voxel index of the True voxels of ``mask``, read within their bounding box."""
+    box = bounding_box(mask) or tuple(slice(0, n) for n in mask.shape)
+    return (np.argwhere(mask[box]) + [b.start for b in box]).mean(0)
+
+
 def masks_to_grid(masks: dict[str, np.ndarray], source: sitk.Image, grid: sitk.Image) -> dict[str, np.ndarray]:
     """Bool z, y, x ``masks`` on ``source`` -> the same masks on ``grid`` (nearest neighbour, same patient space)."""
     if source is grid:
