@@ -36,6 +36,7 @@ from scipy import ndimage
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_problem
 from localize.anatomy.checks import reject as _reject
+from localize.anatomy.grids import bounding_box
 from localize.anatomy.spine import spine_segments
 from localize.metrics import zyx_to_lps
 
@@ -54,11 +55,14 @@ def ct_on_grid(ct: sitk.Image, grid: sitk.Image) -> np.ndarray:
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    """The largest 6-connected component of ``mask`` (the first of equals), labelled within its bounding box."""
+    box = bounding_box(mask)
+    if box is None:
         return mask
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    labels, _ = ndimage.label(mask[box])
+    out = np.zeros_like(mask)
+    out[box] = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    return out
 
 
 def _fill_slices(mask: np.ndarray) -> np.ndarray:
@@ -382,17 +386,23 @@ def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
     """
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
         return
-    fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
-    fluid = ndimage.binary_opening(ndimage.median_filter(fluid.astype(np.uint8), size=3).astype(bool), iterations=1)
     window = (z_mm >= levels["symphysis_bottom"]) & (z_mm <= levels["pelvic_inlet"])
     near = np.abs(x_mm - midline_x) <= 60.0
-    fluid &= window[:, None, None] & near[None, None, :]
+    # the filters below read at most 3 voxels beyond the window: work on it grown by 3
+    crop = _crop_around(window, np.ones(body.shape[1], bool), near, 3)
+    if crop is None:
+        return
+    hu, suv, body = hu[crop], suv[crop], body[crop]
+    fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
+    fluid = ndimage.binary_opening(ndimage.median_filter(fluid.astype(np.uint8), size=3).astype(bool), iterations=1)
+    fluid &= window[crop[0]][:, None, None] & near[crop[2]][None, None, :]
     if not fluid.any():
         return
     urine = _largest(fluid)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
-    masks["urinary_bladder"] = urine | edge
+    masks["urinary_bladder"] = np.zeros(masks["body"].shape, bool)
+    masks["urinary_bladder"][crop] = urine | edge
 
 
 # Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
