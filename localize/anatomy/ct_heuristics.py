@@ -59,14 +59,32 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     box = bounding_box(mask)
     if box is None:
         return mask
-    labels, _ = ndimage.label(mask[box])
+    labels, n = ndimage.label(mask[box])
     out = np.zeros_like(mask)
-    out[box] = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    out[box] = labels == int(np.argmax(_sizes(labels, n))) + 1
     return out
 
 
 def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    return ndimage.binary_fill_holes(mask, structure=_SLICE)
+    """``mask`` (z, y, x) with the holes of each axial slice filled (``binary_fill_holes`` in-plane)."""
+    labels, hole = _slice_holes(mask)
+    return mask | hole[labels]
+
+
+def _slice_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, hole): the background of ``mask`` (z, y, x) labelled in-plane (4-connected) and, per label,
+    whether it is a hole: a background region of its axial slice that does not reach the slice's edge."""
+    labels, n = ndimage.label(~mask, structure=_SLICE)
+    hole = np.ones(n + 1, bool)
+    hole[0] = False
+    hole[labels[:, [0, -1], :]] = False
+    hole[labels[:, :, [0, -1]]] = False
+    return labels, hole
+
+
+def _sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of each label 1..``n`` of ``labels``."""
+    return np.bincount(labels.ravel(), minlength=n + 1)[1:]
 
 
 def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,12 +223,9 @@ def _union(masks: dict[str, np.ndarray], names: tuple[str, ...], shape: tuple[in
 
 def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
     """``mask`` (z, y, x) with the holes of each axial slice filled when at most ``max_pixels`` in area."""
-    holes = _fill_slices(mask) & ~mask
-    labels, n = ndimage.label(holes, structure=_SLICE)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
-    return mask | np.isin(labels, np.flatnonzero(sizes <= max_pixels) + 1)
+    labels, hole = _slice_holes(mask)
+    small = hole & (np.bincount(labels.ravel(), minlength=hole.size) <= max_pixels)
+    return mask | small[labels]
 
 
 def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml: float) -> np.ndarray:
@@ -229,7 +244,7 @@ def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml:
     if n == 0:
         return np.zeros(suv.shape, bool)
     index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, index) * voxel_ml
+    sizes = _sizes(labels, n) * voxel_ml
     keep = []
     for lab in index[sizes >= BOWEL_MIN_ML]:
         values = smooth[labels == lab]
@@ -503,7 +518,7 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
             break
         avid = box & (suv >= 0.5 * ref)
         labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-        sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
+        sizes = _sizes(labels, n) * voxel_ml
         fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
         if spine_y is not None and fits.size:
             # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
