@@ -262,35 +262,47 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     pubis_y = float(np.median(y_mm[np.argwhere(pubic)[:, 1]]))
     # the gland lies within ~6 cm behind the pubis (rectum behind it), from the symphysis bottom to the bladder neck
     z_lo, z_hi = levels["symphysis_bottom"], levels["symphysis_top"] + 30.0
-    box = (((z_mm >= z_lo) & (z_mm <= z_hi))[:, None, None] & ((y_mm > pubis_y + 5.0) & (y_mm < pubis_y + 75.0))[None, :, None]
-           & (np.abs(x_mm - midline_x) <= 40.0)[None, None, :])
-    tissue = (hu > 0.0) & (hu < 100.0) & body & box & ~masks["bone"]
+    zsel, ysel = (z_mm >= z_lo) & (z_mm <= z_hi), (y_mm > pubis_y + 5.0) & (y_mm < pubis_y + 75.0)
+    xsel = np.abs(x_mm - midline_x) <= 40.0
+    crop = _crop_around(zsel, ysel, xsel, 1)  # all below lies in the box; the bladder is read a voxel around it
+    if crop is None:
+        return
+    z_crop, shape = z_mm[crop[0]], body.shape
+    box = zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
+    tissue = (hu[crop] > 0.0) & (hu[crop] < 100.0) & body[crop] & box & ~masks["bone"][crop]
     if "urinary_bladder" in masks:
-        tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"], iterations=1)
+        tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"][crop], iterations=1)
     tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
-    soft = ndimage.binary_opening(tissue, iterations=1) & (z_mm <= levels["symphysis_top"])[:, None, None]
+    soft = ndimage.binary_opening(tissue, iterations=1) & (z_crop <= levels["symphysis_top"])[:, None, None]
     if not soft.any():
         return
     gland = _largest(soft)
-    behind = float(y_mm[np.argwhere(gland)[:, 1]].mean()) - pubis_y
-    why = gland_problem(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
+    behind = float(y_mm[crop[1]][np.argwhere(gland)[:, 1]].mean()) - pubis_y
+    why = gland_problem(_in_volume(gland, crop, shape), spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
     if why:
         if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
             _reject(["prostate"], f"the soft-tissue component behind the symphysis is not a gland: {why}",
                     warnings, dropped)
         return
-    masks["prostate"] = _fill_slices(gland)
+    masks["prostate"] = _in_volume(_fill_slices(gland), crop, shape)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
     near = ndimage.distance_transform_edt(~gland, sampling=spacing) <= 30.0
-    centre_z = float(z_mm[np.argwhere(gland)[:, 0]].mean())
-    labels, _ = ndimage.label(tissue & ~ndimage.binary_dilation(gland) & (z_mm > centre_z)[:, None, None])
+    centre_z = float(z_crop[np.argwhere(gland)[:, 0]].mean())
+    labels, _ = ndimage.label(tissue & ~ndimage.binary_dilation(gland) & (z_crop > centre_z)[:, None, None])
     vesicles = np.zeros_like(gland)
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         part = labels[sl] == lab
         if 1.0 <= part.sum() * voxel_ml <= 20.0 and (near[sl] & part).any():
             vesicles[sl] |= part
     if vesicles.any():
-        masks["seminal_vesicles"] = vesicles
+        masks["seminal_vesicles"] = _in_volume(vesicles, crop, shape)
+
+
+def _in_volume(part: np.ndarray, crop: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A bool volume of ``shape`` holding ``part`` at ``crop``, False elsewhere."""
+    out = np.zeros(shape, bool)
+    out[crop] = part
+    return out
 
 
 # Pelvic bone (ilium, acetabulum, sacral alae) is thick: PELVIC_DEPTH_MM and more from its surface in
@@ -416,8 +428,7 @@ def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
     urine = _largest(fluid)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
-    masks["urinary_bladder"] = np.zeros(masks["body"].shape, bool)
-    masks["urinary_bladder"][crop] = urine | edge
+    masks["urinary_bladder"] = _in_volume(urine | edge, crop, masks["body"].shape)
 
 
 # Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
@@ -481,8 +492,7 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
                                    spine_y if name.startswith("kidney") else None)
             if organ is None:
                 continue
-            masks[name] = np.zeros_like(body)
-            masks[name][crop] = _fill_slices(organ)
+            masks[name] = _in_volume(_fill_slices(organ), crop, body.shape)
             taken[crop] |= ndimage.binary_dilation(masks[name][crop])
             found = True
         if not found:
@@ -499,6 +509,11 @@ def _crop_around(zsel: np.ndarray, ysel: np.ndarray, xsel: np.ndarray, pad: int)
             return None
         out.append(slice(max(int(index[0]) - pad, 0), min(int(index[-1]) + 1 + pad, sel.size)))
     return tuple(out)
+
+
+def _grown(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Index ``box`` grown by ``pad`` voxels on every side, within ``shape``."""
+    return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
 
 
 def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y) -> np.ndarray | None:
@@ -544,12 +559,14 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
     cold_bone = bone & (suv < EDGE_FRACTION * ref)
     across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
     parts, _ = ndimage.label(rim & zone)
+    boxes = ndimage.find_objects(parts)
     for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
-        part = parts == lab
-        beside = ndimage.binary_dilation(part) & bone
-        if (lab and part.sum() <= POLE_FRACTION * organ.sum()
-                and not (beside.any() and suv[beside].max() > suv[part].max())):
-            organ |= part
+        near = _grown(boxes[lab - 1], 1, parts.shape)  # the part and its neighbours
+        part = parts[near] == lab
+        beside = ndimage.binary_dilation(part) & bone[near]
+        if (part.sum() <= POLE_FRACTION * organ.sum()
+                and not (beside.any() and suv[near][beside].max() > suv[near][part].max())):
+            organ[near] |= part
     return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
 
 
@@ -639,12 +656,13 @@ def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> Non
     smooth = ndimage.gaussian_filter(suv, 1.0)  # the liver's voxel noise must not link up into a "rod"
     hot = (band & body & (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & (smooth >= PANCREAS_OVER_LIVER * liver_level)
            & ~_union(masks, _NOT_PANCREAS, body.shape))
-    labels, n = ndimage.label(hot)
+    labels, _ = ndimage.label(hot)
     pancreas = np.zeros_like(hot)
-    for lab in range(1, n + 1):
-        part = labels == lab
-        if part.sum() * voxel_ml >= PANCREAS_MIN_ML and _lies_across(np.argwhere(part) * spacing):
-            pancreas |= part
+    for lab, box in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[box] == lab
+        if (part.sum() * voxel_ml >= PANCREAS_MIN_ML
+                and _lies_across((np.argwhere(part) + [b.start for b in box]) * spacing)):
+            pancreas[box] |= part
     if not pancreas.any():
         return
     # its blurred rim, down to halfway between the liver's uptake and its own

@@ -70,7 +70,8 @@ def masks_to_grid(masks: dict[str, np.ndarray], source: sitk.Image, grid: sitk.I
                 packed[boxes[name]] |= masks[name][boxes[name]].astype(np.uint32) << np.uint32(bit)
         image = sitk.GetImageFromArray(packed)
         image.CopyInformation(source)
-        moved = sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+        on_grid = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        moved = sitk.GetArrayViewFromImage(on_grid)
         for bit, name in enumerate(chunk):
             out[name] = np.zeros(shape, bool)
             if boxes[name] is not None:
