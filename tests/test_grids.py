@@ -42,8 +42,8 @@ def test_masks_keep_their_place_when_moved_to_the_pet_grid():
     shape = sitk.GetArrayViewFromImage(work).shape
     zyx = np.indices(shape)
     masks = {}
-    for k in range(40):  # more masks than one packed 32-bit image holds
-        centre = np.array([3 + k % 20, 5 + k // 20 * 10, 10])
+    for k in range(70):  # more masks than one packed 64-bit image holds
+        centre = np.array([3 + k % 20, 3 + k // 20 * 7, 10])
         masks[f"m{k}"] = (np.abs(zyx - centre[:, None, None, None]) <= 1).all(0)
     moved = masks_to_grid(masks, work, pet)
     assert set(moved) == set(masks)

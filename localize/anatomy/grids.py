@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 WORK_MM = 4.0  # [REC] the coarsest common clinical PET voxel (4-5.5 mm) the CT rules were written for
 
-_BITS = 32  # masks packed per unsigned 32-bit image when moved between grids
+_BITS = 64  # masks packed per unsigned 64-bit image when moved between grids
 
 
 def working_grid(pet: sitk.Image) -> sitk.Image:
@@ -64,10 +64,10 @@ def masks_to_grid(masks: dict[str, np.ndarray], source: sitk.Image, grid: sitk.I
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(names), _BITS):
         chunk = names[start:start + _BITS]
-        packed = np.zeros(next(iter(masks.values())).shape, np.uint32)
+        packed = np.zeros(next(iter(masks.values())).shape, np.uint64)
         for bit, name in enumerate(chunk):
             if boxes[name] is not None:
-                packed[boxes[name]] |= masks[name][boxes[name]].astype(np.uint32) << np.uint32(bit)
+                packed[boxes[name]] |= masks[name][boxes[name]].astype(np.uint64) << np.uint64(bit)
         image = sitk.GetImageFromArray(packed)
         image.CopyInformation(source)
         on_grid = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
@@ -76,7 +76,7 @@ def masks_to_grid(masks: dict[str, np.ndarray], source: sitk.Image, grid: sitk.I
             out[name] = np.zeros(shape, bool)
             if boxes[name] is not None:
                 box = _box_on(boxes[name], source, grid)
-                out[name][box] = (moved[box] & np.uint32(1 << bit)) != 0
+                out[name][box] = (moved[box] & np.uint64(1 << bit)) != 0
     return out
 
 
