@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from localize.anatomy.grids import bounding_box, mean_index
 from localize.anatomy.model import Anatomy
 from localize.metrics import ball, spacing_zyx_mm, zyx_to_lps
 
@@ -80,7 +81,7 @@ def reference_regions(
     for vessel in VESSELS:
         if vessel in masks:
             avoid |= masks[vessel]
-    avoid = ndimage.binary_dilation(avoid, structure=ball(5.0, spacing)) if avoid.any() else avoid
+    avoid = _dilated(avoid, ball(5.0, spacing))
     vois: dict[str, np.ndarray] = {}
     if "liver" in masks:
         voi = liver_sphere(suv, masks["liver"] & ~avoid, spacing)
@@ -91,7 +92,7 @@ def reference_regions(
         # descending thoracic aorta (PERCIST, §4.2): beside T8 when the vertebrae are named, else the diaphragm
         level = levels.get("L3") if tracer_family == "fluciclovine" else levels.get("T8", levels.get("diaphragm"))
         avid = [masks[name] for name in AVID_ORGANS if name in masks]
-        clear = clear_of(masks["aorta"], np.logical_or.reduce(avid), spacing, BLOOD_POOL_CLEARANCE_MM) if avid else None
+        clear = clear_of(masks["aorta"], _union(avid), spacing, BLOOD_POOL_CLEARANCE_MM) if avid else None
         voi = aorta_cylinder(pet_suv, clear, spacing, level) if clear is not None else None
         if voi is None:  # no stretch clear of them at the level: the aorta as it is
             voi = aorta_cylinder(pet_suv, masks["aorta"], spacing, level)
@@ -100,7 +101,7 @@ def reference_regions(
     for name, group in (("parotid", ("parotid_gland_left", "parotid_gland_right")), ("spleen", ("spleen",))):
         parts = [masks[g] for g in group if g in masks]
         if parts:
-            voi = inner_core(np.logical_or.reduce(parts), spacing, ORGAN_DEPTH_MM)
+            voi = inner_core(_union(parts), spacing, ORGAN_DEPTH_MM)
             vois[name] = voi & ~exclude if exclude is not None else voi
     if "vertebrae_L3" in masks:
         vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"], spacing)
@@ -109,13 +110,14 @@ def reference_regions(
         vois["marrow"] = vertebral_body(masks[lumbar[0]], spacing)
     out = {}
     for name, voi in vois.items():
-        if voi.sum() == 0:
+        box = bounding_box(voi)
+        if box is None:
             continue
-        values = suv[voi].astype(np.float64)
+        values = suv[box][voi[box]].astype(np.float64)
         if name.startswith("marrow"):
             values = _without_outliers(values)
         mean, sd = float(values.mean()), float(values.std())
-        centre = zyx_to_lps(pet_suv, np.argwhere(voi).mean(0))
+        centre = zyx_to_lps(pet_suv, mean_index(voi))
         lo, hi = PLAUSIBLE_SUV.get((tracer_family, name), GENERIC_PLAUSIBLE_SUV)
         warning = None
         if not lo <= mean <= hi:
@@ -123,7 +125,25 @@ def reference_regions(
                 f"{name} SUVmean {mean:.2f} outside the plausible {lo:g}-{hi:g} for {tracer_family}: "
                 "check patient weight, injected activity and times"
             )
-        out[name] = ReferenceRegion(name, mean, sd, (float(centre[0]), float(centre[1]), float(centre[2])), int(voi.sum()), warning)
+        out[name] = ReferenceRegion(name, mean, sd, (float(centre[0]), float(centre[1]), float(centre[2])),
+                                    int(np.count_nonzero(voi[box])), warning)
+    return out
+
+
+def _union(masks: list[np.ndarray]) -> np.ndarray:
+    """The voxels (bool z, y, x) in any of ``masks`` (at least one)."""
+    out = masks[0].copy()
+    for mask in masks[1:]:
+        out |= mask
+    return out
+
+
+def _dilated(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """``mask`` (bool z, y, x) dilated by ``structure``, worked out on its bounding box grown by the structure's reach."""
+    box = bounding_box(mask, pad=max(structure.shape) // 2)
+    out = np.zeros(mask.shape, bool)
+    if box is not None:
+        out[box] = ndimage.binary_dilation(mask[box], structure=structure)
     return out
 
 
@@ -138,11 +158,10 @@ def _without_outliers(values: np.ndarray, k: float = 3.0) -> np.ndarray:
 
 def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
     """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata 2014, §4.2)."""
-    if not liver.any():
+    crop = bounding_box(liver)
+    if crop is None:
         return None
-    coords = np.argwhere(liver)
-    lo, hi = coords.min(0), coords.max(0) + 1
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    lo = np.array([b.start for b in crop])
     organ = liver[crop]
     depth = ndimage.distance_transform_edt(np.pad(organ, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     radius = min(LIVER_SPHERE_RADIUS_MM, float(depth.max()))
@@ -169,7 +188,7 @@ def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.
 def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray, level_z_mm: float | None) -> np.ndarray | None:
     """Blood-pool VOI: 1 cm x 6 cm cylinder on the aorta centreline, 2 mm inside the wall, centred at ``level_z_mm``
     (None: the middle of the aorta); None when the aorta has no such core there."""
-    core = ndimage.binary_erosion(aorta, structure=ball(AORTA_WALL_MM, spacing)) if aorta.sum() > 50 else aorta
+    core = _eroded(aorta, ball(AORTA_WALL_MM, spacing)) if np.count_nonzero(aorta) > 50 else aorta
     slices = np.flatnonzero(core.reshape(core.shape[0], -1).any(1))
     if slices.size == 0:
         return None
@@ -190,14 +209,22 @@ def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray, 
     return out if out.any() else None
 
 
+def _eroded(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """``mask`` (bool z, y, x) eroded by ``structure``, worked out on its bounding box (all outside is False)."""
+    box = bounding_box(mask)
+    out = np.zeros(mask.shape, bool)
+    if box is not None:
+        out[box] = ndimage.binary_erosion(mask[box], structure=structure)
+    return out
+
+
 def clear_of(mask: np.ndarray, others: np.ndarray, spacing: np.ndarray, distance_mm: float) -> np.ndarray:
     """``mask`` without its voxels within ``distance_mm`` of ``others`` (bool z, y, x)."""
     pad = np.ceil(distance_mm / spacing).astype(int) + 1
-    coords = np.argwhere(mask)
-    if coords.size == 0:
+    box = bounding_box(mask)
+    if box is None:
         return mask.copy()
-    lo, hi = np.maximum(coords.min(0) - pad, 0), np.minimum(coords.max(0) + pad + 1, mask.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    crop = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, mask.shape))
     out = mask.copy()
     if others[crop].any():
         out[crop] &= ~ndimage.binary_dilation(others[crop], structure=ball(distance_mm, spacing))
@@ -211,10 +238,9 @@ def inner_core(mask: np.ndarray, spacing: np.ndarray, depth_mm: float) -> np.nda
     outside overstates the depth by that much, which is added to ``depth_mm``.
     """
     out = np.zeros(mask.shape, bool)
-    if not mask.any():
+    crop = bounding_box(mask)
+    if crop is None:
         return out
-    coords = np.argwhere(mask)
-    crop = tuple(slice(a, b + 1) for a, b in zip(coords.min(0), coords.max(0)))
     depth = ndimage.distance_transform_edt(np.pad(mask[crop], 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     out[crop] = depth >= min(depth_mm + 0.5 * float(spacing.max()), float(depth.max()))
     return out

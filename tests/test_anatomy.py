@@ -9,8 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
+from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes
 from localize.errors import StudyError
 from localize.pet import load_pet
 from localize.series import load_series
@@ -155,3 +157,18 @@ def _smooth_in(hu: np.ndarray, region: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.uniform_filter(np.where(region, hu, -50.0), size=3)
+
+
+def test_slice_fills_and_largest_component_equal_their_whole_volume_definitions():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        mask = rng.random(tuple(rng.integers(1, 14, 3))) < rng.uniform(0.2, 0.8)
+        filled = ndimage.binary_fill_holes(mask, structure=_SLICE)
+        assert np.array_equal(_fill_slices(mask), filled)
+        holes, n = ndimage.label(filled & ~mask, structure=_SLICE)
+        sizes = ndimage.sum_labels(np.ones(mask.shape), holes, np.arange(1, n + 1))
+        assert np.array_equal(fill_small_holes(mask, 2.0), mask | np.isin(holes, np.flatnonzero(sizes <= 2.0) + 1))
+        labels, n = ndimage.label(mask)
+        if n:
+            largest = labels == np.argmax(ndimage.sum_labels(mask, labels, np.arange(1, n + 1))) + 1
+            assert np.array_equal(_largest(mask), largest)

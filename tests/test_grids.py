@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from localize.anatomy.grids import WORK_MM, masks_to_grid, working_grid
+from localize.anatomy.grids import WORK_MM, bounding_box, masks_to_grid, mean_index, working_grid
 
 
 def _pet(spacing_mm, size, origin_lps_mm, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
@@ -42,8 +42,8 @@ def test_masks_keep_their_place_when_moved_to_the_pet_grid():
     shape = sitk.GetArrayViewFromImage(work).shape
     zyx = np.indices(shape)
     masks = {}
-    for k in range(40):  # more masks than one packed 32-bit image holds
-        centre = np.array([3 + k % 20, 5 + k // 20 * 10, 10])
+    for k in range(70):  # more masks than one packed 64-bit image holds
+        centre = np.array([3 + k % 20, 3 + k // 20 * 7, 10])
         masks[f"m{k}"] = (np.abs(zyx - centre[:, None, None, None]) <= 1).all(0)
     moved = masks_to_grid(masks, work, pet)
     assert set(moved) == set(masks)
@@ -54,3 +54,35 @@ def test_masks_keep_their_place_when_moved_to_the_pet_grid():
         assert np.linalg.norm(centre_pet - centre_work) < 1.0, name  # LPS mm
         volume_work = mask.sum() * np.prod(work.GetSpacing())
         assert moved[name].sum() * np.prod(pet.GetSpacing()) == pytest.approx(volume_work, rel=0.05)
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, 1, 0, 0, 0, -1)])
+def test_moved_masks_equal_each_mask_resampled_on_its_own(direction):
+    # the masks are moved within their bounding boxes: voxel for voxel what resampling the whole mask gives
+    pet = _pet((2.04, 2.04, 2.73), (70, 60, 50), (-70.0, -60.0, 30.0), direction)
+    work = working_grid(pet)
+    shape = sitk.GetArrayViewFromImage(work).shape
+    rng = np.random.default_rng(0)
+    masks = {f"m{k}": np.zeros(shape, bool) for k in range(5)}
+    for k, mask in enumerate(masks.values()):
+        lo = rng.integers(0, np.array(shape) - 3)
+        box = tuple(slice(a, a + 3 + k) for a in lo)
+        mask[box] = rng.random(mask[box].shape) > 0.3
+    masks["edge"] = np.zeros(shape, bool)
+    masks["edge"][-1, 0, :] = True
+    masks["empty"] = np.zeros(shape, bool)
+    moved = masks_to_grid(masks, work, pet)
+    for name, mask in masks.items():
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.CopyInformation(work)
+        whole = sitk.GetArrayFromImage(sitk.Resample(image, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+        assert np.array_equal(moved[name], whole), name
+
+
+def test_bounding_box_and_mean_index_read_the_mask_within_its_box():
+    mask = np.zeros((9, 8, 7), bool)
+    assert bounding_box(mask) is None
+    mask[2, 3:5, 0] = mask[6, 7, 4] = True
+    assert bounding_box(mask) == (slice(2, 7), slice(3, 8), slice(0, 5))
+    assert bounding_box(mask, pad=2) == (slice(0, 9), slice(1, 8), slice(0, 7))
+    assert np.array_equal(mean_index(mask), np.argwhere(mask).mean(0))

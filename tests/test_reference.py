@@ -10,7 +10,9 @@ from scipy import ndimage
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.model import Anatomy
 from localize.pet import load_pet
-from localize.reference import BLOOD_POOL_CLEARANCE_MM, aorta_cylinder, clear_of, liver_sphere, reference_regions
+from localize.metrics import ball
+from localize.reference import (BLOOD_POOL_CLEARANCE_MM, _dilated, _eroded, aorta_cylinder, clear_of, liver_sphere,
+                                reference_regions)
 from localize.series import load_series
 
 
@@ -114,3 +116,14 @@ def test_whole_body_phantom_reference_means_with_noise(phantom):
         # voxels of 15-20 % noise correlated over the PSF: their means scatter by ~5 % (bias above: < 2 %)
         tolerance = 0.12 if name in ("aortic_blood_pool", "l3_marrow") else 0.05
         assert regions[OURS[name]].suv_mean == pytest.approx(expected["suv_mean"], rel=tolerance), name
+
+
+def test_dilation_and_erosion_on_the_bounding_box_equal_the_whole_volume():
+    rng = np.random.default_rng(3)
+    mask = np.zeros((30, 40, 40), bool)
+    mask[0:9, 5:20, 30:40] = rng.random((9, 15, 10)) > 0.2  # touches the volume's edges
+    mask[20:28, 25:33, 10:20] = True
+    structure = ball(5.0, np.array([2.73, 2.04, 2.04]))
+    assert np.array_equal(_dilated(mask, structure), ndimage.binary_dilation(mask, structure=structure))
+    assert np.array_equal(_eroded(mask, structure), ndimage.binary_erosion(mask, structure=structure))
+    assert not _dilated(np.zeros_like(mask), structure).any() and not _eroded(np.zeros_like(mask), structure).any()

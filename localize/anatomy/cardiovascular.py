@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from localize.anatomy.grids import bounding_box
+
 AORTA_RADIUS_MM = (6.0, 17.0)  # in-plane depth of the lumen centre: 12-34 mm wide [REC]
 AORTA_STEP_MM = 6.0  # the centre line moves at most this much between neighbouring slices [REC]
 MERGE_MARGIN_PX = 0.75  # a lumen this much deeper than at the start has merged with a neighbour (voxels) [REC]
@@ -131,15 +133,18 @@ def heart_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, lungs: np.nda
         zone[k, max(rows.min() - 10, 0) : rows.max() + 1, cols.min() : cols.max() + 1] = True
     zone &= (z_mm >= diaphragm_z_mm - 2.0 * spacing[0])[:, None, None]
     soft = _soft(hu, body, bone) & zone
-    if not soft.any():
+    box = bounding_box(soft, pad=1)  # its rim of non-soft voxels keeps the distances within it exact
+    if box is None:
         return None
+    soft = soft[box]
     core = ndimage.distance_transform_edt(soft, sampling=spacing) >= HEART_CORE_MM
     if not core.any():
         return None
     labels, n = ndimage.label(core)
     sizes = ndimage.sum_labels(core, labels, np.arange(1, n + 1))
     core = labels == int(np.argmax(sizes)) + 1
-    heart = soft & (ndimage.distance_transform_edt(~core, sampling=spacing) <= HEART_CORE_MM)
+    heart = np.zeros(hu.shape, bool)
+    heart[box] = soft & (ndimage.distance_transform_edt(~core, sampling=spacing) <= HEART_CORE_MM)
     if not HEART_ML[0] <= heart.sum() * voxel_ml <= HEART_ML[1]:
         return None
     return heart

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from localize.anatomy.grids import mean_index
 from localize.anatomy.model import Anatomy
 from localize.metrics import spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 
@@ -183,7 +184,7 @@ class _Geometry:
         return mask is not None and bool(mask.any())
 
     def centre(self, name: str) -> np.ndarray:
-        return zyx_to_lps(self.anatomy.grid, np.argwhere(self.anatomy.masks[name]).mean(0))
+        return zyx_to_lps(self.anatomy.grid, mean_index(self.anatomy.masks[name]))
 
     def z_range(self, name: str) -> tuple[float, float]:
         slices = np.flatnonzero(self.anatomy.masks[name].any((1, 2))).astype(float)

@@ -36,6 +36,7 @@ from scipy import ndimage
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_problem
 from localize.anatomy.checks import reject as _reject
+from localize.anatomy.grids import bounding_box
 from localize.anatomy.spine import spine_segments
 from localize.metrics import zyx_to_lps
 
@@ -54,15 +55,36 @@ def ct_on_grid(ct: sitk.Image, grid: sitk.Image) -> np.ndarray:
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    """The largest 6-connected component of ``mask`` (the first of equals), labelled within its bounding box."""
+    box = bounding_box(mask)
+    if box is None:
         return mask
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    labels, n = ndimage.label(mask[box])
+    out = np.zeros_like(mask)
+    out[box] = labels == int(np.argmax(_sizes(labels, n))) + 1
+    return out
 
 
 def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    return ndimage.binary_fill_holes(mask, structure=_SLICE)
+    """``mask`` (z, y, x) with the holes of each axial slice filled (``binary_fill_holes`` in-plane)."""
+    labels, hole = _slice_holes(mask)
+    return mask | hole[labels]
+
+
+def _slice_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, hole): the background of ``mask`` (z, y, x) labelled in-plane (4-connected) and, per label,
+    whether it is a hole: a background region of its axial slice that does not reach the slice's edge."""
+    labels, n = ndimage.label(~mask, structure=_SLICE)
+    hole = np.ones(n + 1, bool)
+    hole[0] = False
+    hole[labels[:, [0, -1], :]] = False
+    hole[labels[:, :, [0, -1]]] = False
+    return labels, hole
+
+
+def _sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of each label 1..``n`` of ``labels``."""
+    return np.bincount(labels.ravel(), minlength=n + 1)[1:]
 
 
 def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,12 +223,9 @@ def _union(masks: dict[str, np.ndarray], names: tuple[str, ...], shape: tuple[in
 
 def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
     """``mask`` (z, y, x) with the holes of each axial slice filled when at most ``max_pixels`` in area."""
-    holes = _fill_slices(mask) & ~mask
-    labels, n = ndimage.label(holes, structure=_SLICE)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum_labels(holes, labels, index=np.arange(1, n + 1))
-    return mask | np.isin(labels, np.flatnonzero(sizes <= max_pixels) + 1)
+    labels, hole = _slice_holes(mask)
+    small = hole & (np.bincount(labels.ravel(), minlength=hole.size) <= max_pixels)
+    return mask | small[labels]
 
 
 def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml: float) -> np.ndarray:
@@ -225,7 +244,7 @@ def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml:
     if n == 0:
         return np.zeros(suv.shape, bool)
     index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, index) * voxel_ml
+    sizes = _sizes(labels, n) * voxel_ml
     keep = []
     for lab in index[sizes >= BOWEL_MIN_ML]:
         values = smooth[labels == lab]
@@ -243,35 +262,47 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     pubis_y = float(np.median(y_mm[np.argwhere(pubic)[:, 1]]))
     # the gland lies within ~6 cm behind the pubis (rectum behind it), from the symphysis bottom to the bladder neck
     z_lo, z_hi = levels["symphysis_bottom"], levels["symphysis_top"] + 30.0
-    box = (((z_mm >= z_lo) & (z_mm <= z_hi))[:, None, None] & ((y_mm > pubis_y + 5.0) & (y_mm < pubis_y + 75.0))[None, :, None]
-           & (np.abs(x_mm - midline_x) <= 40.0)[None, None, :])
-    tissue = (hu > 0.0) & (hu < 100.0) & body & box & ~masks["bone"]
+    zsel, ysel = (z_mm >= z_lo) & (z_mm <= z_hi), (y_mm > pubis_y + 5.0) & (y_mm < pubis_y + 75.0)
+    xsel = np.abs(x_mm - midline_x) <= 40.0
+    crop = _crop_around(zsel, ysel, xsel, 1)  # all below lies in the box; the bladder is read a voxel around it
+    if crop is None:
+        return
+    z_crop, shape = z_mm[crop[0]], body.shape
+    box = zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
+    tissue = (hu[crop] > 0.0) & (hu[crop] < 100.0) & body[crop] & box & ~masks["bone"][crop]
     if "urinary_bladder" in masks:
-        tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"], iterations=1)
+        tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"][crop], iterations=1)
     tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
-    soft = ndimage.binary_opening(tissue, iterations=1) & (z_mm <= levels["symphysis_top"])[:, None, None]
+    soft = ndimage.binary_opening(tissue, iterations=1) & (z_crop <= levels["symphysis_top"])[:, None, None]
     if not soft.any():
         return
     gland = _largest(soft)
-    behind = float(y_mm[np.argwhere(gland)[:, 1]].mean()) - pubis_y
-    why = gland_problem(gland, spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
+    behind = float(y_mm[crop[1]][np.argwhere(gland)[:, 1]].mean()) - pubis_y
+    why = gland_problem(_in_volume(gland, crop, shape), spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
     if why:
         if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
             _reject(["prostate"], f"the soft-tissue component behind the symphysis is not a gland: {why}",
                     warnings, dropped)
         return
-    masks["prostate"] = _fill_slices(gland)
+    masks["prostate"] = _in_volume(_fill_slices(gland), crop, shape)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
     near = ndimage.distance_transform_edt(~gland, sampling=spacing) <= 30.0
-    centre_z = float(z_mm[np.argwhere(gland)[:, 0]].mean())
-    labels, _ = ndimage.label(tissue & ~ndimage.binary_dilation(gland) & (z_mm > centre_z)[:, None, None])
+    centre_z = float(z_crop[np.argwhere(gland)[:, 0]].mean())
+    labels, _ = ndimage.label(tissue & ~ndimage.binary_dilation(gland) & (z_crop > centre_z)[:, None, None])
     vesicles = np.zeros_like(gland)
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         part = labels[sl] == lab
         if 1.0 <= part.sum() * voxel_ml <= 20.0 and (near[sl] & part).any():
             vesicles[sl] |= part
     if vesicles.any():
-        masks["seminal_vesicles"] = vesicles
+        masks["seminal_vesicles"] = _in_volume(vesicles, crop, shape)
+
+
+def _in_volume(part: np.ndarray, crop: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A bool volume of ``shape`` holding ``part`` at ``crop``, False elsewhere."""
+    out = np.zeros(shape, bool)
+    out[crop] = part
+    return out
 
 
 # Pelvic bone (ilium, acetabulum, sacral alae) is thick: PELVIC_DEPTH_MM and more from its surface in
@@ -382,17 +413,22 @@ def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
     """
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
         return
-    fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
-    fluid = ndimage.binary_opening(ndimage.median_filter(fluid.astype(np.uint8), size=3).astype(bool), iterations=1)
     window = (z_mm >= levels["symphysis_bottom"]) & (z_mm <= levels["pelvic_inlet"])
     near = np.abs(x_mm - midline_x) <= 60.0
-    fluid &= window[:, None, None] & near[None, None, :]
+    # the filters below read at most 3 voxels beyond the window: work on it grown by 3
+    crop = _crop_around(window, np.ones(body.shape[1], bool), near, 3)
+    if crop is None:
+        return
+    hu, suv, body = hu[crop], suv[crop], body[crop]
+    fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
+    fluid = ndimage.binary_opening(ndimage.median_filter(fluid.astype(np.uint8), size=3).astype(bool), iterations=1)
+    fluid &= window[crop[0]][:, None, None] & near[crop[2]][None, None, :]
     if not fluid.any():
         return
     urine = _largest(fluid)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
-    masks["urinary_bladder"] = urine | edge
+    masks["urinary_bladder"] = _in_volume(urine | edge, crop, masks["body"].shape)
 
 
 # Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
@@ -440,59 +476,98 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
     gap_vox = max(int(np.ceil(RIB_GAP_MM / float(spacing[1:].min()))), 1)
     for _ in range(3):
         found = False
-        for name, ((z0, z1), xsel, ysel, (lo_ml, hi_ml)) in boxes.items():
+        for name, ((z0, z1), xsel, ysel, size_ml) in boxes.items():
             if name in masks:
                 continue
-            tissue = kidney_soft if name.startswith("kidney") else soft
-            zone = (((z_mm >= z0) & (z_mm <= z1))[:, None, None] & ysel[None, :, None] & xsel[None, None, :]
-                    & tissue & ~taken)
-            box = zone.copy()
-            for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
-                if box.sum() < 10:
-                    break
-                ref = float(np.percentile(suv[box], 99.5))
-                if ref <= 2.0 * background:
-                    break
-                avid = box & (suv >= 0.5 * ref)
-                labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-                sizes = ndimage.sum_labels(np.ones(suv.shape, np.float32), labels, np.arange(1, n + 1)) * voxel_ml
-                fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
-                if name.startswith("kidney") and spine_y is not None and fits.size:
-                    # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
-                    centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
-                    fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
-                if fits.size:
-                    break
-                box &= ~ndimage.binary_dilation(avid, iterations=2)
-            else:
+            zsel = (z_mm >= z0) & (z_mm <= z1)
+            # everything below stays within gap_vox + 3 voxels of the box: work on that crop
+            crop = _crop_around(zsel, ysel, xsel, gap_vox + 3)
+            if crop is None:
                 continue
-            if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
+            tissue = (kidney_soft if name.startswith("kidney") else soft)[crop]
+            zone = (zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
+                    & tissue & ~taken[crop])
+            organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], masks["bone"][crop], y_mm[crop[1]],
+                                   background, size_ml, voxel_ml, gap_vox,
+                                   spine_y if name.startswith("kidney") else None)
+            if organ is None:
                 continue
-            organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
-            # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
-            parts, _ = ndimage.label(avid)
-            near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
-            organ |= np.isin(parts, near[near > 0])
-            # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
-            rim = tissue & ~taken & (suv >= EDGE_FRACTION * ref)
-            # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
-            # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
-            # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
-            cold_bone = masks["bone"] & (suv < EDGE_FRACTION * ref)
-            across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
-            parts, _ = ndimage.label(rim & zone)
-            for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
-                part = parts == lab
-                beside = ndimage.binary_dilation(part) & masks["bone"]
-                if (lab and part.sum() <= POLE_FRACTION * organ.sum()
-                        and not (beside.any() and suv[beside].max() > suv[part].max())):
-                    organ |= part
-            organ |= ndimage.binary_dilation(organ, iterations=2, mask=rim)
-            masks[name] = _fill_slices(organ)
-            taken |= ndimage.binary_dilation(masks[name])
+            masks[name] = _in_volume(_fill_slices(organ), crop, body.shape)
+            taken[crop] |= ndimage.binary_dilation(masks[name][crop])
             found = True
         if not found:
             break
+
+
+def _crop_around(zsel: np.ndarray, ysel: np.ndarray, xsel: np.ndarray, pad: int) -> tuple[slice, ...] | None:
+    """Index box (slices z, y, x) spanning the True entries of each axis selector, grown by ``pad`` voxels
+    within the volume; None when a selector is all False."""
+    out = []
+    for sel in (zsel, ysel, xsel):
+        index = np.flatnonzero(sel)
+        if index.size == 0:
+            return None
+        out.append(slice(max(int(index[0]) - pad, 0), min(int(index[-1]) + 1 + pad, sel.size)))
+    return tuple(out)
+
+
+def _grown(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Index ``box`` grown by ``pad`` voxels on every side, within ``shape``."""
+    return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
+
+
+def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y) -> np.ndarray | None:
+    """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
+
+    ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
+    its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y, whose front the organ's centre
+    lies behind. All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
+    """
+    lo_ml, hi_ml = size_ml
+    box = zone.copy()
+    for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
+        if box.sum() < 10:
+            break
+        ref = float(np.percentile(suv[box], 99.5))
+        if ref <= 2.0 * background:
+            break
+        avid = box & (suv >= 0.5 * ref)
+        labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
+        sizes = _sizes(labels, n) * voxel_ml
+        fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
+        if spine_y is not None and fits.size:
+            # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
+            centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
+            fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+        if fits.size:
+            break
+        box &= ~ndimage.binary_dilation(avid, iterations=2)
+    else:
+        return None
+    if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
+        return None
+    organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
+    # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
+    parts, _ = ndimage.label(avid)
+    near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
+    organ |= np.isin(parts, near[near > 0])
+    # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
+    rim = tissue & (suv >= EDGE_FRACTION * ref)
+    # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
+    # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
+    # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
+    cold_bone = bone & (suv < EDGE_FRACTION * ref)
+    across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
+    parts, _ = ndimage.label(rim & zone)
+    boxes = ndimage.find_objects(parts)
+    for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
+        near = _grown(boxes[lab - 1], 1, parts.shape)  # the part and its neighbours
+        part = parts[near] == lab
+        beside = ndimage.binary_dilation(part) & bone[near]
+        if (part.sum() <= POLE_FRACTION * organ.sum()
+                and not (beside.any() and suv[near][beside].max() > suv[near][part].max())):
+            organ[near] |= part
+    return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
 
 
 def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
@@ -581,12 +656,13 @@ def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> Non
     smooth = ndimage.gaussian_filter(suv, 1.0)  # the liver's voxel noise must not link up into a "rod"
     hot = (band & body & (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & (smooth >= PANCREAS_OVER_LIVER * liver_level)
            & ~_union(masks, _NOT_PANCREAS, body.shape))
-    labels, n = ndimage.label(hot)
+    labels, _ = ndimage.label(hot)
     pancreas = np.zeros_like(hot)
-    for lab in range(1, n + 1):
-        part = labels == lab
-        if part.sum() * voxel_ml >= PANCREAS_MIN_ML and _lies_across(np.argwhere(part) * spacing):
-            pancreas |= part
+    for lab, box in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[box] == lab
+        if (part.sum() * voxel_ml >= PANCREAS_MIN_ML
+                and _lies_across((np.argwhere(part) + [b.start for b in box]) * spacing)):
+            pancreas[box] |= part
     if not pancreas.any():
         return
     # its blurred rim, down to halfway between the liver's uptake and its own
