@@ -339,12 +339,12 @@ def segment_lesions(
         if k in glands:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: salivary glands"))
             continue
-        n = int(mask.sum())
+        n = int(np.count_nonzero(mask))
         edge = _urine_edge(seed, mask, suv, physio, float(threshold[tuple(seed)]))
         if edge is not None:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), f"physiological: {edge} spill-over"))
             continue
-        if bone is not None and n and bone[mask].mean() >= 0.5 and detect[tuple(seed)] < bone_t:
+        if bone is not None and n and np.count_nonzero(bone & mask) >= 0.5 * n and detect[tuple(seed)] < bone_t:
             # mostly inside bone though its hottest voxel is not (the CT's edge, the cortex's blur): marrow
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
             continue
@@ -670,11 +670,9 @@ def _distinct(
         return True
     lo, crop = _crop_around(seed, radius_mm, spacing, suv.shape)
     region = _component_at(suv[crop] >= value * (1.0 - prominence), seed - lo)
-    for other in accepted:
-        local = other - lo
-        if np.all(local >= 0) and np.all(local < region.shape) and region[tuple(local)]:
-            return False
-    return True
+    others = np.asarray(accepted) - lo
+    inside = ((others >= 0) & (others < region.shape)).all(1)
+    return not region[tuple(others[inside].T)].any()
 
 
 def _grow(
