@@ -96,6 +96,56 @@ function labelLut(lesions) {
   return lut;
 }
 
+function mmOf(affine, i, j, k) {
+  return [0, 1, 2].map((r) => affine[r][0] * i + affine[r][1] * j + affine[r][2] * k + affine[r][3]);
+}
+
+// Coronal PET MIP (maximum over the file's second axis, the anterior-posterior one of an axial series),
+// patient's right on the left, head up; lesion targets marked; a click moves the crosshair there.
+function drawMip() {
+  const pet = state.pet, [nx, ny, nz] = pet.hdr.dims.slice(1, 4), affine = pet.hdr.affine;
+  const flipX = mmOf(affine, 1, 0, 0)[0] > mmOf(affine, 0, 0, 0)[0];  // RAS x grows with i: i runs to the patient's right
+  const up = mmOf(affine, 0, 0, 1)[2] > mmOf(affine, 0, 0, 0)[2];
+  const mip = new Float32Array(nx * nz);
+  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) for (let i = 0; i < nx; i++) {
+    const v = pet.img[i + nx * (j + ny * k)] * (pet.hdr.scl_slope || 1) + (pet.hdr.scl_inter || 0);
+    if (v > mip[i + nx * k]) mip[i + nx * k] = v;
+  }
+  const canvas = $("mip"), scale = canvas.width / nx;
+  canvas.height = Math.round(nz * scale * Math.abs(affine[2][2] / affine[0][0]));
+  const off = new OffscreenCanvas(nx, nz), ctx = off.getContext("2d"), pixels = ctx.createImageData(nx, nz);
+  const top = Number($("pet-max").value);
+  for (let k = 0; k < nz; k++) for (let i = 0; i < nx; i++) {
+    const g = 255 - Math.min(255, Math.round(255 * mip[i + nx * k] / top));  // inverted grey
+    const col = flipX ? nx - 1 - i : i, row = up ? nz - 1 - k : k, at = 4 * (col + nx * row);
+    pixels.data.set([g, g, g, 255], at);
+  }
+  ctx.putImageData(pixels, 0, 0);
+  const view = canvas.getContext("2d");
+  view.imageSmoothingEnabled = true;
+  view.drawImage(off, 0, 0, canvas.width, canvas.height);
+  const toCanvas = (ras) => {  // RAS mm -> MIP canvas pixel, through the voxel grid
+    const x0 = mmOf(affine, 0, 0, 0), di = mmOf(affine, 1, 0, 0)[0] - x0[0], dk = mmOf(affine, 0, 0, 1)[2] - x0[2];
+    const i = (ras[0] - x0[0]) / di, k = (ras[2] - x0[2]) / dk;
+    return [((flipX ? nx - 1 - i : i) + 0.5) * canvas.width / nx, ((up ? nz - 1 - k : k) + 0.5) * canvas.height / nz];
+  };
+  allLesions().forEach((lesion) => {
+    const [x, y] = toCanvas(lpsToRas(lesion.target_lps_mm));
+    view.strokeStyle = `rgb(${REGION_RGB[lesion.region] || REGION_RGB.unclassified})`;
+    view.lineWidth = 2;
+    view.beginPath(); view.arc(x, y, 6, 0, 2 * Math.PI); view.stroke();
+  });
+  canvas.onclick = (e) => {
+    const ras = nv.frac2mm(nv.scene.crosshairPos);
+    const x0 = mmOf(affine, 0, 0, 0), di = mmOf(affine, 1, 0, 0)[0] - x0[0], dk = mmOf(affine, 0, 0, 1)[2] - x0[2];
+    const col = e.offsetX * nx / canvas.width - 0.5, row = e.offsetY * nz / canvas.height - 0.5;
+    const i = flipX ? nx - 1 - col : col, k = up ? nz - 1 - row : row;
+    nv.scene.crosshairPos = nv.mm2frac([x0[0] + i * di, ras[1], x0[2] + k * dk]);
+    nv.drawScene();
+    nv.createOnLocationChange();
+  };
+}
+
 function bindControls() {
   const refresh = () => nv.updateGLVolume();
   $("pet-cmap").onchange = (e) => { state.pet.colormap = e.target.value; refresh(); };
@@ -151,6 +201,7 @@ async function main() {
   nv.updateGLVolume();
   bindControls();
   renderTable();
+  drawMip();
   if (state.lesions.length) jump(0);
   window.localize = {nv, state, jump, crosshairLps, suvAt};
   window.localizeReadyMs = performance.now();  // since navigation start
