@@ -216,3 +216,21 @@ def test_a_missed_lesion_added_at_its_hottest_point(phantom, tmp_path):
     assert added["id"] == len(found.lesions) + 1 and added["region"] == "unclassified"
     review = json.loads((out / "review.json").read_text())
     assert review["added"][0]["seed_lps_mm"] == pytest.approx(target["center_lps_mm"])
+
+
+def test_view_serves_an_analysis_for_a_notebook(phantom):
+    import localize
+
+    root, _ = phantom(seed=3)
+    analysis = localize.analyse_study(localize.open_study(root / "dicom"))
+    frame = localize.view(analysis)
+    address = urlsplit(frame.src)
+    assert address.hostname == "127.0.0.1"
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request("GET", address.path + "out/findings.json")
+    doc = json.loads(connection.getresponse().read())
+    assert len(doc["lesions"]) == len(analysis.findings.lesions) > 0
+    for name in ("volumes/pet_suv.nii.gz", "volumes/ct.nii.gz", "lesions.nii.gz"):
+        connection.request("GET", address.path + "out/" + name)
+        response = connection.getresponse()
+        assert response.status == 200 and response.read()[:2] == b"\x1f\x8b", name
