@@ -26,6 +26,7 @@ from localize.findings import findings_schema
 SCHEMA = "localize.review/1"
 REVIEW_FILE = "review.json"
 DECISIONS = ("accept", "reject")
+PAGE_FILES = ("volumes/ct.nii.gz", "volumes/mr.nii.gz", "automatic/findings.json", "automatic/lesions.nii.gz")
 
 # contract site -> (region, PROMISE V2 lesion category) for a reader's relabel
 _FIXED_CALLS = {"prostate": ("local", "miT2"), "prostate_bed": ("local", "miTr"),
@@ -72,9 +73,10 @@ class Review:
             self.doc["reviewer"] = reviewer
 
     def state(self) -> dict[str, Any]:
-        """The review document plus the site vocabulary (for the page)."""
+        """The review document plus, for the page, the site vocabulary and which optional files OUT holds."""
         sites = findings_schema()["$defs"]["lesion"]["properties"]["site"]["enum"]
-        return self.doc | {"sites": sites}
+        files = [name for name in PAGE_FILES if (self.out / name).is_file()]
+        return self.doc | {"sites": sites, "files": files}
 
     def _ids(self) -> set[int]:
         return {lesion["id"] for lesion in automatic_findings(self.out)["lesions"]} | \

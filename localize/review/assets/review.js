@@ -13,9 +13,7 @@ async function getJson(path) {
   return response.ok ? response.json() : null;
 }
 
-async function exists(path) {
-  return (await fetch(BASE + path, {method: "GET", cache: "no-store"})).ok;
-}
+const exists = (path) => state.review.files.includes(path.replace(/^out\//, ""));
 
 async function api(action, body) {
   $("status").textContent = action + "...";
@@ -176,16 +174,16 @@ const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], crosshairColor: [0, 1, 0,
                               multiplanarShowRender: niivue.SHOW_RENDER.NEVER, isColorbar: false});
 
 async function main() {
-  const findings = (await getJson("out/automatic/findings.json")) || (await getJson("out/findings.json"));
   state.review = await getJson("api/review");
+  const findings = await getJson(exists("out/automatic/findings.json") ? "out/automatic/findings.json" : "out/findings.json");
   state.lesions = findings.lesions;
   $("reviewer").value = state.review.reviewer || "";
   $("meta").textContent = `${findings.study.patient_id || ""} · ${findings.tracer.radiopharmaceutical || findings.tracer.family} · ` +
     `${findings.lesions.length} lesion(s) · ${findings.staging.summary}`;
-  const labels = (await exists("out/automatic/lesions.nii.gz")) ? "out/automatic/lesions.nii.gz" : "out/lesions.nii.gz";
+  const labels = exists("out/automatic/lesions.nii.gz") ? "out/automatic/lesions.nii.gz" : "out/lesions.nii.gz";
   const volumes = [];
-  const hasCt = await exists("out/volumes/ct.nii.gz");
-  const hasMr = await exists("out/volumes/mr.nii.gz");
+  const hasCt = exists("out/volumes/ct.nii.gz");
+  const hasMr = exists("out/volumes/mr.nii.gz");
   if (hasCt) volumes.push({url: BASE + "out/volumes/ct.nii.gz", name: "ct.nii.gz", colormap: "gray", cal_min: -160, cal_max: 240});
   if (hasMr) volumes.push({url: BASE + "out/volumes/mr.nii.gz", name: "mr.nii.gz", colormap: "gray", opacity: 0});
   volumes.push({url: BASE + "out/volumes/pet_suv.nii.gz", name: "pet_suv.nii.gz", colormap: "hot", cal_min: 1, cal_max: 10,
