@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -97,6 +98,13 @@ def test_page_shows_pet_over_ct(browser, reviewed, tmp_path):
     assert hot.sum() >= 10, patch
     # the CT alone is grey: far from any lesion the pixels of the body are not coloured
     assert (np.abs(rgb[..., 0] - rgb[..., 2]) < 20).mean() > 0.5
+    # hovering the lesion reads the SUV there
+    canvas = browser.find_element(By.ID, "gl")
+    box = canvas.rect
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, x - int(box["x"] + box["width"] / 2), y - int(box["y"] + box["height"] / 2)).perform()
+    text = browser.find_element(By.ID, "hover").text
+    assert text.startswith("SUV ") and float(text.split()[1]) >= 0.3 * lesion["suv_max"], text
 
 
 def test_table_click_moves_the_crosshair_to_the_lesion(browser, reviewed):
