@@ -169,6 +169,8 @@ def test_relabel_changes_region_site_and_mitnm(browser, reviewed):
     assert (lesion["region"], lesion["site"]) != ("nodal", "obturator")
     assert doc["staging"]["summary"] != automatic["staging"]["summary"]
     assert "OB" in doc["staging"]["min"]
+    assert json.loads((out / "automatic" / "findings.json").read_text()) == automatic  # a second export keeps it
+    assert len(doc["lesions"]) == len(automatic["lesions"]) - 1  # the earlier rejection still holds
 
 
 def _request(server: ReviewServer, path: str, method: str = "GET", body: bytes | None = None):
@@ -242,3 +244,27 @@ def test_view_serves_an_analysis_for_a_notebook(phantom):
         connection.request("GET", address.path + "out/" + name)
         response = connection.getresponse()
         assert response.status == 200 and response.read()[:2] == b"\x1f\x8b", name
+
+
+def test_review_volumes_keep_their_place():
+    import SimpleITK as sitk
+
+    from localize.review.volumes import display_grid, mr_in_pet_frame
+
+    mr = sitk.Image(20, 30, 10, sitk.sitkFloat32)
+    mr.SetSpacing((1.2, 1.1, 4.0))
+    mr.SetOrigin((-10.0, 5.0, 30.0))
+    angle = np.deg2rad(7.0)
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    matrix[:3, 3] = (3.0, -4.0, 12.5)
+    moved = mr_in_pet_frame(mr, matrix)
+    for index in ((0, 0, 0), (19, 29, 9), (5, 17, 3)):
+        expected = matrix[:3, :3] @ mr.TransformIndexToPhysicalPoint(index) + matrix[:3, 3]
+        assert np.allclose(moved.TransformIndexToPhysicalPoint(index), expected, atol=1e-6)
+    ct = sitk.Image(512, 512, 4, sitk.sitkInt16)
+    ct.SetSpacing((0.98, 0.98, 3.0))
+    shown = display_grid(ct)
+    assert shown.GetSize()[:2] == (265, 265) and shown.GetSpacing()[2] == 3.0
+    first_corner = shown.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5))
+    assert np.allclose(first_corner, ct.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5)))

@@ -95,7 +95,10 @@ def _handler(server: ReviewServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the page was closed mid-transfer
+                pass
 
         def _json(self, doc, status: HTTPStatus = HTTPStatus.OK) -> None:
             self._send(status, json.dumps(doc).encode(), "application/json")
