@@ -136,7 +136,7 @@ function drawMip() {
   canvas.onclick = (e) => {
     const ras = nv.frac2mm(nv.scene.crosshairPos);
     const x0 = mmOf(affine, 0, 0, 0), di = mmOf(affine, 1, 0, 0)[0] - x0[0], dk = mmOf(affine, 0, 0, 1)[2] - x0[2];
-    const col = e.offsetX * nx / canvas.width - 0.5, row = e.offsetY * nz / canvas.height - 0.5;
+    const col = e.offsetX * nx / canvas.clientWidth - 0.5, row = e.offsetY * nz / canvas.clientHeight - 0.5;
     const i = flipX ? nx - 1 - col : col, k = up ? nz - 1 - row : row;
     nv.scene.crosshairPos = nv.mm2frac([x0[0] + i * di, ras[1], x0[2] + k * dk]);
     nv.drawScene();
