@@ -66,6 +66,8 @@ _LAZY = {
     "pipeline_names": "localize.config", "PipelineConfig": "localize.config",
     "run_study": "localize.pipeline", "analyse": "localize.pipeline", "Analysis": "localize.pipeline",
     "run_batch": "localize.batch", "BatchSettings": "localize.batch",
+    # review
+    "view": "localize.review.notebook",
 }
 
 __all__ = [

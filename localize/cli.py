@@ -193,6 +193,43 @@ def fetch_command(out: Path, url: str, study_uid: str) -> None:
     click.echo(f"fetched {len(written)} instance(s) into {out}")
 
 
+@main.command("review")
+@click.argument("out", type=_existing_dir)
+@click.option("--port", default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option("--reviewer", default="", help="Reviewer's name, recorded in review.json.")
+@_one_line_errors
+def review_command(out: Path, port: int, no_browser: bool, reviewer: str) -> None:
+    """Review a `localize run` output folder in a local page (docs/review.md); Ctrl-C stops."""
+    import webbrowser
+
+    from localize.review.server import ReviewServer
+
+    server = ReviewServer(out, port=port, reviewer=reviewer)
+    click.echo(f"reviewing {server.out} at {server.url}")
+    if not no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+
+
+@main.command("export")
+@click.argument("out", type=_existing_dir)
+@_one_line_errors
+def export_command(out: Path) -> None:
+    """Rewrite OUT's findings.json, table, RTSTRUCT, SEG and report from the reviewed lesions (review.json)."""
+    from localize.review.actions import Review
+    from localize.review.server import check_output
+
+    state = Review(check_output(out)).apply("export", {})
+    for name, path in sorted(state["exports"][-1]["outputs"].items()):
+        click.echo(f"{name}: {path}")
+
+
 _node_config = click.option("--config", "config_file", required=True,
                             type=click.Path(dir_okay=False, path_type=Path), help="The node's YAML file.")
 

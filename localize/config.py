@@ -28,7 +28,7 @@ import yaml
 
 from localize.errors import ConfigError
 
-EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration")
+EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration", "viewer")
 #: The exports that are DICOM objects (what a DICOM node or STOW-RS can send on).
 DICOM_EXPORTS = ("rtstruct", "rtstruct_mr", "seg", "registration")
 TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")

@@ -290,12 +290,13 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
     """
     from localize.labelmap import write_labelmap
     from localize.report import write_report
+    from localize.review.volumes import write_volumes
     from localize.rtstruct import write_rtstruct
     from localize.seg import write_seg
     from localize.table import write_csv
 
     f, labels = result.findings, result.segmentation.labels
-    wanted = set(config.exports)
+    wanted = set(config.exports) | ({"nifti"} if "viewer" in config.exports else set())  # the page shows lesions.nii.gz
     mr_transform = result.registration.transform if result.registration is not None else None
     fixed = result.ct if result.ct is not None else result.pet.volume
 
@@ -324,6 +325,9 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
         "seg": lambda: {"seg": write_seg(out_dir / "seg_pet.dcm", f, labels, result.pet.volume)},
         "nifti": lambda: {"nifti": write_labelmap(out_dir / "lesions.nii.gz", f, labels)},
         "registration": lambda: registration() if result.registration is not None else {},
+        "viewer": lambda: write_volumes(out_dir, result.pet.image, result.ct.image if result.ct is not None else None,
+                                        result.mr.image if result.mr is not None else None,
+                                        result.registration.matrix_mr_to_pet_lps if result.registration else None),
         "report": report,
     }
     outputs, failed = {}, {}

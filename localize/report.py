@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ CROP_HALF_WIDTH_MM = 40.0
 CROP_PIXEL_MM = 1.0
 MAX_CROPS = 24
 CT_WINDOW_HU = (-160.0, 240.0)  # soft-tissue window (level 40, width 400)
+TITLE_CHARS = 120  # a title line at 11 pt fits the 12-inch figure
 
 
 def _color(region: str | None) -> tuple[float, float, float]:
@@ -112,6 +114,22 @@ def _draw_crop(ax, anatomy: sitk.Image, pet_suv: sitk.Image, centre_lps_mm, pet_
         spine.set_linewidth(2)
 
 
+def inside_image(image: sitk.Image, point_lps_mm) -> bool:
+    """True when an LPS mm point lies within the voxels of ``image`` (half a voxel beyond the centres)."""
+    index = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps_mm]))
+    return bool(np.all(index >= -0.5) and np.all(index <= np.asarray(image.GetSize()) - 0.5))
+
+
+def _draw_outside(ax, title: str, color) -> None:
+    """A panel saying the lesion lies outside the MR's field of view (instead of a black crop)."""
+    ax.set_facecolor("#f3f3f3")
+    ax.text(0.5, 0.5, "outside the MR\nfield of view", ha="center", va="center", fontsize=9, color="#444",
+            transform=ax.transAxes)
+    ax.set_title(title, fontsize=8, color=color, fontweight="bold")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _crop_panels(findings: Findings, pet_suv, ct, mr, mr_to_pet) -> list[dict[str, Any]]:
     panels = []
     for lesion in sorted(findings.lesions, key=lambda x: x.id)[:MAX_CROPS]:
@@ -122,6 +140,9 @@ def _crop_panels(findings: Findings, pet_suv, ct, mr, mr_to_pet) -> list[dict[st
                                color=_color(lesion.region)))
         if mr is not None and mr_to_pet is not None:
             centre = lesion.target_mr_lps_mm or mr_to_pet.GetInverse().TransformPoint(lesion.target_lps_mm)
+            if not inside_image(mr, centre):
+                panels.append(dict(title=f"{label} PET/MR", color=_color(lesion.region)))
+                continue
             panels.append(dict(anatomy=mr, pet_suv=pet_suv, centre_lps_mm=centre, pet_transform=mr_to_pet,
                                window=None, suv_max=lesion.suv_max, title=f"{label} PET/MR",
                                color=_color(lesion.region)))
@@ -142,12 +163,19 @@ def report_figure(findings: Findings, pet_suv: sitk.Image, ct: sitk.Image | None
     grid = figure.add_gridspec(1 + crop_rows, columns, height_ratios=[7.5] + [3.0] * crop_rows)
     _draw_mips(figure.add_subplot(grid[0, :2]), figure.add_subplot(grid[0, 2:]), pet_suv, lesions)
     for index, panel in enumerate(panels):
-        _draw_crop(figure.add_subplot(grid[1 + index // columns, index % columns]), **panel)
+        ax = figure.add_subplot(grid[1 + index // columns, index % columns])
+        if "anatomy" in panel:
+            _draw_crop(ax, **panel)
+        else:
+            _draw_outside(ax, **panel)
     tracer = findings.tracer.get("family") or ""
     summary = findings.staging.get("summary", "")
-    figure.suptitle(f"{findings.study.get('patient_id', '')}  {tracer.upper()} PET  |  {len(lesions)} lesion(s)  |  "
-                    f"{summary}", fontsize=11)
-    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    title = textwrap.wrap(f"{findings.study.get('patient_id', '')}  {tracer.upper()} PET  |  {len(lesions)} lesion(s)  |  "
+                          f"{summary}", width=TITLE_CHARS)
+    figure.suptitle("\n".join(title), fontsize=11)
+    # room for every title line (11 pt type, 1.4 line spacing) above the panels
+    title_in = (len(title) * 11 * 1.4 + 8) / 72
+    figure.tight_layout(rect=(0, 0, 1, 1 - title_in / figure.get_figheight()))
     return figure
 
 

@@ -781,3 +781,29 @@ def _component_at(mask: np.ndarray, at: np.ndarray) -> np.ndarray:
 def _candidate(pet_suv: sitk.Image, seed: np.ndarray, value: float, reason: str) -> Candidate:
     p = zyx_to_lps(pet_suv, seed)
     return Candidate(peak_lps_mm=(float(p[0]), float(p[1]), float(p[2])), suv_max=value, reason=reason)
+
+
+def segment_seeded(pet_suv: sitk.Image, seed_lps_mm, settings: SegmentationSettings, *, threshold_suv: float,
+                   exclude: np.ndarray | None = None, search_mm: float = 10.0) -> tuple[np.ndarray, Lesion] | None:
+    """One lesion grown from a reader's point (LPS mm) with the run's ``settings``; None where nothing grows.
+
+    The seed is the hottest voxel within ``search_mm`` of the point outside ``exclude`` (z, y, x bool:
+    lesions already found, a barrier to growth too); the lesion is delineated as ``_grow`` does
+    (``threshold_suv``: the detection threshold, used when the delineation is ``threshold``).
+    Returns (mask z, y, x, measured lesion with label 0).
+    """
+    suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
+    spacing = spacing_zyx_mm(pet_suv)
+    index_xyz = pet_suv.TransformPhysicalPointToContinuousIndex([float(v) for v in seed_lps_mm])
+    point = np.round(index_xyz[::-1]).astype(int)
+    if np.any(point < 0) or np.any(point >= suv.shape):
+        return None
+    barrier = np.zeros(suv.shape, bool) if exclude is None else exclude
+    lo, crop = _crop_around(point, search_mm, spacing, suv.shape)
+    near = np.where(ball_mask(point - lo, suv[crop].shape, search_mm, spacing) & ~barrier[crop], suv[crop], -np.inf)
+    seed = lo + np.array(np.unravel_index(int(np.argmax(near)), near.shape))
+    threshold = np.full(suv.shape, threshold_suv, np.float32)
+    mask = _grow(suv, [seed], barrier, [], threshold, spacing, settings)[0]
+    if mask.sum() < max(settings.min_voxels, 1):
+        return None
+    return mask, measure_lesion(pet_suv, suv, mask, label=0)

@@ -92,3 +92,22 @@ def test_page_renders_in_headless_chromium(tmp_path):
                    capture_output=True, timeout=90)
     pixels = mpimg.imread(shot)
     assert pixels[..., :3].std() > 0.05  # the page painted more than a blank sheet
+
+
+def test_long_title_fits_and_lesions_outside_the_mr_say_so(tmp_path):
+    from localize.report import report_figure
+
+    findings, pet, ct = synthetic_study()
+    findings.staging["summary"] = "miTr miN2 (II-L EI-R OB-L) miM1a (CI-R RP OE) miM1b (oligo) miM1c (pul hep) " * 2
+    top = max(findings.lesions, key=lambda lesion: lesion.target_lps_mm[2])
+    # an MR slab that ends 6 mm below the highest lesion's target, above the others: that lesion is outside it
+    k = ct.TransformPhysicalPointToIndex(tuple(np.array(top.target_lps_mm) - [0, 0, 6]))[2]
+    mr = sitk.RegionOfInterest(ct, (ct.GetSize()[0], ct.GetSize()[1], k), (0, 0, 0))
+    figure = report_figure(findings, pet, ct, mr=mr, mr_to_pet=sitk.Transform())
+    figure.canvas.draw()
+    title = figure._suptitle.get_window_extent()
+    width, height = figure.canvas.get_width_height()
+    assert 0 <= title.x0 and title.x1 <= width and title.y1 <= height
+    assert all(title.y0 > ax.get_window_extent().y1 - 1 for ax in figure.axes[:2])
+    notes = [ax for ax in figure.axes if any("outside the MR" in t.get_text() for t in ax.texts)]
+    assert len(notes) == 1 and notes[0].get_title().startswith(f"#{top.id} ")
