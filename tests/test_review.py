@@ -268,3 +268,12 @@ def test_review_volumes_keep_their_place():
     assert shown.GetSize()[:2] == (265, 265) and shown.GetSpacing()[2] == 3.0
     first_corner = shown.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5))
     assert np.allclose(first_corner, ct.TransformContinuousIndexToPhysicalPoint((-0.5, -0.5, -0.5)))
+
+
+def test_the_page_s_ct_is_no_finer_than_the_pet(reviewed):
+    # the page fuses its layers on the CT's grid: written at the PET's resolution it draws in seconds
+    import nibabel as nib
+
+    out, _ = reviewed
+    ct, pet = (nib.load(out / "volumes" / name) for name in ("ct.nii.gz", "pet_suv.nii.gz"))
+    assert np.all(np.asarray(ct.header.get_zooms()[:3]) >= np.asarray(pet.header.get_zooms()[:3]).min() - 1e-3)
