@@ -165,6 +165,7 @@ def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> di
 def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analysis_type):
     """The loaded series the writers need (from provenance.json's inputs) around the reviewed findings."""
     from localize.pet import load_pet
+    from localize.pipeline import _frame_uid
     from localize.registration import check_pet_ct
     from localize.series import load_series
 
@@ -178,8 +179,7 @@ def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analys
     mr = load_series(files["mr"]) if files["mr"] else None
     ct_to_pet = None
     if ct is not None:
-        pet_uid, ct_uid = (str(v.headers[0].get("FrameOfReferenceUID", "")) for v in (pet.volume, ct))
-        frame = check_pet_ct(pet.image, ct.image, pet_uid, ct_uid)
+        frame = check_pet_ct(pet.image, ct.image, _frame_uid(pet.volume), _frame_uid(ct))
         ct_to_pet = None if frame.same_frame_of_reference else frame.transform.GetInverse()
     registration = None
     if mr is not None and (out / "mr_to_pet.tfm").is_file():
