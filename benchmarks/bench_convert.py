@@ -25,7 +25,7 @@ from bench_load import CASES, write_case  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from localize.convert import convert_folder  # noqa: E402
+from localize.export.convert import convert_folder  # noqa: E402
 
 REAL_PET = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "studies" / "tcia-sts-001" / "FDG_PET" / "image"
 

@@ -1,4 +1,4 @@
-"""Speed of ``localize.index.index_folder`` on a generated tree of >= 10,000 files.
+"""Speed of ``localize.load.index.index_folder`` on a generated tree of >= 10,000 files.
 
 Writes small PET/CT-like DICOM files (8x8 pixels, full PET/CT headers) with
 pydicom into a temporary folder, mixed with junk text files and truncated
@@ -27,7 +27,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from localize.index import index_folder
+from localize.load.index import index_folder
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"

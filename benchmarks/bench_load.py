@@ -1,4 +1,4 @@
-"""Benchmark: localize.series.load_series vs SimpleITK ImageSeriesReader, time and peak memory.
+"""Benchmark: localize.load.volume.load_series vs SimpleITK ImageSeriesReader, time and peak memory.
 
 Writes a 512x512x300 CT and a 200x200x250 PET series with pydicom into a temp
 folder, then times both readers on the same files in the same process
@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
 
-from localize.series import load_series
+from localize.load.volume import load_series
 
 CASES = {"CT 512x512x300": ("CT", 512, 300, 0.8), "PET 200x200x250": ("PT", 200, 250, 4.0)}
 

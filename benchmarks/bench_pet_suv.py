@@ -18,8 +18,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from localize.pet import load_pet
-from localize.series import load_series
+from localize.load.pet import load_pet
+from localize.load.volume import load_series
 
 
 def write_series(folder: Path, n_slices: int, size: int = 200) -> list[Path]:

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from localize.batch import BatchSettings, run_batch
-from localize.catalog import Catalog
+from localize.batch.run import BatchSettings, run_batch
+from localize.batch.catalog import Catalog
 from localize.sample_data import LesionSpec, StudySpec, make_study
 
 SMALL_LESIONS = (LesionSpec("obturator", 12, 8.0, "left"), LesionSpec("bone_pelvis", 14, 12.0, "right"))
@@ -32,8 +32,8 @@ def single_study(root: Path) -> None:
     make_study(study, StudySpec(seed=7))  # the demo study: whole body, 512 CT, MR
     code = (
         "import json, resource, sys, time; from pathlib import Path\n"
-        "from localize.pet import load_pet; from localize.series import load_series\n"
-        "from localize.index import index_folder; from localize.study import single_plan\n"
+        "from localize.load.pet import load_pet; from localize.load.volume import load_series\n"
+        "from localize.load.index import index_folder; from localize.load.plan import single_plan\n"
         "from localize.pipeline import run_study\n"
         "m = single_plan(index_folder(sys.argv[1])).manifest()\n"
         "t = time.perf_counter(); load_pet([Path(f) for f in m['files']['pet']]);"

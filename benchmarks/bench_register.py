@@ -28,7 +28,7 @@ from localize.registration.mr import COARSE_SPACING_MM
 from localize.registration.optimise import itk_threads
 from localize.registration.result import linear_matrix
 from localize.sample_data import StudySpec, make_study
-from localize.series import load_series
+from localize.load.volume import load_series
 
 
 def _to_itk(image: sitk.Image):

@@ -23,12 +23,12 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 
 from localize.demo import demo_study
-from localize.nifti import read_nifti
+from localize.export.nifti import read_nifti
 from localize.pipeline import run_study
 from localize.review.actions import Review
 from localize.review.server import ReviewServer
 from localize.review.volumes import MR_FILE, PET_FILE, write_volumes
-from localize.series import load_series
+from localize.load.volume import load_series
 
 READY_TARGET_S, EXPORT_TARGET_S = 3.0, 5.0
 READY_LIMIT_S = 900.0  # reported as "inf" beyond this

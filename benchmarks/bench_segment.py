@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository f
 
 from localize.anatomy import build_anatomy, read_label_map  # noqa: E402
 from localize.anatomy.imported import masks_from_label_map  # noqa: E402
-from localize.metrics import ball, lps_to_zyx, spacing_zyx_mm  # noqa: E402
-from localize.pet import load_pet  # noqa: E402
-from localize.reference import reference_regions  # noqa: E402
+from localize.detection.metrics import ball, lps_to_zyx, spacing_zyx_mm  # noqa: E402
+from localize.load.pet import load_pet  # noqa: E402
+from localize.detection.reference import reference_regions  # noqa: E402
 from localize.sample_data import StudySpec, make_study  # noqa: E402
-from localize.segment import segment_lesions  # noqa: E402
-from localize.series import load_series  # noqa: E402
+from localize.detection.segment import segment_lesions  # noqa: E402
+from localize.load.volume import load_series  # noqa: E402
 
 FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",

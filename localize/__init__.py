@@ -36,10 +36,10 @@ from localize.errors import (
 # Public name -> the module that defines it, in the order of the data flow (DESIGN.md).
 _LAZY = {
     # index and load
-    "index_folder": "localize.index", "format_index": "localize.index", "Archive": "localize.index",
-    "load_series": "localize.series", "Volume": "localize.series",
-    "load_pet": "localize.pet", "PetImage": "localize.pet",
-    "identify_tracer": "localize.tracer", "TracerInfo": "localize.tracer",
+    "index_folder": "localize.load.index", "format_index": "localize.load.index", "Archive": "localize.load.index",
+    "load_series": "localize.load.volume", "Volume": "localize.load.volume",
+    "load_pet": "localize.load.pet", "PetImage": "localize.load.pet",
+    "identify_tracer": "localize.load.tracer", "TracerInfo": "localize.load.tracer",
     "open_study": "localize.api", "OpenedStudy": "localize.api", "analyse_study": "localize.api",
     # register
     "register_mr": "localize.registration", "check_pet_ct": "localize.registration",
@@ -47,25 +47,25 @@ _LAZY = {
     "mr_to_pet_points": "localize.registration", "pet_to_mr_points": "localize.registration",
     # anatomy, reference regions, segmentation, classification
     "build_anatomy": "localize.anatomy", "Anatomy": "localize.anatomy", "read_label_map": "localize.anatomy",
-    "reference_regions": "localize.reference", "ReferenceRegion": "localize.reference",
-    "segment_lesions": "localize.segment", "Segmentation": "localize.segment",
-    "SegmentationSettings": "localize.segment", "settings_for": "localize.segment",
+    "reference_regions": "localize.detection.reference", "ReferenceRegion": "localize.detection.reference",
+    "segment_lesions": "localize.detection.segment", "Segmentation": "localize.detection.segment",
+    "SegmentationSettings": "localize.detection.segment", "settings_for": "localize.detection.segment",
     "classify_lesions": "localize.classify", "infer_status": "localize.classify", "stage": "localize.classify",
     # results and exports
     "Findings": "localize.findings", "Lesion": "localize.findings", "Candidate": "localize.findings",
     "number_lesions": "localize.findings", "validate_findings": "localize.findings",
-    "lesion_table": "localize.table", "lesion_table_from_doc": "localize.table", "write_csv": "localize.table",
-    "write_rtstruct": "localize.rtstruct", "rtstruct_to_masks": "localize.rtstruct",
-    "write_seg": "localize.seg", "write_labelmap": "localize.labelmap",
-    "write_report": "localize.report", "report_figure": "localize.report",
-    "read_nifti": "localize.nifti", "write_nifti": "localize.nifti",
-    "lps_to_ras": "localize.nifti", "ras_to_lps": "localize.nifti",
-    "convert_folder": "localize.convert",
+    "lesion_table": "localize.export.table", "lesion_table_from_doc": "localize.export.table", "write_csv": "localize.export.table",
+    "write_rtstruct": "localize.export.rtstruct", "rtstruct_to_masks": "localize.export.rtstruct",
+    "write_seg": "localize.export.dicom_seg", "write_labelmap": "localize.export.labelmap",
+    "write_report": "localize.export.report", "report_figure": "localize.export.report",
+    "read_nifti": "localize.export.nifti", "write_nifti": "localize.export.nifti",
+    "lps_to_ras": "localize.export.nifti", "ras_to_lps": "localize.export.nifti",
+    "convert_folder": "localize.export.convert",
     # pipelines
     "load_pipeline": "localize.config", "default_pipeline": "localize.config",
     "pipeline_names": "localize.config", "PipelineConfig": "localize.config",
     "run_study": "localize.pipeline", "analyse": "localize.pipeline", "Analysis": "localize.pipeline",
-    "run_batch": "localize.batch", "BatchSettings": "localize.batch",
+    "run_batch": "localize.batch.run", "BatchSettings": "localize.batch.run",
     # review
     "view": "localize.review.notebook",
 }

@@ -1,6 +1,6 @@
 """One patient's study in a notebook: index a folder, load its PET as SUV, its CT and MR; analyse it.
 
-``open_study`` picks the series the way ``localize run`` does (``localize.study``)
+``open_study`` picks the series the way ``localize run`` does (``localize.load.plan``)
 and loads them; ``analyse_study`` runs every analysis step of a pipeline on
 them (``localize.pipeline.analyse``) and writes nothing. Each step stays
 callable on its own (see ``localize.__all__``).
@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from localize.pet import PetImage
+from localize.load.pet import PetImage
 from localize.pipeline import Analysis
-from localize.series import Volume
-from localize.study import DEFAULT_MR_WINDOW_DAYS, StudyPlan
+from localize.load.volume import Volume
+from localize.load.plan import DEFAULT_MR_WINDOW_DAYS, StudyPlan
 
 
 @dataclass
@@ -36,7 +36,7 @@ class OpenedStudy:
     ``pet.image`` is SUVbw (g/ml) and ``pet.calibration`` says how it was computed;
     ``ct.image`` is in HU on the CT's own grid (same frame of reference as the PET
     on a PET/CT); ``mr.image`` is in the MR's own frame until registered.
-    ``tracer_family`` is the detailed family of ``localize.tracer`` (``psma_ga68``,
+    ``tracer_family`` is the detailed family of ``localize.load.tracer`` (``psma_ga68``,
     ``psma_f18_renal``, ``psma_f18_hepatobiliary``, ``fluciclovine``, ``fdg``).
     ``plan`` records which series were chosen (and the MR's distance in days).
     """
@@ -59,11 +59,11 @@ def open_study(path: str | Path, *, tracer: str = "auto",
     MR nearest in date within ``mr_window_days``. Raises ``StudyError`` when the
     folder holds no PET study or several, and the loaders' errors on bad series.
     """
-    from localize.index import index_folder
-    from localize.pet import load_pet
+    from localize.load.index import index_folder
+    from localize.load.pet import load_pet
     from localize.pipeline import StudyInputs, tracer_family
-    from localize.series import load_series
-    from localize.study import single_plan
+    from localize.load.volume import load_series
+    from localize.load.plan import single_plan
 
     root = Path(path).resolve()
     plan = single_plan(index_folder(root), mr_window_days=mr_window_days)

@@ -51,7 +51,7 @@ _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 @_one_line_errors
 def index_command(path: Path, as_json: bool) -> None:
     """List patients, studies and series under PATH (headers only)."""
-    from localize.index import format_index, index_folder
+    from localize.load.index import format_index, index_folder
 
     archive = index_folder(path)
     click.echo(archive.to_json() if as_json else format_index(archive))
@@ -79,7 +79,7 @@ def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path 
     """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
     from localize.config import DICOM_EXPORTS
     from localize.pipeline import run_study
-    from localize.summary import format_findings
+    from localize.export.summary import format_findings
 
     if pipeline and config_file:
         raise click.UsageError("give either --pipeline or --config, not both")
@@ -87,7 +87,7 @@ def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path 
                          deidentify=deidentify_key)
     click.echo(format_findings(findings))
     if stow_url:
-        from localize.dicomweb import store_results
+        from localize.load.dicomweb import store_results
 
         stored = store_results(stow_url, [findings.outputs[k] for k in DICOM_EXPORTS if k in findings.outputs])
         click.echo(f"stored {stored} DICOM object(s) at {stow_url}")
@@ -131,7 +131,7 @@ def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None,
                   threads_per_study: int | None, mr_window_days: float, quiet: bool,
                   deidentify_key: str | None) -> None:
     """Run every PET study under ARCHIVE; resumable; one bad study never stops the rest."""
-    from localize.batch import BatchSettings, format_summary, run_batch
+    from localize.batch.run import BatchSettings, format_summary, run_batch
 
     settings = BatchSettings(workers=workers, scheduler=scheduler, force=force, pipeline=pipeline,
                              timeout_s=timeout_s, memory_limit_gb=memory_limit_gb,
@@ -151,7 +151,7 @@ def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None,
 @_one_line_errors
 def convert_command(path: Path, out: Path, strict: bool) -> None:
     """Convert every image series under PATH to NIfTI (RAS affine; PET in SUVbw) + JSON sidecar."""
-    from localize.convert import convert_folder
+    from localize.export.convert import convert_folder
 
     results = convert_folder(path, out, strict=strict)
     for result in results:
@@ -187,7 +187,7 @@ def demo_command(out_dir: Path | None) -> None:
 @_one_line_errors
 def fetch_command(out: Path, url: str, study_uid: str) -> None:
     """Fetch one study from a DICOMweb service (QIDO-RS, WADO-RS) into OUT/SERIES/SOP.dcm."""
-    from localize.dicomweb import fetch_study
+    from localize.load.dicomweb import fetch_study
 
     written = fetch_study(url, study_uid, out)
     click.echo(f"fetched {len(written)} instance(s) into {out}")

@@ -7,7 +7,7 @@ tags, no code) with these sections::
     description: one line
     tracer: psma                # family the pipeline is meant for
     status: auto                # post_prostatectomy / post_radiotherapy / auto (from the anatomy)
-    segmentation: {...}         # settings passed to localize.segment (validated there)
+    segmentation: {...}         # settings passed to localize.detection.segment (validated there)
     registration: {pelvis_only: true, refine: null, require_mr: false}  # require_mr: stop when the MR is unusable
     exports: [findings, csv, rtstruct, ...]
 
@@ -35,7 +35,7 @@ TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")
 REFINE = (None, "affine", "bspline")
 STATUSES = ("auto", "post_prostatectomy", "post_radiotherapy")
 
-# The pipeline chosen when none is given, by tracer family (localize.tracer).
+# The pipeline chosen when none is given, by tracer family (localize.load.tracer).
 DEFAULT_PIPELINE = {
     "psma_ga68": "psma-salvage-rt",
     "psma_f18_renal": "psma-salvage-rt",
@@ -175,9 +175,9 @@ def _check_segmentation(segmentation: dict[str, Any], source: str) -> None:
     """Validate segmentation overrides now, so a bad file fails before any image is read.
 
     ``preset`` names the tracer family whose preset to start from (default: the
-    study's tracer); every other key is a ``localize.segment.SegmentationSettings`` field.
+    study's tracer); every other key is a ``localize.detection.segment.SegmentationSettings`` field.
     """
-    from localize.segment import PRESETS, settings_for
+    from localize.detection.segment import PRESETS, settings_for
 
     overrides = dict(segmentation)
     preset = overrides.pop("preset", None)

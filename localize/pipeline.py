@@ -42,14 +42,14 @@ def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Pat
     """``localize run``: the one PET study under ``study_dir`` into ``out_dir``.
 
     ``deidentify``: a key; identifiers in findings.json, the CSV, the report
-    and provenance.json become keyed pseudonyms (``localize.privacy``).
+    and provenance.json become keyed pseudonyms (``localize.export.privacy``).
 
     ``anatomy``: optional imported anatomy on the study's CT frame (a folder of
     NIfTI masks named by class, or a multilabel NIfTI with its class names),
     e.g. TotalSegmentator output; it overrides the built-in CT anatomy.
     """
-    from localize.index import index_folder
-    from localize.study import single_plan
+    from localize.load.index import index_folder
+    from localize.load.plan import single_plan
 
     study_dir, out_dir = Path(study_dir).resolve(), Path(out_dir).resolve()
     if out_dir == study_dir or study_dir in out_dir.parents:
@@ -64,7 +64,7 @@ def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Pat
 def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str | Path | None = None,
                  tracer: str = "auto", root: str = "", anatomy: str | Path | None = None,
                  deidentify: str | None = None) -> Findings:
-    """Run the series listed in a manifest (see ``localize.study.StudyPlan.manifest``)."""
+    """Run the series listed in a manifest (see ``localize.load.plan.StudyPlan.manifest``)."""
     files = manifest["files"]
     inputs = StudyInputs(
         pet=[Path(f) for f in files["pet"]],
@@ -85,8 +85,8 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
     With a ``deidentify`` key the findings returned and written carry pseudonyms
     (DICOM exports for planning systems keep the identity they must match).
     """
-    from localize.pet import load_pet
-    from localize.series import load_series
+    from localize.load.pet import load_pet
+    from localize.load.volume import load_series
 
     named = load_pipeline(pipeline) if pipeline else None  # a bad name or file fails before any image is read
     timings: dict[str, float] = {}
@@ -116,7 +116,7 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
 
 def _deidentify(findings: Findings, doc: dict, provenance: dict, key: str, headers: list) -> tuple[dict, dict]:
     """Pseudonymise the findings (object and document), provenance and the text exports in place."""
-    from localize.privacy import identifiers, scrub, scrub_text
+    from localize.export.privacy import identifiers, scrub, scrub_text
 
     mapping = identifiers(headers, key)
     doc, provenance = scrub(doc, mapping), scrub(provenance, mapping)
@@ -135,13 +135,13 @@ def _deidentify(findings: Findings, doc: dict, provenance: dict, key: str, heade
 class Analysis:
     """Everything the steps produced for one study (plain values; exports read it)."""
 
-    pet: Any  # localize.pet.PetImage (SUVbw image + series + SUV calibration)
-    ct: Any | None  # localize.series.Volume
-    mr: Any | None  # localize.series.Volume
+    pet: Any  # localize.load.pet.PetImage (SUVbw image + series + SUV calibration)
+    ct: Any | None  # localize.load.volume.Volume
+    mr: Any | None  # localize.load.volume.Volume
     registration: Any | None  # localize.registration Registration (MR -> PET/CT frame)
     ct_to_pet: Any | None  # sitk transform, CT-frame points -> PET points; None when they share a frame
     anatomy: Any  # localize.anatomy.Anatomy
-    segmentation: Any  # localize.segment.Segmentation
+    segmentation: Any  # localize.detection.segment.Segmentation
     findings: Findings
 
 
@@ -151,10 +151,10 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
     from localize.anatomy import build_anatomy, read_label_map, read_mask_folder
     from localize.anatomy.ct_heuristics import ct_on_grid
     from localize.classify import classify_lesions, infer_status, stage
-    from localize.reference import reference_regions
+    from localize.detection.reference import reference_regions
     from localize.registration import check_pet_ct
-    from localize.rtstruct import rtstruct_to_masks
-    from localize.segment import GENERIC_PRESET, preset_for, segment_lesions
+    from localize.export.rtstruct import rtstruct_to_masks
+    from localize.detection.segment import GENERIC_PRESET, preset_for, segment_lesions
 
     import SimpleITK as sitk
 
@@ -288,12 +288,12 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
     One export that fails (a bug, a grid it cannot take, a full disk) leaves the others; each is
     written under a temporary name and renamed (``localize.atomic``), so none is left half-written.
     """
-    from localize.labelmap import write_labelmap
-    from localize.report import write_report
+    from localize.export.labelmap import write_labelmap
+    from localize.export.report import write_report
     from localize.review.volumes import write_volumes
-    from localize.rtstruct import write_rtstruct
-    from localize.seg import write_seg
-    from localize.table import write_csv
+    from localize.export.rtstruct import write_rtstruct
+    from localize.export.dicom_seg import write_seg
+    from localize.export.table import write_csv
 
     f, labels = result.findings, result.segmentation.labels
     wanted = set(config.exports) | ({"nifti"} if "viewer" in config.exports else set())  # the page shows lesions.nii.gz
@@ -345,7 +345,7 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
 
 
 def tracer_family(pet, override: str, inputs: StudyInputs) -> str:
-    """The detailed tracer family (``localize.tracer.FAMILIES``) from the PET header, or the user's override.
+    """The detailed tracer family (``localize.load.tracer.FAMILIES``) from the PET header, or the user's override.
 
     ``override``: "auto", "psma", "fluciclovine" or "fdg" (as ``localize run --tracer``).
     """
@@ -438,7 +438,7 @@ def _series_dict(volume) -> dict[str, Any] | None:
 
 
 def _tracer_dict(calibration, family: str) -> dict[str, Any]:
-    from localize.tracer import contract_family
+    from localize.load.tracer import contract_family
 
     info = calibration.tracer
     return {

@@ -14,7 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from localize.tracer import HALF_LIFE_S
+from localize.load.tracer import HALF_LIFE_S
 
 POSITRON_FRACTION = {"F18": 0.9686, "Ga68": 0.8883}  # DOMAIN.md §1.8
 NUCLIDE_CODE = {"F18": ("77004003", "SCT", "^18^Fluorine"), "Ga68": ("35337001", "SCT", "^68^Gallium")}

@@ -14,8 +14,8 @@ from scipy import ndimage
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
 from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes
 from localize.errors import StudyError
-from localize.pet import load_pet
-from localize.series import load_series
+from localize.load.pet import load_pet
+from localize.load.volume import load_series
 
 
 @pytest.mark.parametrize(

@@ -46,11 +46,11 @@ def test_the_steps_a_notebook_needs_are_public():
     assert steps <= set(localize.__all__)
 
 
-@pytest.mark.parametrize("module", ["localize", "localize.api", "localize.nifti"])
+@pytest.mark.parametrize("module", ["localize", "localize.api", "localize.export.nifti"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
-    if module != "localize.nifti":
+    if module != "localize.export.nifti":
         assert result.attempted > 0
 
 

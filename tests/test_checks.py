@@ -217,8 +217,8 @@ def test_gas_filled_colon_at_the_top_of_a_pelvis_field_is_not_lung(phantom):
     import SimpleITK as sitk
 
     from localize.anatomy import build_anatomy
-    from localize.pet import load_pet
-    from localize.series import load_series
+    from localize.load.pet import load_pet
+    from localize.load.volume import load_series
 
     root, truth = phantom(tracer="dcfpyl")
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image

@@ -16,11 +16,11 @@ import pytest
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import ct_on_grid
 from localize.classify import classify_lesions, stage
-from localize.pet import load_pet
-from localize.reference import reference_regions
+from localize.load.pet import load_pet
+from localize.detection.reference import reference_regions
 from localize.sample_data import StudySpec
-from localize.segment import segment_lesions
-from localize.series import load_series
+from localize.detection.segment import segment_lesions
+from localize.load.volume import load_series
 
 STUDIES = [
     dict(tracer="dcfpyl", status="post_prostatectomy"),
@@ -108,8 +108,8 @@ def test_staging_t_and_m_parts(results):
 def test_treatment_status_is_read_from_the_ct_with_its_evidence(phantom, status):
     from localize.anatomy import build_anatomy
     from localize.classify import infer_status
-    from localize.pet import load_pet
-    from localize.series import load_series
+    from localize.load.pet import load_pet
+    from localize.load.volume import load_series
 
     root, truth = phantom(tracer="psma11", status=status, seed=7)
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image

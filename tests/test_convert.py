@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_series import FIELD, field_series, image_dataset, write_series
+from test_volume import FIELD, field_series, image_dataset, write_series
 
 from localize.cli import main
-from localize.convert import convert_folder
+from localize.export.convert import convert_folder
 from localize.errors import ConfigError
 
 
@@ -96,7 +96,7 @@ def test_cli_convert(archive, tmp_path):
 def test_whole_number_images_are_written_as_int16_losslessly():
     import SimpleITK as sitk
 
-    from localize.convert import whole_numbers_as_int16
+    from localize.export.convert import whole_numbers_as_int16
 
     hu = sitk.GetImageFromArray(np.array([[[-1024.0, 0.0], [40.0, 3071.0]]], np.float32))
     compact = whole_numbers_as_int16(hu)

@@ -18,10 +18,10 @@ import pytest
 import SimpleITK as sitk
 
 from localize.anatomy import build_anatomy, read_label_map
-from localize.pet import load_pet
-from localize.reference import reference_regions
-from localize.segment import segment_lesions
-from localize.series import load_series
+from localize.load.pet import load_pet
+from localize.detection.reference import reference_regions
+from localize.detection.segment import segment_lesions
+from localize.load.volume import load_series
 
 FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
 PHYSIOLOGICAL = ("kidney_left", "kidney_right", "urinary_bladder", "liver", "spleen", "small_bowel", "colon",

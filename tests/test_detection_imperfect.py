@@ -16,12 +16,12 @@ import pytest
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy
-from localize.metrics import ball, spacing_zyx_mm
-from localize.pet import load_pet
-from localize.reference import reference_regions
+from localize.detection.metrics import ball, spacing_zyx_mm
+from localize.load.pet import load_pet
+from localize.detection.reference import reference_regions
 from localize.sample_data import StudySpec
-from localize.segment import segment_lesions
-from localize.series import load_series
+from localize.detection.segment import segment_lesions
+from localize.load.volume import load_series
 
 FAMILY = {"dcfpyl": "psma_f18_renal"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney_", "pancreas",

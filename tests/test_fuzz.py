@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from localize.errors import LocalizeError
-from localize.index import index_folder
-from localize.pet import load_pet
-from localize.rtstruct import rtstruct_to_masks
-from localize.series import load_series
+from localize.load.index import index_folder
+from localize.load.pet import load_pet
+from localize.export.rtstruct import rtstruct_to_masks
+from localize.load.volume import load_series
 
 from test_limits import ct_slice, save
-from test_names import rtstruct_for
+from test_safe_names import rtstruct_for
 
 EXAMPLES = int(os.environ.get("LOCALIZE_FUZZ_EXAMPLES", 1260))  # per target: four targets, > 5,000 inputs per run
 TRIED = {"inputs": 0}

@@ -13,11 +13,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy
-from localize.pet import load_pet
+from localize.load.pet import load_pet
 from localize.pipeline import run_study
 from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study
 from localize.sample_data.scoring import score
-from localize.series import load_series
+from localize.load.volume import load_series
 
 from test_run_e2e import check_contract
 

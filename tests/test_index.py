@@ -21,7 +21,7 @@ from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from localize.errors import StudyError
-from localize.index import Archive, format_index, index_folder
+from localize.load.index import Archive, format_index, index_folder
 
 REPO = Path(__file__).resolve().parents[1]
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -16,11 +16,11 @@ import pydicom
 import pytest
 
 from localize.config import load_pipeline
-from localize.index import index_folder
-from localize.pet import load_pet
+from localize.load.index import index_folder
+from localize.load.pet import load_pet
 from localize.pipeline import analyse
-from localize.series import load_series
-from localize.study import single_plan
+from localize.load.volume import load_series
+from localize.load.plan import single_plan
 
 SEED = 3
 POSITION_TOLERANCE_MM = 1.0

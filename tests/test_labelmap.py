@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from localize.labelmap import write_labelmap
+from localize.export.labelmap import write_labelmap
 from test_rtstruct import findings_for, lesion_label_image
 
 

@@ -21,10 +21,10 @@ from pydicom.uid import (
 )
 
 from localize.errors import LocalizeError, ResourceLimitError
-from localize.index import index_folder
-from localize.limits import DEFAULT_LIMITS, Limits, check_dataset, read_dataset
-from localize.rtstruct import rtstruct_to_masks
-from localize.series import load_series
+from localize.load.index import index_folder
+from localize.load.limits import DEFAULT_LIMITS, Limits, check_dataset, read_dataset
+from localize.export.rtstruct import rtstruct_to_masks
+from localize.load.volume import load_series
 
 
 def ct_slice(z_mm: float = 0.0, rows: int = 4, columns: int = 4, modality: str = "CT") -> Dataset:

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from localize.errors import LocalizeError
-from localize.nifti import lps_to_ras, ras_to_lps, read_nifti, write_nifti
+from localize.export.nifti import lps_to_ras, ras_to_lps, read_nifti, write_nifti
 
 
 def rotation(ax_deg: float, az_deg: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from pynetdicom.sop_class import Verification
 from localize.cli import main
 from localize.node.config import load_node_config
 from localize.node.queue import NodeQueue
-from localize.privacy import pseudo_uid
+from localize.export.privacy import pseudo_uid
 from localize.sample_data import LesionSpec
 
 from orthanc_server import Orthanc, free_port

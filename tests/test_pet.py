@@ -24,7 +24,7 @@ from test_suv import (
 )
 
 from localize.errors import SuvError
-from localize.pet import load_pet
+from localize.load.pet import load_pet
 
 ROWS, COLS = 3, 5
 

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from localize.anatomy import pet_organs
-from localize.metrics import voxel_volume_ml, zyx_to_lps
-from localize.pet import load_pet
+from localize.detection.metrics import voxel_volume_ml, zyx_to_lps
+from localize.load.pet import load_pet
 
 pytestmark = pytest.mark.testdata
 

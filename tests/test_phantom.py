@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from localize.sample_data import LesionSpec, StudySpec, StudyTruth
-from localize.tracer import identify_tracer
+from localize.load.tracer import identify_tracer
 
 SMALL = dict(extent="pelvis", ct_matrix=128, with_mr=False)
 

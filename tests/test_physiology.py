@@ -9,8 +9,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from localize.anatomy.model import Anatomy
-from localize.physiology import flatten_halo, ureter_tracks
-from localize.segment import segment_lesions
+from localize.detection.physiology import flatten_halo, ureter_tracks
+from localize.detection.segment import segment_lesions
 
 SPACING = 4.0  # mm, isotropic
 SHAPE = (56, 50, 50)  # z, y, x

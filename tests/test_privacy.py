@@ -14,7 +14,7 @@ import pydicom
 import pytest
 
 from localize.findings import validate_findings
-from localize.privacy import pseudo_uid, pseudonym, scrub
+from localize.export.privacy import pseudo_uid, pseudonym, scrub
 
 KEY = "a secret the outputs must not hold"
 

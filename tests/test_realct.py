@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy
-from localize.series import load_series
+from localize.load.volume import load_series
 
 pytestmark = pytest.mark.testdata
 

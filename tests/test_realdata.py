@@ -20,11 +20,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from localize.convert import NON_IMAGE_MODALITIES, convert_folder
+from localize.export.convert import NON_IMAGE_MODALITIES, convert_folder
 from localize.errors import LocalizeError
-from localize.index import index_folder
-from localize.pet import load_pet
-from localize.series import load_series
+from localize.load.index import index_folder
+from localize.load.pet import load_pet
+from localize.load.volume import load_series
 
 pytestmark = pytest.mark.testdata
 

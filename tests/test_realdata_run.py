@@ -20,9 +20,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from conftest import SHARED_CONTRACT
-from localize.metrics import lps_to_zyx
-from localize.pet import load_pet
-from localize.rtstruct import rtstruct_to_masks
+from localize.detection.metrics import lps_to_zyx
+from localize.load.pet import load_pet
+from localize.export.rtstruct import rtstruct_to_masks
 from test_rtstruct import dciodvfy_errors
 
 pytestmark = pytest.mark.testdata

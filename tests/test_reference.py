@@ -9,11 +9,11 @@ from scipy import ndimage
 
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.model import Anatomy
-from localize.pet import load_pet
-from localize.metrics import ball
-from localize.reference import (BLOOD_POOL_CLEARANCE_MM, _dilated, _eroded, aorta_cylinder, clear_of, liver_sphere,
+from localize.load.pet import load_pet
+from localize.detection.metrics import ball
+from localize.detection.reference import (BLOOD_POOL_CLEARANCE_MM, _dilated, _eroded, aorta_cylinder, clear_of, liver_sphere,
                                 reference_regions)
-from localize.series import load_series
+from localize.load.volume import load_series
 
 
 def _image(array_zyx: np.ndarray, spacing=4.0) -> sitk.Image:

@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from localize.errors import RegistrationError
-from localize.pet import load_pet
+from localize.load.pet import load_pet
 from localize.registration import (
     check_pet_ct,
     load_transform,
@@ -31,7 +31,7 @@ from localize.registration import (
     write_spatial_registration,
 )
 from localize.registration.result import quality_reasons
-from localize.series import load_series
+from localize.load.volume import load_series
 
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_1M = (1000.0, -400.0, 300.0)  # MR frame origin about a metre from the PET/CT frame's

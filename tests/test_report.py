@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 from matplotlib import image as mpimg
 
-from localize.report import write_report
+from localize.export.report import write_report
 from test_rtstruct import findings_for, lesion_label_image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -95,7 +95,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
 
 
 def test_long_title_fits_and_lesions_outside_the_mr_say_so(tmp_path):
-    from localize.report import report_figure
+    from localize.export.report import report_figure
 
     findings, pet, ct = synthetic_study()
     findings.staging["summary"] = "miTr miN2 (II-L EI-R OB-L) miM1a (CI-R RP OE) miM1b (oligo) miM1c (pul hep) " * 2

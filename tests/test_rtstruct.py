@@ -16,7 +16,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from localize.errors import DicomReadError, SeriesError
 from localize.findings import Findings, Lesion
-from localize.rtstruct import build_rtstruct, rtstruct_to_masks, write_rtstruct
+from localize.export.rtstruct import build_rtstruct, rtstruct_to_masks, write_rtstruct
 
 HFS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 FFS = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # feet first: row direction towards patient right, slices run caudal

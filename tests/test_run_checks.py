@@ -15,13 +15,13 @@ import pytest
 
 from localize.config import load_pipeline
 from localize.findings import Lesion
-from localize.index import index_folder
-from localize.pet import load_pet
+from localize.load.index import index_folder
+from localize.load.pet import load_pet
 from localize.pipeline import analyse
-from localize.rtstruct import roi_names
-from localize.series import load_series
-from localize.study import single_plan
-from localize.table import lesion_table_from_doc
+from localize.export.rtstruct import roi_names
+from localize.load.volume import load_series
+from localize.load.plan import single_plan
+from localize.export.table import lesion_table_from_doc
 
 from test_run_e2e import check_contract
 

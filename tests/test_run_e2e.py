@@ -14,11 +14,11 @@ import pytest
 from localize.config import load_pipeline
 from localize.errors import StudyError
 from localize.findings import validate_findings
-from localize.index import index_folder
-from localize.pet import load_pet
+from localize.load.index import index_folder
+from localize.load.pet import load_pet
 from localize.pipeline import analyse
-from localize.series import load_series
-from localize.study import single_plan
+from localize.load.volume import load_series
+from localize.load.plan import single_plan
 
 from conftest import SHARED_CONTRACT, tree_digest
 

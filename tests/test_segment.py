@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
-from localize.physiology import with_partial_volume_rim
-from localize.segment import (FIELD_EDGE, MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
+from localize.detection.physiology import with_partial_volume_rim
+from localize.detection.segment import (FIELD_EDGE, MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
                               settings_for)
 
 SPACING = 4.0  # mm, isotropic

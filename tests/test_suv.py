@@ -25,7 +25,7 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from localize.errors import LocalizeError, SuvError
-from localize.suv import (
+from localize.load.suv import (
     average_count_time_s,
     ibw_kg,
     lbm_james128_kg,

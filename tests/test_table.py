@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from localize.findings import Findings, Lesion
-from localize.table import lesion_table, write_csv
+from localize.export.table import lesion_table, write_csv
 
 
 def _findings(lesions) -> Findings:

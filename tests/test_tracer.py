@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from localize.tracer import TracerInfo, identify_tracer
+from localize.load.tracer import TracerInfo, identify_tracer
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:

@@ -19,7 +19,7 @@ from localize.sample_data import HARD_CASES, VALIDATION_SEED_START, StudyTruth, 
 from localize.sample_data.imaging import drawn_uptake
 from localize.sample_data.patient import draw_patient
 from localize.sample_data.varied import draw_scan, stream
-from localize.tracer import HALF_LIFE_S
+from localize.load.tracer import HALF_LIFE_S
 
 SMALL = dict(ct_matrix_cap=96, pet_matrix_cap=64)
 SEEDS = range(300)  # training seeds: all below VALIDATION_SEED_START

@@ -16,13 +16,13 @@ import SimpleITK as sitk
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.imported import masks_from_label_map
 from localize.config import default_pipeline
-from localize.metrics import zyx_to_lps
-from localize.pet import load_pet
+from localize.detection.metrics import zyx_to_lps
+from localize.load.pet import load_pet
 from localize.pipeline import analyse
-from localize.reference import reference_regions
+from localize.detection.reference import reference_regions
 from localize.sample_data import StudySpec
-from localize.segment import segment_lesions
-from localize.series import load_series
+from localize.detection.segment import segment_lesions
+from localize.load.volume import load_series
 
 HALF_VERTEBRA_MM = 12.0  # a lumbar body is ~25 mm tall in the phantom (and in an adult)
 

@@ -19,7 +19,7 @@ from localize.anatomy.imported import masks_from_images, masks_from_label_map, r
 from localize.anatomy.model import Anatomy
 from localize.anatomy.names import canonical_name
 from localize.anatomy.pet_organs import pet_organs
-from localize.metrics import zyx_to_lps
+from localize.detection.metrics import zyx_to_lps
 
 __all__ = [
     "Anatomy",

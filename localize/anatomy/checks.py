@@ -21,7 +21,7 @@ import numpy as np
 
 from localize.anatomy.grids import mean_index
 from localize.anatomy.model import Anatomy
-from localize.metrics import spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
+from localize.detection.metrics import spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 
 # Lungs [REC: standard adult anatomy]: the right lung holds ~55 % of the volume, so the smaller side of a
 # pair holds well over LUNG_PAIR_MIN_SHARE of the larger unless the field's edge cuts through the bases

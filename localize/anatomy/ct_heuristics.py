@@ -38,7 +38,7 @@ from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_probl
 from localize.anatomy.checks import reject as _reject
 from localize.anatomy.grids import bounding_box
 from localize.anatomy.spine import spine_segments
-from localize.metrics import zyx_to_lps
+from localize.detection.metrics import zyx_to_lps
 
 _SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 BONE_HU = 150.0

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from localize.metrics import spacing_zyx_mm, zyx_to_lps
+from localize.detection.metrics import spacing_zyx_mm, zyx_to_lps
 
 SMOOTH_MM = 4.0  # Gaussian sigma before finding organs: voxel noise must not split them
 BODY_FRACTION = 0.3  # body: smoothed SUV above this x the typical tissue uptake

@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from localize.anatomy.model import Anatomy
-from localize.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
+from localize.detection.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
 
 # Top of L5 + half a disc above the L5 centre (adult lumbar body ~27 mm tall, disc ~10 mm [R]):
 # the L4/L5 disc, DOMAIN.md §5.3 fallback for the aortic bifurcation when L4 is out of view.

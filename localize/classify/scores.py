@@ -45,7 +45,7 @@ def expression_scores(lesions: list[Lesion], references: dict[str, Any], tracer_
                       promise_version: int = 2) -> list[Lesion]:
     """Set ``mipsma`` (PSMA families) or ``fluciclovine_suspicious`` (fluciclovine) on each lesion; returns them.
 
-    ``tracer_family``: a localize.tracer family (``psma_ga68``, ``psma_f18_renal``,
+    ``tracer_family``: a localize.load.tracer family (``psma_ga68``, ``psma_f18_renal``,
     ``psma_f18_hepatobiliary``, ``fluciclovine`` ...) or the contract's ``psma``.
     """
     psma = tracer_family.startswith("psma")

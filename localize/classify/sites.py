@@ -127,7 +127,7 @@ def infer_status(anatomy: Anatomy, suv: np.ndarray | None = None) -> tuple[str, 
 
 def _gland_evidence(anatomy: Anatomy, suv: np.ndarray | None) -> str:
     """Words on the prostate mask: source, volume (ml), centre (LPS mm), place, uptake over the pelvic tissue."""
-    from localize.metrics import voxel_volume_ml, zyx_to_lps
+    from localize.detection.metrics import voxel_volume_ml, zyx_to_lps
 
     masks, levels = anatomy.masks, anatomy.levels_z_mm
     gland = masks["prostate"]
@@ -242,7 +242,7 @@ def _lesion_points(marks: Landmarks, label_array: np.ndarray | None, label: int)
     idx = np.argwhere(label_array == label)
     if not len(idx):
         return None
-    from localize.metrics import zyx_to_lps
+    from localize.detection.metrics import zyx_to_lps
 
     return zyx_to_lps(marks.anatomy.grid, idx.astype(float))
 

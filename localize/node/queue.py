@@ -1,7 +1,7 @@
 """The node's SQLite queue: instances received, studies and their state, runs, sends.
 
 One file, ``STORAGE/queue.sqlite``, in WAL mode (as the batch catalog,
-``localize.catalog``); every change is one transaction, so a node killed at any
+``localize.batch.catalog``); every change is one transaction, so a node killed at any
 moment (``kill -9``) leaves a consistent queue, and ``localize node status``
 can read it while the node runs. An instance is acknowledged to its sender only
 after its row is committed, so an acknowledged instance is never lost.
@@ -189,7 +189,7 @@ class NodeQueue:
         """Mark ``queued`` every receiving study whose patient sent nothing for ``quiet_period_s``; their UIDs.
 
         The whole patient must be quiet: another of the patient's studies still arriving may hold the MR
-        the PET study is paired with (``localize.study.plan_studies``).
+        the PET study is paired with (``localize.load.plan.plan_studies``).
         """
         now = time.time() if now is None else now
         with self._transaction() as db:

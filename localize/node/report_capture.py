@@ -1,6 +1,6 @@
 """The report page as a DICOM Secondary Capture image, so it can go to the PACS with the study.
 
-The report (``localize.report``) is HTML with a PNG figure; the PNG becomes a
+The report (``localize.export.report``) is HTML with a PNG figure; the PNG becomes a
 Secondary Capture Image (DICOM PS3.3 A.8.1, RGB, 8 bits) carrying the patient
 and study of the PET series it was made from (``highdicom.sc.SCImage``), in a
 new series with new UIDs at every run.

@@ -1,9 +1,9 @@
 """Run a complete study: plan it as ``localize batch`` does, run it in a child process, queue its results.
 
 The study's patient folder (every study received for that patient, so a PET/CT
-study finds its MR) is indexed and planned by ``localize.study.plan_studies``;
+study finds its MR) is indexed and planned by ``localize.load.plan.plan_studies``;
 the pipeline is the configured one or, by default, chosen by tracer as
-``localize run`` chooses it. The run itself is ``localize.batch.run_study_process``:
+``localize run`` chooses it. The run itself is ``localize.batch.run.run_study_process``:
 a child process watched for time and memory, so a crash never takes the node down.
 Results land in ``STORAGE/results/studies/NAME`` (NAME carries no identity),
 replacing an earlier run's; every run's DICOM objects have new Series and SOP
@@ -20,12 +20,12 @@ from typing import Any
 
 import pydicom
 
-from localize.batch import run_study_process
+from localize.batch.run import run_study_process
 from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
 from localize.node.report_capture import write_report_capture
-from localize.privacy import pseudonymise_manifest
+from localize.export.privacy import pseudonymise_manifest
 
 LOG = logging.getLogger("localize.node")
 
@@ -82,8 +82,8 @@ def _run(queue: NodeQueue, config: NodeConfig, study_uid: str, folder: Path, run
 
 def _manifest(patient_study: Path, study_uid: str, pipeline: str | None) -> dict[str, Any] | str:
     """The run manifest of ``study_uid`` planned from its patient's folder, or why there is nothing to run."""
-    from localize.index import index_folder
-    from localize.study import plan_studies
+    from localize.load.index import index_folder
+    from localize.load.plan import plan_studies
 
     for plan in plan_studies(index_folder(patient_study.parent)):
         if plan.study_uid == study_uid:

@@ -7,7 +7,7 @@ is in the SQLite queue, so a node killed at any moment resumes where it was.
 
 Log lines go to stderr and to ``STORAGE/node.log``; with ``deidentify`` (a key,
 as ``localize run --deidentify``) every UID in them is a keyed pseudonym
-(``localize.privacy.pseudo_uid``).
+(``localize.export.privacy.pseudo_uid``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from localize.batch import exclusive
+from localize.batch.run import exclusive
 from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
@@ -25,7 +25,7 @@ from localize.node.runner import clear_stale_attempts, run_next
 from localize.node.scp import start_server
 from localize.node.scu import send_due
 from localize.node.store import InstanceStore
-from localize.privacy import pseudo_uid
+from localize.export.privacy import pseudo_uid
 
 LOG = logging.getLogger("localize.node")
 TICK_S = 0.25  # how often the timer, the runner and the sender look for work
@@ -60,7 +60,7 @@ def _serve(config: NodeConfig, deidentify: str | None, stop: threading.Event) ->
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     # The runner is a daemon: a run under way when the node stops is left `running`, its child
-    # dies with the node (localize.worker), and the next start queues the study again.
+    # dies with the node (localize.batch.worker), and the next start queues the study again.
     runner = threading.Thread(target=_repeat, args=(stop, lambda: run_next(queue, config, deidentify, identify)),
                               name="runner", daemon=True)
     sender = threading.Thread(target=_repeat, args=(stop, lambda: send_due(queue, config, identify)),

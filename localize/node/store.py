@@ -2,7 +2,7 @@
 
 Layout under the node's storage folder::
 
-    studies/PATIENT/STUDY/SOP.dcm   received instances (names: localize.names.safe_name of the
+    studies/PATIENT/STUDY/SOP.dcm   received instances (names: localize.safe_names.safe_name of the
                                     Patient ID, Study and SOP Instance UIDs; nothing else from a
                                     received file becomes part of a path)
     conflicts/HASH.dcm              an instance whose SOP Instance UID was already stored with
@@ -11,7 +11,7 @@ Layout under the node's storage folder::
     incoming/                       files being received (removed at start)
 
 Each instance is written to ``incoming/``, read back behind the untrusted-input
-ceilings (``localize.limits.read_dataset``) and renamed into its study folder;
+ceilings (``localize.load.limits.read_dataset``) and renamed into its study folder;
 its queue row is committed before the sender is answered.
 
 Duplicates (PS3.4 B.2.3 statuses):
@@ -36,8 +36,8 @@ from pathlib import Path
 from pydicom.uid import UID
 
 from localize.errors import LocalizeError
-from localize.limits import read_dataset
-from localize.names import clean_label, safe_name
+from localize.load.limits import read_dataset
+from localize.safe_names import clean_label, safe_name
 from localize.node.queue import NodeQueue
 
 LOG = logging.getLogger("localize.node")

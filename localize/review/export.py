@@ -56,7 +56,7 @@ def findings_from_doc(doc: dict[str, Any]) -> Findings:
 
 
 def _settings(doc: dict[str, Any]):
-    from localize.segment import SegmentationSettings
+    from localize.detection.segment import SegmentationSettings
 
     recorded = doc["parameters"]["segmentation"]
     return SegmentationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
@@ -64,7 +64,7 @@ def _settings(doc: dict[str, Any]):
 
 def _labels_and_pet(out: Path) -> tuple[np.ndarray, sitk.Image]:
     """(automatic label array z, y, x, PET SUV image LPS) read from the run's NIfTI files."""
-    from localize.nifti import read_nifti
+    from localize.export.nifti import read_nifti
 
     kept = out / AUTOMATIC / LABELS_FILE
     labels = read_nifti(kept if kept.is_file() else out / LABELS_FILE)
@@ -73,7 +73,7 @@ def _labels_and_pet(out: Path) -> tuple[np.ndarray, sitk.Image]:
 
 def _grow_added(point_lps_mm, taken: np.ndarray, pet: sitk.Image, doc: dict[str, Any]):
     """``segment_seeded`` with the run's recorded settings, outside ``taken`` (z, y, x bool)."""
-    from localize.segment import segment_seeded
+    from localize.detection.segment import segment_seeded
 
     threshold = float(doc["parameters"].get("thresholds_suv", {}).get("soft_tissue_suv", 0.0))
     return segment_seeded(pet, point_lps_mm, _settings(doc), threshold_suv=threshold, exclude=taken)
@@ -164,10 +164,10 @@ def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> di
 
 def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analysis_type):
     """The loaded series the writers need (from provenance.json's inputs) around the reviewed findings."""
-    from localize.pet import load_pet
+    from localize.load.pet import load_pet
     from localize.pipeline import _frame_uid
     from localize.registration import check_pet_ct
-    from localize.series import load_series
+    from localize.load.volume import load_series
 
     inputs = json.loads((out / "provenance.json").read_text())["inputs"]
     files = {role: [Path(item["path"]) for item in items] for role, items in inputs.items()}

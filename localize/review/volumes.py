@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from localize.nifti import write_nifti
+from localize.export.nifti import write_nifti
 
 VOLUMES = "volumes"
 PET_FILE, CT_FILE, MR_FILE, LABELS_FILE = "pet_suv.nii.gz", "ct.nii.gz", "mr.nii.gz", "lesions.nii.gz"

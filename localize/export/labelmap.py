@@ -1,7 +1,7 @@
 """NIfTI lesion label map with a JSON sidecar describing each label.
 
 The label map is the lesion label image (PET grid, 0 = background, value =
-``Lesion.label``) written by ``localize.nifti.write_nifti`` (RAS affine, as
+``Lesion.label``) written by ``localize.export.nifti.write_nifti`` (RAS affine, as
 NIfTI requires). The sidecar maps each label value to the lesion's id, region,
 site, SUVs and its points, given both in RAS mm (to use with the NIfTI) and in
 LPS mm (as in findings.json), in the PET frame of reference.
@@ -15,7 +15,7 @@ from typing import Any
 import SimpleITK as sitk
 
 from localize.findings import Findings, Lesion
-from localize.nifti import lps_to_ras, write_nifti
+from localize.export.nifti import lps_to_ras, write_nifti
 
 
 def _lesion_entry(lesion: Lesion) -> dict[str, Any]:

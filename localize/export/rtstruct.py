@@ -48,11 +48,11 @@ from localize import __version__
 from localize.atomic import atomic_write
 from localize.errors import DicomReadError, SeriesError
 from localize.findings import Findings, Lesion
-from localize.limits import DEFAULT_LIMITS, Limits, read_dataset
-from localize.names import clean_label
+from localize.load.limits import DEFAULT_LIMITS, Limits, read_dataset
+from localize.safe_names import clean_label
 
 if TYPE_CHECKING:
-    from localize.series import Volume
+    from localize.load.volume import Volume
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_MANAGEMENT = "1.2.840.10008.3.1.2.3.2"  # RTReferencedStudySequence class (PS3.3 C.8.8.5)

@@ -3,8 +3,8 @@
 ``fetch_study`` lists a study's instances with QIDO-RS (PS3.18 10.6, Search
 Transaction) and retrieves each with WADO-RS (PS3.18 10.4, Retrieve
 Transaction); every instance is checked against the untrusted-input ceilings
-(``localize.limits.check_dataset``) and written atomically as
-``OUT/SERIES/SOP.dcm`` (names: ``localize.names.safe_name`` of the UIDs).
+(``localize.load.limits.check_dataset``) and written atomically as
+``OUT/SERIES/SOP.dcm`` (names: ``localize.safe_names.safe_name`` of the UIDs).
 ``store_results`` sends files with STOW-RS (PS3.18 10.5, Store Transaction).
 Network and HTTP failures become one-line ``LocalizeError`` messages naming the URL.
 """
@@ -20,8 +20,8 @@ from pydicom.uid import UID
 
 from localize.atomic import atomic_write
 from localize.errors import LocalizeError
-from localize.limits import check_dataset
-from localize.names import safe_name
+from localize.load.limits import check_dataset
+from localize.safe_names import safe_name
 
 # DICOM JSON (PS3.18 F.2) tags of a QIDO-RS instance result.
 _SERIES_UID, _SOP_UID = "0020000E", "00080018"

@@ -105,7 +105,7 @@ def _removed(key: str) -> bool:
 
 
 def pseudonymise_records(patients: list[dict], series: list[dict], key: str | bytes) -> tuple[list[dict], list[dict]]:
-    """Catalog rows (``localize.study.catalog_records``) with pseudonyms; dates and descriptions removed."""
+    """Catalog rows (``localize.load.plan.catalog_records``) with pseudonyms; dates and descriptions removed."""
     def study(s: dict) -> dict:
         return s | {"study_uid": pseudo_uid(key, s["study_uid"]), "study_date": None}
 

@@ -1,8 +1,8 @@
 """``localize batch``: run every PET study of an archive, resumably, in isolation.
 
-The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.catalog``);
-each PET/CT study is paired with its patient's MR (``localize.study``) and run
-in a child process of its own (``python -m localize.worker``), watched for
+The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.batch.catalog``);
+each PET/CT study is paired with its patient's MR (``localize.load.plan``) and run
+in a child process of its own (``python -m localize.batch.worker``), watched for
 time and resident memory, so a crash, a timeout or a memory blow-up in one study
 is recorded and the rest go on. Children are spread over Dask workers: a local
 cluster by default, or an existing one given by ``scheduler``.
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from localize.atomic import atomic_write
-from localize.catalog import Catalog
+from localize.batch.catalog import Catalog
 from localize.errors import LocalizeError
-from localize.names import safe_name
-from localize.privacy import key_check, pseudonymise_manifest, pseudonymise_records
+from localize.safe_names import safe_name
+from localize.export.privacy import key_check, pseudonymise_manifest, pseudonymise_records
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_LIMIT_GB = 6.0
@@ -58,7 +58,7 @@ class BatchSettings:
     mr_window_days: float = 90.0
     pipeline: str | None = None  # name or file; default: chosen by tracer
     progress: bool = True
-    deidentify: str | None = None  # key for pseudonyms (localize.privacy); never written anywhere
+    deidentify: str | None = None  # key for pseudonyms (localize.export.privacy); never written anywhere
     threads_per_study: int | None = None  # ITK/BLAS threads per study; None: local cores // workers (1 on a cluster)
 
 
@@ -68,8 +68,8 @@ def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | No
     Nothing is written under ``archive``. Raises ``LocalizeError`` when ``out``
     is inside ``archive`` or another batch holds ``out``.
     """
-    from localize.index import index_folder
-    from localize.study import catalog_records, plan_studies
+    from localize.load.index import index_folder
+    from localize.load.plan import catalog_records, plan_studies
 
     settings = settings or BatchSettings()
     archive, out = Path(archive).resolve(), Path(out).resolve()
@@ -203,7 +203,7 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
         env = os.environ | {PARENT_PID_VARIABLE: str(os.getpid())} | {name: str(threads) for name in THREAD_VARIABLES}
         if deidentify:
             env[KEY_VARIABLE] = deidentify
-        child = subprocess.Popen([sys.executable, "-m", "localize.worker", str(manifest_path), str(tmp)],
+        child = subprocess.Popen([sys.executable, "-m", "localize.batch.worker", str(manifest_path), str(tmp)],
                                  stdout=subprocess.DEVNULL, stderr=log, env=env)
         stop = _watch(child, timeout_s, int(memory_limit_gb * 2**30))
     stderr = log_path.read_text(errors="replace")
@@ -279,7 +279,7 @@ def _write_cohort(catalog: Catalog, out: Path) -> dict[str, str] | None:
     """All lesions of all finished studies as ``cohort.parquet`` and ``cohort.csv``."""
     import pandas as pd
 
-    from localize.table import lesion_table_from_doc
+    from localize.export.table import lesion_table_from_doc
 
     frames = []
     for run in catalog.runs():

@@ -30,8 +30,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from localize.atomic import atomic_write  # noqa: E402
 from localize.findings import Findings, Lesion  # noqa: E402
-from localize.rtstruct import REGION_COLORS_RGB  # noqa: E402
-from localize.table import lesion_table  # noqa: E402
+from localize.export.rtstruct import REGION_COLORS_RGB  # noqa: E402
+from localize.export.table import lesion_table  # noqa: E402
 
 CROP_HALF_WIDTH_MM = 40.0
 CROP_PIXEL_MM = 1.0

@@ -36,8 +36,8 @@ from pydicom.uid import (
 )
 
 from localize.errors import DicomReadError, SeriesError
-from localize.nifti import affine_ras
-from localize.series import load_series, split_series
+from localize.export.nifti import affine_ras
+from localize.load.volume import load_series, split_series
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 FIELD = np.array([3.0, 5.0, 7.0])  # value = FIELD . P_lps (per mm), a linear physical field

@@ -24,9 +24,9 @@ from skimage.segmentation import watershed
 from localize.anatomy.model import Anatomy
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
-from localize.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.physiology import PAIR_MM, URINE_EDGE, Suppression, mirrored_glands, group_mask, robust_mean_sd, suppression_for
-from localize.reference import ReferenceRegion, reference_regions
+from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
+from localize.detection.physiology import PAIR_MM, URINE_EDGE, Suppression, mirrored_glands, group_mask, robust_mean_sd, suppression_for
+from localize.detection.reference import ReferenceRegion, reference_regions
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
 DELINEATIONS = ("percent_max", "threshold")
@@ -160,7 +160,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-#: Tracer families (``localize.tracer.FAMILIES``) without a preset of their own get this one.
+#: Tracer families (``localize.load.tracer.FAMILIES``) without a preset of their own get this one.
 GENERIC_PRESET = "generic"
 
 

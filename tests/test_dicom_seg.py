@@ -6,8 +6,8 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from localize.seg import write_seg
-from localize.series import load_series
+from localize.export.dicom_seg import write_seg
+from localize.load.volume import load_series
 from test_rtstruct import dciodvfy_errors, findings_for, lesion_label_image, write_series
 
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"

@@ -1,7 +1,7 @@
 """Every image series under a folder -> one NIfTI (RAS affine) + JSON sidecar per series.
 
 CT is in HU, MR in stored values x RescaleSlope + RescaleIntercept, PET in SUVbw
-(computed at load by ``localize.pet``, its provenance in the sidecar). A series
+(computed at load by ``localize.load.pet``, its provenance in the sidecar). A series
 that fails becomes a one-line error in the result and the others go on. Nothing
 is written under the input folder.
 """
@@ -17,10 +17,10 @@ import SimpleITK as sitk
 
 from localize import __version__
 from localize.errors import ConfigError, LocalizeError, SeriesError
-from localize.index import Series, index_folder
-from localize.names import safe_name, unique_name
-from localize.nifti import affine_ras, write_nifti
-from localize.series import Volume, load_series, split_series
+from localize.load.index import Series, index_folder
+from localize.safe_names import safe_name, unique_name
+from localize.export.nifti import affine_ras, write_nifti
+from localize.load.volume import Volume, load_series, split_series
 
 #: Modalities whose instances are not images of the patient (nothing to convert).
 NON_IMAGE_MODALITIES = frozenset(
@@ -66,7 +66,7 @@ def convert_folder(path: str | Path, out_dir: str | Path, *, strict: bool = Fals
 
 
 def output_stem(series: Series, part: int | None = None) -> str:
-    """File name stem: modality, sanitised description, short hash of the UID (see ``localize.names``)."""
+    """File name stem: modality, sanitised description, short hash of the UID (see ``localize.safe_names``)."""
     text = f"{series.series_number or 0}_{series.description or 'series'}"
     short = hashlib.sha1(series.series_instance_uid.encode("utf-8", "replace")).hexdigest()[:8]
     suffix = f"_part{part}" if part is not None else ""
@@ -118,7 +118,7 @@ def _convert_files(series: Series, files: list[Path], out: Path, strict: bool, p
     """Load one loadable group of files and write its NIfTI and sidecar."""
     suv: dict | None = None
     if series.modality == "PT":
-        from localize.pet import load_pet
+        from localize.load.pet import load_pet
 
         pet = load_pet(files, strict=strict)
         image, volume = pet.image, pet.volume

@@ -14,12 +14,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
-from localize.batch import run_study_process
-from localize.convert import convert_folder
-from localize.names import clean_label, safe_name, unique_name
-from localize.rtstruct import rtstruct_to_masks
-from localize.series import Volume, load_series
-from localize.study import StudyPlan
+from localize.batch.run import run_study_process
+from localize.export.convert import convert_folder
+from localize.safe_names import clean_label, safe_name, unique_name
+from localize.export.rtstruct import rtstruct_to_masks
+from localize.load.volume import Volume, load_series
+from localize.load.plan import StudyPlan
 
 from test_limits import ct_slice, save
 

@@ -23,10 +23,10 @@ from localize import __version__
 from localize.atomic import atomic_write
 from localize.errors import SeriesError
 from localize.findings import Findings
-from localize.rtstruct import REGION_COLORS_RGB, roi_names
+from localize.export.rtstruct import REGION_COLORS_RGB, roi_names
 
 if TYPE_CHECKING:
-    from localize.series import Volume
+    from localize.load.volume import Volume
 
 ALGORITHM = hd.AlgorithmIdentificationSequence(
     name="localize SUV threshold", family=codes.cid7162.HistogramAnalysis, version=__version__

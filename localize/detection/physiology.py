@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from localize.metrics import ball
+from localize.detection.metrics import ball
 
 # How far the urine seen on PET may lie from a CT mask of the bladder (two PET voxels of 4-5 mm: a CT mask
 # drawn against muscle on low-dose CT, or a bladder filling between CT and PET) and how much hotter than the

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from localize.errors import StudyError
-from localize.index import Archive, Patient, Series, Study
+from localize.load.index import Archive, Patient, Series, Study
 
 DEFAULT_MR_WINDOW_DAYS = 90.0
 # PET series that are not the attenuation-corrected image volume a run needs.
@@ -161,7 +161,7 @@ def _day(value: str | None) -> date | None:
 
 
 def catalog_records(archive: Archive) -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
-    """The index as rows for ``localize.catalog.Catalog.record_index``."""
+    """The index as rows for ``localize.batch.catalog.Catalog.record_index``."""
     patients, series = [], []
     for key, patient in archive.patients.items():
         studies = []

@@ -32,8 +32,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from localize.errors import DicomReadError, LocalizeError, StudyError
-from localize.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, looks_like_dicom_without_preamble, too_deep
-from localize.tracer import identify_tracer
+from localize.load.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, looks_like_dicom_without_preamble, too_deep
+from localize.load.tracer import identify_tracer
 
 INDEX_FORMAT = "localize-index/1"
 
@@ -99,7 +99,7 @@ _HEADER_TAGS = [Tag(keyword) for keyword in _HEADER_KEYWORDS]
 
 @dataclass(frozen=True)
 class TracerSummary:
-    """The tracer of a PET series (see ``localize.tracer``)."""
+    """The tracer of a PET series (see ``localize.load.tracer``)."""
 
     family: str
     agent: str | None

@@ -43,7 +43,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
 from localize.errors import DicomReadError, ResourceLimitError, SeriesError
-from localize.limits import DEFAULT_LIMITS, Limits, read_dataset
+from localize.load.limits import DEFAULT_LIMITS, Limits, read_dataset
 
 #: Two slices closer than this along the normal are at "the same position" (mm).
 DUPLICATE_TOL_MM = 0.01

@@ -20,7 +20,7 @@ from scipy.signal import fftconvolve
 
 from localize.anatomy.grids import bounding_box, mean_index
 from localize.anatomy.model import Anatomy
-from localize.metrics import ball, spacing_zyx_mm, zyx_to_lps
+from localize.detection.metrics import ball, spacing_zyx_mm, zyx_to_lps
 
 LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, §4.2)
 BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter, as PERCIST's cylinder in the aorta (§4.2 [R]) ...

@@ -22,7 +22,7 @@ import pydicom
 from pydicom.valuerep import DA, DT, TM
 
 from localize.errors import SuvError
-from localize.tracer import HALF_LIFE_S, TracerInfo, identify_tracer
+from localize.load.tracer import HALF_LIFE_S, TracerInfo, identify_tracer
 
 PHILIPS_GROUP, PHILIPS_CREATOR = 0x7053, "Philips PET Private Group"
 PHILIPS_SUV_FACTOR, PHILIPS_ACTIVITY_FACTOR = 0x00, 0x09  # (7053,1000), (7053,1009)

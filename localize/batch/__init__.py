@@ -1,0 +1,1 @@
+"""Batches of studies: ``run`` (``localize batch``), its SQLite ``catalog`` and the child ``worker``."""
