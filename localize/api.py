@@ -20,34 +20,13 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from localize.load.pet import PetImage
+from localize.load.opened import OpenedStudy, open_inputs
+from localize.load.plan import DEFAULT_MR_WINDOW_DAYS, StudyInputs
 from localize.pipeline import Analysis
-from localize.load.volume import Volume
-from localize.load.plan import DEFAULT_MR_WINDOW_DAYS, StudyPlan
 
-
-@dataclass
-class OpenedStudy:
-    """One PET study loaded from a folder; images are SimpleITK, LPS mm, numpy views z, y, x.
-
-    ``pet.image`` is SUVbw (g/ml) and ``pet.calibration`` says how it was computed;
-    ``ct.image`` is in HU on the CT's own grid (same frame of reference as the PET
-    on a PET/CT); ``mr.image`` is in the MR's own frame until registered.
-    ``tracer_family`` is the detailed family of ``localize.load.tracer`` (``psma_ga68``,
-    ``psma_f18_renal``, ``psma_f18_hepatobiliary``, ``fluciclovine``, ``fdg``).
-    ``plan`` records which series were chosen (and the MR's distance in days).
-    """
-
-    root: Path
-    plan: StudyPlan
-    pet: PetImage
-    ct: Volume | None
-    mr: Volume | None
-    rtstruct_files: list[Path]
-    tracer_family: str
+__all__ = ["OpenedStudy", "analyse_study", "open_study"]
 
 
 def open_study(path: str | Path, *, tracer: str = "auto",
@@ -60,27 +39,11 @@ def open_study(path: str | Path, *, tracer: str = "auto",
     folder holds no PET study or several, and the loaders' errors on bad series.
     """
     from localize.load.index import index_folder
-    from localize.load.pet import load_pet
-    from localize.pipeline import StudyInputs, tracer_family
-    from localize.load.volume import load_series
     from localize.load.plan import single_plan
 
     root = Path(path).resolve()
     plan = single_plan(index_folder(root), mr_window_days=mr_window_days)
-    files = plan.manifest()["files"]
-    inputs = StudyInputs(pet=[Path(f) for f in files["pet"]], ct=[Path(f) for f in files["ct"]],
-                         mr=[Path(f) for f in files["mr"]], rtstruct=[Path(f) for f in files["rtstruct"]],
-                         root=str(root))
-    pet = load_pet(inputs.pet)
-    return OpenedStudy(
-        root=root,
-        plan=plan,
-        pet=pet,
-        ct=load_series(inputs.ct) if inputs.ct else None,
-        mr=load_series(inputs.mr) if inputs.mr else None,
-        rtstruct_files=inputs.rtstruct,
-        tracer_family=tracer_family(pet, tracer, inputs),
-    )
+    return open_inputs(StudyInputs.from_manifest(plan.manifest(), root=str(root)), tracer, plan=plan)
 
 
 def analyse_study(study: OpenedStudy, *, pipeline: str | Path | None = None,
@@ -97,5 +60,5 @@ def analyse_study(study: OpenedStudy, *, pipeline: str | Path | None = None,
     from localize.pipeline import analyse
 
     config = load_pipeline(pipeline) if pipeline else default_pipeline(study.tracer_family)
-    return analyse(study.pet, study.ct, study.mr, study.rtstruct_files, study.tracer_family, config,
-                   anatomy_path=Path(anatomy) if anatomy else None)
+    return analyse(study.pet, study.ct, study.mr, study.inputs.rtstruct, study.tracer_family, config,
+                   anatomy_path=Path(anatomy) if anatomy else study.inputs.anatomy)

@@ -7,11 +7,13 @@ crash or an error never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -32,3 +34,9 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, doc: Any, *, indent: int | None = 2) -> None:
+    """Write ``doc`` as JSON to ``path`` atomically; NaN and infinity are refused (not JSON)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=indent, allow_nan=False))

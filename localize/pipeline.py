@@ -11,7 +11,6 @@ beside the outputs (``provenance.json``).
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -19,22 +18,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from localize.atomic import atomic_write
+from localize.atomic import atomic_write, write_json
 from localize.config import PipelineConfig, default_pipeline, load_pipeline
 from localize.errors import LocalizeError, StudyError
 from localize.findings import Findings, number_lesions
-
-
-@dataclass
-class StudyInputs:
-    """The files of one run, by role. MR and RTSTRUCT are optional."""
-
-    pet: list[Path]
-    ct: list[Path] = field(default_factory=list)
-    mr: list[Path] = field(default_factory=list)
-    rtstruct: list[Path] = field(default_factory=list)
-    anatomy: Path | None = None  # imported anatomy: a folder of masks or a NIfTI label map (e.g. TotalSegmentator)
-    root: str = ""  # where they were found, for messages
+from localize.load.opened import open_inputs
+from localize.load.plan import StudyInputs
 
 
 def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Path | None = None,
@@ -65,15 +54,7 @@ def run_manifest(manifest: dict[str, Any], out_dir: str | Path, *, pipeline: str
                  tracer: str = "auto", root: str = "", anatomy: str | Path | None = None,
                  deidentify: str | None = None) -> Findings:
     """Run the series listed in a manifest (see ``localize.load.plan.StudyPlan.manifest``)."""
-    files = manifest["files"]
-    inputs = StudyInputs(
-        pet=[Path(f) for f in files["pet"]],
-        ct=[Path(f) for f in files["ct"]],
-        mr=[Path(f) for f in files["mr"]],
-        rtstruct=[Path(f) for f in files["rtstruct"]],
-        anatomy=Path(anatomy) if anatomy else None,
-        root=root,
-    )
+    inputs = StudyInputs.from_manifest(manifest, root=root, anatomy=anatomy)
     return run_inputs(inputs, Path(out_dir), pipeline=pipeline or manifest.get("pipeline"), tracer=tracer,
                       deidentify=deidentify)
 
@@ -85,19 +66,14 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
     With a ``deidentify`` key the findings returned and written carry pseudonyms
     (DICOM exports for planning systems keep the identity they must match).
     """
-    from localize.load.pet import load_pet
-    from localize.load.volume import load_series
-
     named = load_pipeline(pipeline) if pipeline else None  # a bad name or file fails before any image is read
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     with clock("load"):
-        pet = load_pet(inputs.pet)
-        ct = load_series(inputs.ct) if inputs.ct else None
-        mr = load_series(inputs.mr) if inputs.mr else None
-    family = tracer_family(pet, tracer, inputs)
-    config = named or default_pipeline(family)
-    result = analyse(pet, ct, mr, inputs.rtstruct, family, config, clock, anatomy_path=inputs.anatomy)
+        study = open_inputs(inputs, tracer)
+    pet, ct, mr = study.pet, study.ct, study.mr
+    config = named or default_pipeline(study.tracer_family)
+    result = analyse(pet, ct, mr, inputs.rtstruct, study.tracer_family, config, clock, anatomy_path=inputs.anatomy)
     findings = result.findings
     out_dir.mkdir(parents=True, exist_ok=True)
     with clock("export"):
@@ -109,8 +85,8 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
     if deidentify:
         doc, provenance = _deidentify(findings, doc, provenance, deidentify,
                                       [v.headers[0] for v in (pet.volume, ct, mr) if v is not None])
-    _write_json(out_dir / "provenance.json", provenance)
-    _write_json(out_dir / "findings.json", doc)
+    write_json(out_dir / "provenance.json", provenance)
+    write_json(out_dir / "findings.json", doc)
     return findings
 
 
@@ -165,7 +141,7 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
     with clock("register"):
         if ct is not None:
             warnings += list(ct.warnings)
-            frame = check_pet_ct(pet.image, ct.image, _frame_uid(pet.volume), _frame_uid(ct))
+            frame = check_pet_ct(pet.image, ct.image, pet.volume.frame_of_reference_uid, ct.frame_of_reference_uid)
             warnings += list(frame.warnings)
             ct_image = ct.image if frame.same_frame_of_reference else sitk.Resample(
                 ct.image, pet.image, frame.transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
@@ -224,7 +200,7 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                                                 registration.transform.TransformPoint(lesion.target_lps_mm))
     findings = Findings(
         study=_study_identity(pet.volume.headers[0]),
-        frame_of_reference_uid=_frame_uid(pet.volume),
+        frame_of_reference_uid=pet.volume.frame_of_reference_uid,
         tracer=_tracer_dict(pet.calibration, family),
         series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
         lesions=lesions,
@@ -344,23 +320,6 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
     return outputs, failed
 
 
-def tracer_family(pet, override: str, inputs: StudyInputs) -> str:
-    """The detailed tracer family (``localize.load.tracer.FAMILIES``) from the PET header, or the user's override.
-
-    ``override``: "auto", "psma", "fluciclovine" or "fdg" (as ``localize run --tracer``).
-    """
-    info = pet.calibration.tracer
-    if override == "auto":
-        if info.family == "unknown":
-            raise StudyError("the PET tracer cannot be recognised from its header; give --tracer",
-                             inputs.pet[0])
-        return info.family
-    if override == "psma":
-        # The PSMA agent decides the preset; an unnamed one is treated as renal (68Ga / DCFPyL).
-        return info.family if info.family.startswith("psma") else "psma_f18_renal"
-    return override
-
-
 class _Clock:
     """Times named steps into a dict (seconds)."""
 
@@ -378,11 +337,6 @@ class _Clock:
                 clock.timings[name] = round(clock.timings.get(name, 0.0) + time.perf_counter() - self.start, 3)
 
         return _Step()
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
 
 
 def _provenance(config: PipelineConfig, inputs: StudyInputs, timings: dict[str, float]) -> dict[str, Any]:
@@ -411,10 +365,6 @@ def sitk_array(image):
     import SimpleITK as sitk
 
     return sitk.GetArrayViewFromImage(image)
-
-
-def _frame_uid(volume) -> str:
-    return str(volume.headers[0].get("FrameOfReferenceUID", ""))
 
 
 def _study_identity(ds) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localize.atomic import atomic_write
+from localize.atomic import atomic_write, write_json
 from localize.batch.catalog import Catalog
 from localize.errors import LocalizeError
 from localize.safe_names import safe_name
@@ -101,8 +101,7 @@ def run_batch(archive: str | Path, out: str | Path, settings: BatchSettings | No
         summary = catalog.summary()
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["cohort"] = _write_cohort(catalog, out)
-        with atomic_write(out / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=2))
+        write_json(out / "summary.json", summary)
         return summary
 
 

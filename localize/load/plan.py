@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from localize.errors import StudyError
@@ -64,6 +65,27 @@ class StudyPlan:
                 "rtstruct": [f for s in self.rtstructs for f in s.files],
             },
         }
+
+
+@dataclass
+class StudyInputs:
+    """The files of one run, by role (what a plan's manifest carries to a worker). MR and RTSTRUCT are optional."""
+
+    pet: list[Path]
+    ct: list[Path] = field(default_factory=list)
+    mr: list[Path] = field(default_factory=list)
+    rtstruct: list[Path] = field(default_factory=list)
+    anatomy: Path | None = None  # imported anatomy: a folder of masks or a NIfTI label map (e.g. TotalSegmentator)
+    root: str = ""  # where they were found, for messages
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], *, root: str = "",
+                      anatomy: str | Path | None = None) -> StudyInputs:
+        """The inputs listed in ``StudyPlan.manifest()``'s ``files``."""
+        files = manifest["files"]
+        return cls(pet=[Path(f) for f in files["pet"]], ct=[Path(f) for f in files["ct"]],
+                   mr=[Path(f) for f in files["mr"]], rtstruct=[Path(f) for f in files["rtstruct"]],
+                   anatomy=Path(anatomy) if anatomy else None, root=root)
 
 
 def plan_studies(archive: Archive, *, mr_window_days: float = DEFAULT_MR_WINDOW_DAYS) -> list[StudyPlan]:

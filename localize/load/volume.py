@@ -91,6 +91,11 @@ class Volume:
     warnings: list[str] = field(default_factory=list)
     resampled: bool = False
 
+    @property
+    def frame_of_reference_uid(self) -> str:
+        """The series' FrameOfReferenceUID ("" when the header has none)."""
+        return str(self.headers[0].get("FrameOfReferenceUID", ""))
+
 
 @dataclass
 class _Slice:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from localize.atomic import atomic_write
+from localize.atomic import write_json
 from localize.classify.sites import node_call
 from localize.errors import LocalizeError
 from localize.findings import findings_schema
@@ -129,5 +129,4 @@ class Review:
         return entry | site_call("unknown") | {"seed_lps_mm": point_lps_mm}
 
     def save(self) -> None:
-        with atomic_write(self.path) as tmp:
-            tmp.write_text(json.dumps(self.doc, indent=2, allow_nan=False))
+        write_json(self.path, self.doc)

@@ -139,7 +139,8 @@ def reviewed_findings(out: Path, review: dict[str, Any]) -> tuple[Findings, np.n
 
 def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> dict[str, str]:
     """Rewrite OUT's exports from the reviewed lesions (``review.json`` unless given); returns {export: path}."""
-    from localize.pipeline import Analysis, _write_json, export_all
+    from localize.atomic import write_json
+    from localize.pipeline import Analysis, export_all
     from localize.review.actions import REVIEW_FILE
     from localize.review.server import check_output
 
@@ -158,28 +159,26 @@ def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> di
     doc = findings.to_dict() | {"review": {"reviewer": review.get("reviewer", ""), "time": review.get("updated"),
                                            "changes": changes, "automatic": str(out / AUTOMATIC / "findings.json")}}
     validate_findings(doc)
-    _write_json(out / "findings.json", doc)
+    write_json(out / "findings.json", doc)
     return findings.outputs
 
 
 def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analysis_type):
     """The loaded series the writers need (from provenance.json's inputs) around the reviewed findings."""
-    from localize.load.pet import load_pet
-    from localize.pipeline import _frame_uid
+    from localize.load.opened import open_inputs
+    from localize.load.plan import StudyInputs
     from localize.registration import check_pet_ct
-    from localize.load.volume import load_series
 
     inputs = json.loads((out / "provenance.json").read_text())["inputs"]
     files = {role: [Path(item["path"]) for item in items] for role, items in inputs.items()}
     missing = [p for items in files.values() for p in items if not p.is_file()]
     if missing:
         raise StudyError("an input of the run is no longer there; the DICOM exports need it", missing[0])
-    pet = load_pet(files["pet"])
-    ct = load_series(files["ct"]) if files["ct"] else None
-    mr = load_series(files["mr"]) if files["mr"] else None
+    study = open_inputs(StudyInputs(**files), findings.tracer["family_detail"])
+    pet, ct, mr = study.pet, study.ct, study.mr
     ct_to_pet = None
     if ct is not None:
-        frame = check_pet_ct(pet.image, ct.image, _frame_uid(pet.volume), _frame_uid(ct))
+        frame = check_pet_ct(pet.image, ct.image, pet.volume.frame_of_reference_uid, ct.frame_of_reference_uid)
         ct_to_pet = None if frame.same_frame_of_reference else frame.transform.GetInverse()
     registration = None
     if mr is not None and (out / "mr_to_pet.tfm").is_file():

@@ -22,13 +22,14 @@ _SERVERS: list[ReviewServer] = []  # kept alive while the kernel runs
 
 def write_view_folder(analysis, out: str | Path | None = None) -> Path:
     """Write what the page needs for ``analysis`` into ``out`` (default: a new temporary folder)."""
-    from localize.pipeline import _write_json, export_all
+    from localize.atomic import write_json
+    from localize.pipeline import export_all
 
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="localize-view-"))
     outputs, failed = export_all(analysis, SimpleNamespace(exports=("viewer",)), folder)
     if failed:
         raise LocalizeError(f"the review volumes could not be written: {failed}", folder)
-    _write_json(folder / "findings.json", analysis.findings.to_dict() | {"outputs": outputs})
+    write_json(folder / "findings.json", analysis.findings.to_dict() | {"outputs": outputs})
     return folder
 
 
