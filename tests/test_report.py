@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,12 @@ def test_long_title_fits_and_lesions_outside_the_mr_say_so(tmp_path):
     assert all(title.y0 > ax.get_window_extent().y1 - 1 for ax in figure.axes[:2])
     notes = [ax for ax in figure.axes if any("outside the MR" in t.get_text() for t in ax.texts)]
     assert len(notes) == 1 and notes[0].get_title().startswith(f"#{top.id} ")
+
+
+def test_importing_the_report_leaves_matplotlib_s_global_state_alone():
+    """No pyplot (its figure registry and backend switch) for anyone who imports the library."""
+    code = ("import sys, matplotlib; before = matplotlib.rcParams._get_backend_or_none(); "
+            "import localize.export.report; "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+            "assert matplotlib.rcParams._get_backend_or_none() == before, 'backend switched'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,18 +20,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import SimpleITK as sitk
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from localize.atomic import atomic_write  # noqa: E402
-from localize.findings import Findings, Lesion  # noqa: E402
-from localize.export.rtstruct import REGION_COLORS_RGB  # noqa: E402
-from localize.export.table import lesion_table  # noqa: E402
+from localize.atomic import atomic_write
+from localize.findings import Findings, Lesion
+from localize.export.rtstruct import REGION_COLORS_RGB
+from localize.export.table import lesion_table
 
 CROP_HALF_WIDTH_MM = 40.0
 CROP_PIXEL_MM = 1.0
@@ -159,7 +155,7 @@ def report_figure(findings: Findings, pet_suv: sitk.Image, ct: sitk.Image | None
     panels = _crop_panels(findings, pet_suv, ct, mr, mr_to_pet)
     columns = 4
     crop_rows = -(-len(panels) // columns)
-    figure = plt.figure(figsize=(12, 7.5 + 3.0 * crop_rows), dpi=80)
+    figure = Figure(figsize=(12, 7.5 + 3.0 * crop_rows), dpi=80)  # no pyplot: no global backend, no figure registry
     grid = figure.add_gridspec(1 + crop_rows, columns, height_ratios=[7.5] + [3.0] * crop_rows)
     _draw_mips(figure.add_subplot(grid[0, :2]), figure.add_subplot(grid[0, 2:]), pet_suv, lesions)
     for index, panel in enumerate(panels):
@@ -182,7 +178,6 @@ def report_figure(findings: Findings, pet_suv: sitk.Image, ct: sitk.Image | None
 def _png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 
