@@ -9,7 +9,7 @@ study and serialises to findings.json per the contract
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
 
@@ -87,6 +87,17 @@ class Findings:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Findings:
+        """The findings back from their findings.json document (``to_dict``'s inverse; points as tuples)."""
+        lesion_fields = {f.name for f in fields(Lesion)}
+        lesions = [Lesion(**{k: tuple(v) if isinstance(v, list) and k.endswith("_mm") else v
+                             for k, v in lesion.items() if k in lesion_fields}) for lesion in doc["lesions"]]
+        candidates = [Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
+                      for c in doc.get("candidates", [])]
+        names = {f.name for f in fields(cls)} - {"lesions", "candidates"}
+        return cls(**{k: doc[k] for k in names if k in doc}, lesions=lesions, candidates=candidates)
 
 
 def _lesion_dict(lesion: Lesion) -> dict[str, Any]:

@@ -40,7 +40,7 @@ assigned one first (§5.3 step 4).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -167,6 +167,23 @@ def node_call(site: str, promise_version: int = 2) -> Call:
     return Call(region, site, "miN" if region == "nodal" else "miM1a")
 
 
+# non-nodal contract site -> (region, PROMISE V2 lesion category); an intact gland's category
+# depends on its extent (``_intact_category``): miT2, organ-confined, when it is not read
+_ORGAN_SITES = {"prostate": ("local", "miT2"), "prostate_bed": ("local", "miTr"),
+                "seminal_vesicle": ("local", "miT3b"), "bone": ("distant", "miM1b"),
+                "lung": ("distant", "miM1c"), "liver": ("distant", "miM1c"), "other_organ": ("distant", "miM1c")}
+
+
+def site_call(site: str, promise_version: int = 2) -> Call:
+    """The call of any contract site (``unknown``: unclassified); KeyError outside the vocabulary."""
+    if site == "unknown":
+        return Call.unclassified("")
+    if site in _NODE_SITES:
+        return node_call(site, promise_version)
+    region, mitnm = _ORGAN_SITES[site]
+    return Call(region, site, mitnm)
+
+
 def classify_lesions(
     lesions: list[Lesion],
     anatomy: Anatomy,
@@ -263,7 +280,7 @@ def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu
     radius = max(lesion.max_diameter_mm / 2.0, float(marks.spacing.max()))
     mask = marks.bone_mask_name
     in_bone = marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5 or _on_rib(marks, point)
-    bone_call = Call("distant", "bone", "miM1b", _bone_name(marks, point)) if in_bone else None
+    bone_call = replace(site_call("bone"), bone=_bone_name(marks, point)) if in_bone else None
     if bone_call is not None and (ct_hu is None or _hu_at(marks, ct_hu, point) >= BONE_HU):
         return [bone_call], bone_call.bone
     calls, bone = _soft_tissue(marks, point, voxels, status, promise_version, radius)
@@ -292,7 +309,7 @@ def _soft_tissue(marks, point, voxels, status, promise_version, radius) -> tuple
     calls = _node(marks, point, promise_version)
     bed = _bed_signed_distance(marks, point) if status != "post_radiotherapy" else None
     if bed is not None and -BOUNDARY_MARGIN_MM < bed and calls[0].region == "nodal":
-        calls = calls + [Call("local", "prostate_bed", "miTr")]
+        calls = calls + [site_call("prostate_bed")]
     return calls, None
 
 
@@ -325,9 +342,9 @@ def _organ(marks: Landmarks, point: np.ndarray, radius: float) -> Call | None:
     for site, names in (("liver", ("liver",)), ("lung", ("lung_left", "lung_right"))):
         for name in names:
             if marks.at(name, point) or marks.fraction_in(name, point, radius + 4.0) >= 0.5:
-                return Call("distant", site, "miM1c")
+                return site_call(site)
     if any(marks.at(name, point) for name in OTHER_ORGANS):
-        return Call("distant", "other_organ", "miM1c")
+        return site_call("other_organ")
     return None
 
 
@@ -364,13 +381,13 @@ def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, statu
     if status != "post_radiotherapy":
         depth = _bed_signed_distance(marks, point)
         if depth is not None and (depth >= 0 or (marks.has("prostate_bed") and depth > -PROSTATE_TOLERANCE_MM)):
-            return Call("local", "prostate_bed", "miTr"), max(depth, 0.0)
+            return site_call("prostate_bed"), max(depth, 0.0)
         return None
     if marks.has("prostate"):
         if marks.distance_mm("prostate", point) <= PROSTATE_TOLERANCE_MM:
             return Call("local", "prostate", _intact_category(marks, voxels)), np.inf
         if marks.has("seminal_vesicles") and marks.distance_mm("seminal_vesicles", point) <= PROSTATE_TOLERANCE_MM:
-            return Call("local", "seminal_vesicle", "miT3b"), np.inf
+            return site_call("seminal_vesicle"), np.inf
         return None
     depth = _bed_signed_distance(marks, point)
     if depth is not None and depth >= 0:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from localize.atomic import write_json
-from localize.classify.sites import node_call
+from localize.classify.sites import site_call as classified_site
 from localize.errors import LocalizeError
 from localize.findings import findings_schema
 
@@ -28,23 +28,14 @@ REVIEW_FILE = "review.json"
 DECISIONS = ("accept", "reject")
 PAGE_FILES = ("volumes/ct.nii.gz", "volumes/mr.nii.gz", "automatic/findings.json", "automatic/lesions.nii.gz")
 
-# contract site -> (region, PROMISE V2 lesion category) for a reader's relabel
-_FIXED_CALLS = {"prostate": ("local", "miT2"), "prostate_bed": ("local", "miTr"),
-                "seminal_vesicle": ("local", "miT3b"), "bone": ("distant", "miM1b"),
-                "lung": ("distant", "miM1c"), "liver": ("distant", "miM1c"), "other_organ": ("distant", "miM1c"),
-                "unknown": ("unclassified", "")}
-
 
 def site_call(site: str) -> dict[str, str]:
     """``{region, site, mitnm}`` of a contract site (PROMISE V2); LocalizeError outside the vocabulary."""
     sites = findings_schema()["$defs"]["lesion"]["properties"]["site"]["enum"]
     if site not in sites:
         raise LocalizeError(f"site {site!r} is not one of {sites}")
-    if site not in _FIXED_CALLS:
-        call = node_call(site)
-        return {"region": call.region, "site": site, "mitnm": call.mitnm}
-    region, mitnm = _FIXED_CALLS[site]
-    return {"region": region, "site": site, "mitnm": mitnm}
+    call = classified_site(site)
+    return {"region": call.region, "site": site, "mitnm": call.mitnm}
 
 
 def now_iso() -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from localize.errors import StudyError
-from localize.findings import Candidate, Findings, Lesion, number_lesions, validate_findings
+from localize.findings import Findings, number_lesions, validate_findings
 from localize.review.volumes import LABELS_FILE, PET_FILE, VOLUMES
 
 AUTOMATIC = "automatic"
@@ -42,17 +42,6 @@ def keep_automatic(out: Path) -> Path:
                 shutil.copy2(out / name, staging / name)
         staging.replace(kept)
     return kept
-
-
-def findings_from_doc(doc: dict[str, Any]) -> Findings:
-    """A ``Findings`` object back from its findings.json document."""
-    lesion_fields = {f.name for f in dataclasses.fields(Lesion)}
-    lesions = [Lesion(**{k: tuple(v) if isinstance(v, list) and k.endswith("_mm") else v
-                         for k, v in lesion.items() if k in lesion_fields}) for lesion in doc["lesions"]]
-    names = {f.name for f in dataclasses.fields(Findings)} - {"lesions", "candidates"}
-    return Findings(**{k: doc[k] for k in names if k in doc}, lesions=lesions,
-                    candidates=[Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
-                                for c in doc.get("candidates", [])])
 
 
 def _settings(doc: dict[str, Any]):
@@ -100,7 +89,7 @@ def reviewed_findings(out: Path, review: dict[str, Any]) -> tuple[Findings, np.n
 
     doc = automatic_findings(out)
     labels, pet = _labels_and_pet(out)
-    findings = findings_from_doc(doc)
+    findings = Findings.from_dict(doc)
     dropped = {int(k) for k, v in review["decisions"].items() if v == "reject"} | set(review["deleted"])
     changes, masks = [], []
     for lesion in findings.lesions:
