@@ -33,7 +33,7 @@ from localize.errors import (
     SuvError,
 )
 
-# Public name -> the module that defines it, in the order of the data flow (DESIGN.md).
+# Public name -> the module that defines it, in the order of the data flow (docs/api.md).
 _LAZY = {
     # index and load
     "index_folder": "localize.index", "format_index": "localize.index", "Archive": "localize.index",
