@@ -33,7 +33,7 @@ from localize.errors import (
     SuvError,
 )
 
-# Public name -> the module that defines it, in the order of the data flow (DESIGN.md).
+# Public name -> the module that defines it, in the order of the data flow (docs/api.md).
 _LAZY = {
     # index and load
     "index_folder": "localize.load.index", "format_index": "localize.load.index", "Archive": "localize.load.index",
@@ -65,7 +65,7 @@ _LAZY = {
     "load_pipeline": "localize.config", "default_pipeline": "localize.config",
     "pipeline_names": "localize.config", "PipelineConfig": "localize.config",
     "run_study": "localize.pipeline", "analyse": "localize.pipeline", "Analysis": "localize.pipeline",
-    "run_batch": "localize.batch.run", "BatchSettings": "localize.batch.run",
+    "run_batch": "localize.batch.run.run", "BatchSettings": "localize.batch.run.run",
     # review
     "view": "localize.review.notebook",
 }

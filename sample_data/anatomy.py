@@ -3,7 +3,7 @@
 Frame: DICOM LPS, z = 0 at the top of the pubic symphysis, x = 0 on the midline.
 Sizes are those of an adult man (~178 cm, ~82 kg) and are round numbers read
 off standard anatomy (vertebral levels, aortic bifurcation at L4, common-iliac
-bifurcation at L5-S1: DOMAIN.md §5.3); they are plausible, not measured.
+bifurcation at L5-S1: docs/classification.md#landmark-levels); they are plausible, not measured.
 Label maps are z, y, x arrays of uint8 tissue ids (see ``TISSUES``).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from localize.sample_data.geometry import Ellipsoid, Grid, Shape, paint, tube
 
-# Vertebral bodies: name -> (z_bottom, z_top) mm. Aortic bifurcation sits at L4 (DOMAIN.md §5.3).
+# Vertebral bodies: name -> (z_bottom, z_top) mm. Aortic bifurcation sits at L4 (docs/classification.md#landmark-levels).
 VERTEBRAE: dict[str, tuple[float, float]] = {"vertebrae_L5": (147, 172), "vertebrae_L4": (179, 204),
     "vertebrae_L3": (211, 236), "vertebrae_L2": (243, 268), "vertebrae_L1": (275, 300),
     "vertebrae_T12": (306, 328)}
@@ -350,7 +350,7 @@ def _vessels() -> list[tuple[str, Shape]]:
 
 PROSTATE = Ellipsoid((0, -25, -18), (22, 17, 18))
 SEMINAL_VESICLES = (Ellipsoid((20, 5, 12), (16, 7, 8)), Ellipsoid((-20, 5, 12), (16, 7, 8)))
-# Prostate fossa after prostatectomy, after the RTOG consensus (DOMAIN.md §5.5): from ~10 mm below the
+# Prostate fossa after prostatectomy, after the RTOG consensus (Michalski et al. 2010, docs/classification.md#prostate-bed): from ~10 mm below the
 # vesicourethral anastomosis to ~3-4 cm above the top of the symphysis, behind pubis and bladder, before rectum.
 PROSTATE_BED = Ellipsoid((0, -12, 5), (20, 17, 32))
 VUA = (0.0, -30.0, -12.0)

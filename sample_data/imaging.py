@@ -15,16 +15,16 @@ from scipy.special import erf
 from localize.sample_data import anatomy as an
 from localize.sample_data.geometry import Ellipsoid, Grid, paint
 
-# Noise-free SUVbw of each uptake class per tracer. DCFPyL organ values: DOMAIN.md §3.6 (PMC5450367:
+# Noise-free SUVbw of each uptake class per tracer. DCFPyL organ values: Li et al. J Nucl Med 2017;58:942-6 (PMC5450367:
 # liver 5.0, spleen 4.0, kidney ~20, parotid 9.0, submandibular 9.5). Excretion routes and the
 # shifted biodistribution of PSMA-11, PSMA-1007 (hepatobiliary: high liver/spleen, little bladder) and
-# fluciclovine (pancreas, liver, marrow, muscle; little early bladder) follow DOMAIN.md §1.9, §3.6, §3.7;
+# fluciclovine (pancreas, liver, marrow, muscle; little early bladder) follow docs/suv.md#tracers and docs/detection.md (physiological uptake);
 # the numbers for those three are the phantom's own plausible choices, not literature means.
 _BASE = {"air": 0.0, "fat": 0.25, "muscle": 0.6, "lung": 0.35, "blood": 1.5, "liver": 5.0, "spleen": 4.0,
          "stomach": 1.5, "pancreas": 2.0, "kidney": 20.0, "small_bowel": 4.0, "colon": 1.5, "bladder": 40.0,
          "ureter": 15.0, "prostate": 2.5, "bone": 0.5, "marrow": 1.2, "parotid": 9.0, "submandibular": 9.5,
          "csf": 0.2,
-         # classes of varied patients only; lacrimal 6.6 (DOMAIN.md §3.6), urine as in the bladder
+         # classes of varied patients only; lacrimal 6.6 (Li et al. 2017), urine as in the bladder
          "bowel_content": 0.5, "duodenum": 6.0, "bile": 1.0, "brain": 0.1, "lacrimal": 6.5, "urine": 40.0}
 UPTAKE: dict[str, dict[str, float]] = {
     "dcfpyl": _BASE,
@@ -39,7 +39,7 @@ UPTAKE: dict[str, dict[str, float]] = {
                      "urine": 1.0},
 }
 # Spread between patients (coefficient of variation) of each uptake class. DCFPyL: liver 14 %, spleen 37 %,
-# kidney 23 %, parotid 22 %, submandibular 24 % (DOMAIN.md §3.6, PMC5450367); the others [REC] (urine and bile
+# kidney 23 %, parotid 22 %, submandibular 24 % (Li et al. 2017, PMC5450367); the others [REC] (urine and bile
 # depend on hydration, voiding and fasting and vary most).
 UPTAKE_COV = {"air": 0.0, "fat": 0.2, "muscle": 0.15, "lung": 0.2, "blood": 0.15, "liver": 0.14, "spleen": 0.37,
               "stomach": 0.3, "pancreas": 0.25, "kidney": 0.23, "small_bowel": 0.35, "colon": 0.35, "bladder": 0.6,

@@ -1,7 +1,7 @@
 """Where each lesion site sits in the phantom, and its PROMISE V2 labels (contract vocabulary).
 
-Sites follow DOMAIN.md §5.3 (node regions along the named vessels; common iliac between the
-aortic and common-iliac bifurcations is distant, miM1a) and §5.5 (prostate bed, vesicourethral
+Sites follow docs/classification.md#node-regions (node regions along the named vessels; common iliac between the
+aortic and common-iliac bifurcations is distant, miM1a) and docs/classification.md#prostate-bed (prostate bed, vesicourethral
 anastomosis). Positions are LPS mm in the PET/CT frame.
 """
 

@@ -1,8 +1,8 @@
 """Scanner conventions of the phantom PET: protocol per tracer, radiopharmaceutical sequence, vendor tags.
 
-DOMAIN.md §1.2 (attributes), §1.4 (GE series time after acquisition, private scan datetime),
-§1.6 (Philips CNTS with 7053,1000 / 7053,1009), §1.8 (half-lives), §1.9 (activities, uptake times),
-§1.10 (CID 4020 / 4021 codes).
+docs/suv.md: DICOM attributes, decay reference time (GE series time after acquisition, private scan
+datetime), units (Philips CNTS with 7053,1000 / 7053,1009), half-lives, tracers (activities, uptake times),
+tracer recognition (CID 4020 / 4021 codes).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydicom.sequence import Sequence
 
 from localize.load.tracer import HALF_LIFE_S
 
-POSITRON_FRACTION = {"F18": 0.9686, "Ga68": 0.8883}  # DOMAIN.md §1.8
+POSITRON_FRACTION = {"F18": 0.9686, "Ga68": 0.8883}  # docs/suv.md#half-lives
 NUCLIDE_CODE = {"F18": ("77004003", "SCT", "^18^Fluorine"), "Ga68": ("35337001", "SCT", "^68^Gallium")}
 
 
@@ -73,7 +73,7 @@ def radiopharmaceutical_item(tracer: str, injection: datetime, dose: float) -> D
 
 
 def suv_to_bqml_factor(tracer: str, weight_kg: float, dose: float) -> float:
-    """Bq/mL per SUVbw unit with decay correction to the PET start (DOMAIN.md §1.1, §1.5 START)."""
+    """Bq/mL per SUVbw unit with decay correction to the PET start (docs/suv.md#definitions, #decaycorrection-modes)."""
     p = PROTOCOLS[tracer]
     decayed = dose * 2.0 ** (-p.uptake_s / HALF_LIFE_S[p.nuclide])
     return decayed / (weight_kg * 1000.0)
@@ -86,6 +86,6 @@ def bed_start_s(z_mm: np.ndarray, z_lo: float, z_hi: float, caudocranial: bool) 
 
 
 def t_avg_s(half_life_s: float, frame_s: float) -> float:
-    """Average-count time within a frame (DOMAIN.md §1.5)."""
+    """Average-count time within a frame (docs/suv.md#average-count-time)."""
     lam = np.log(2) / half_life_s
     return float(np.log(lam * frame_s / (1 - np.exp(-lam * frame_s))) / lam)

@@ -190,7 +190,7 @@ def _where(site: str, side: str, r: float, rng, std_map: _StandardMap, patient: 
     sign = 1 if side == "left" else -1
     if site in ("external_iliac", "internal_iliac", "common_iliac", "retroperitoneal"):
         ranges = {"external_iliac": (0.04, 0.28), "internal_iliac": (0.45, 0.95), "common_iliac": (0.25, 0.75),
-                  "retroperitoneal": (0.70, 0.93)}  # >= 10 mm from the bifurcations (DOMAIN.md §5.3)
+                  "retroperitoneal": (0.70, 0.93)}  # >= 10 mm from the bifurcations (docs/classification.md#boundary-margin)
         return Where(fraction=float(rng.uniform(*ranges[site])), bladder=patient.bladder)
     if site == "presacral":
         return Where(level_mm=float(rng.uniform(70, 125)), bladder=patient.bladder)

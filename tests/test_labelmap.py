@@ -39,7 +39,7 @@ def test_target_voxel_found_through_the_affine_carries_the_label(tmp_path):
     for lesion in findings.lesions:
         entry = sidecar["labels"][str(lesion.label)]
         lps = np.asarray(lesion.target_lps_mm)
-        ras = lps * [-1, -1, 1]  # DOMAIN.md 6.3
+        ras = lps * [-1, -1, 1]  # docs/coordinates.md#dicom-patient-coordinates
         np.testing.assert_allclose(entry["target_ras_mm"], ras, atol=1e-6)
         np.testing.assert_allclose(entry["target_lps_mm"], lps, atol=1e-6)
         ijk = np.linalg.inv(nii.affine) @ np.append(ras, 1.0)

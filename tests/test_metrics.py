@@ -20,7 +20,7 @@ def _image(array_zyx: np.ndarray, spacing_xyz, origin=(0.0, 0.0, 0.0), direction
 
 @pytest.mark.parametrize(
     "spacing_zyx, count",
-    # kernel sizes computed in DOMAIN.md §2.1 for the IBSI 1 cm3 sphere
+    # kernel sizes of the IBSI 1 cm3 sphere (docs/metrics.md#suvpeak)
     [((3.0, 4.07, 4.07), 21), ((4.0, 4.0, 4.0), 19), ((2.0, 2.0, 2.0), 123), ((3.27, 2.73, 2.73), 39)],
 )
 def test_peak_sphere_voxel_counts_match_the_computed_kernels(spacing_zyx, count):

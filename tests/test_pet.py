@@ -35,7 +35,7 @@ def _pixels(k: int) -> np.ndarray:
 
 
 def test_worked_example_image(tmp_path):
-    # 10 kBq/ml at 60 min after 370 MBq in 80 kg -> SUV 3.16 (DOMAIN.md §1.1)
+    # 10 kBq/ml at 60 min after 370 MBq in 80 kg -> SUV 3.16 (docs/suv.md#definitions)
     series = base_series()
     for ds in series:
         ds.RescaleSlope = 100.0

@@ -35,7 +35,7 @@ def _dt(date: str, time: str) -> datetime:
 
 
 def _suv_volume(slices: list[pydicom.Dataset]) -> tuple[np.ndarray, np.ndarray, pydicom.Dataset]:
-    """SUVbw volume (z, y, x) and slice z positions, by the DOMAIN.md §1.1-1.6 formula written out here."""
+    """SUVbw volume (z, y, x) and slice z positions, by the docs/suv.md formula written out here."""
     first = slices[0]
     item = first.RadiopharmaceuticalInformationSequence[0]
     inj = datetime.strptime(item.RadiopharmaceuticalStartDateTime.split(".")[0], "%Y%m%d%H%M%S")
@@ -183,7 +183,7 @@ def test_whole_body_reference_regions(phantom):
     root, truth = phantom(StudySpec(extent="whole_body", ct_matrix=128, ct_slice_mm=5.0, with_mr=False,
                                     pet_noise=0.0, lesions=(LesionSpec("liver", 15, 12.0),)))
     vol, z_pos, ds = _suv_volume(_series(root, "PT"))
-    expected = {"liver": 5.0, "spleen": 4.0}  # DCFPyL SUVmean, DOMAIN.md §3.6
+    expected = {"liver": 5.0, "spleen": 4.0}  # DCFPyL SUVmean, Li et al. JNM 2017 (docs/detection.md#physiological-uptake-psma)
     for name, value in expected.items():
         ref = truth.reference_regions[name]
         assert ref["suv_mean"] == value

@@ -44,7 +44,7 @@ def test_statistics_and_plausibility_warning():
     liver = (z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 <= 11**2
     spleen = (z - 5) ** 2 + (y - 5) ** 2 + (x - 5) ** 2 <= 4**2
     suv = np.full(liver.shape, 1.0, np.float32)
-    suv[liver] = 12.0  # far above the 2.9-7.1 expected for 18F-DCFPyL (DOMAIN.md §4.2)
+    suv[liver] = 12.0  # far above the 2.9-7.1 expected for 18F-DCFPyL (docs/detection.md#reference-regions)
     suv[spleen] = 4.0
     image = _image(suv)
     regions = reference_regions(image, Anatomy(grid=image, masks={"liver": liver, "spleen": spleen}), "psma_f18_renal")
@@ -98,12 +98,12 @@ def test_whole_body_reference_means_without_noise_within_5_percent(phantom, trac
     # noise-free PET: what is left is the placement and partial-volume bias of each VOI
     truth, regions = _whole_body_regions(phantom, tracer, 0.0, label_map)
     expected = {name: v for name, v in truth.reference_regions.items() if OURS[name] in regions}
-    # fluciclovine reads blood pool and marrow (§4.4); its faint parotids and spleen may go unfound on PET
+    # fluciclovine reads blood pool and marrow (docs/detection.md#fluciclovine-criteria); its faint parotids and spleen may go unfound on PET
     assert set(expected) >= ({"liver", "aortic_blood_pool", "l3_marrow"} if tracer == "fluciclovine" else set(OURS))
     for name, value in expected.items():
         got = regions[OURS[name]]
         assert got.suv_mean == pytest.approx(value["suv_mean"], rel=0.05), name
-        if not (tracer == "fluciclovine" and name == "aortic_blood_pool"):  # fluciclovine's is at L3 (§4.2)
+        if not (tracer == "fluciclovine" and name == "aortic_blood_pool"):  # fluciclovine's is at L3 (docs/detection.md#reference-regions)
             assert np.linalg.norm(np.subtract(got.centre_lps_mm, value["center_lps_mm"])) < 120, name
         assert got.warning is None
 

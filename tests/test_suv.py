@@ -1,4 +1,4 @@
-"""SUV calibration (DOMAIN.md §1) on PET headers written with pydicom, the IBSI
+"""SUV calibration (docs/suv.md) on PET headers written with pydicom, the IBSI
 SUV reference-object case list and real vendor headers.
 
 Expected factors are computed here from the physical definitions
@@ -33,7 +33,7 @@ from localize.load.suv import (
     suv_calibration,
 )
 
-# The base case is DOMAIN.md §1.1's worked example: 370 MBq 18F, 60 min, 80 kg.
+# The base case is the worked example of docs/suv.md#definitions: 370 MBq 18F, 60 min, 80 kg.
 W_KG, H_M, D0_BQ = 80.0, 1.75, 370e6
 T_F18, T_GA68, T_ZR89 = 6586.2, 4062.6, 282276.0  # s; 89Zr 78.41 h
 INJECTION = datetime(2024, 1, 2, 9, 0, 0)
@@ -45,7 +45,7 @@ F0 = W_KG * 1000.0 / (D0_BQ * 2.0 ** (-3600.0 / T_F18))  # ml/Bq... g/Bq; 3.158e
 
 
 def tavg_s(duration_s: float, half_life_s: float) -> float:
-    """Average-count time of a frame (DOMAIN.md §1.5), written out here for the expectations."""
+    """Average-count time of a frame (docs/suv.md#average-count-time), written out here for the expectations."""
     lam = math.log(2) / half_life_s
     return math.log(lam * duration_s / (1 - math.exp(-lam * duration_s))) / lam
 
@@ -356,7 +356,7 @@ DRO_CASES: dict[str, Callable[[list[Dataset]], list[float]]] = {
     "DRO_5_0": _case_ga68,
 }
 
-# Expected branch of the decay-reference rule (DOMAIN.md §1.4) where the case exercises one.
+# Expected branch of the decay-reference rule (docs/suv.md#decay-reference-time) where the case exercises one.
 DRO_RULES = {
     "DRO_0_0": "1:series_datetime",
     "DRO_3_1": "ADMIN",
@@ -558,14 +558,14 @@ def test_body_size_ratios_and_height_in_cm():
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
     assert cal.height_m == pytest.approx(1.75)
     assert any("centimetres" in w for w in cal.warnings)
-    # DOMAIN.md §1.7: male 1.75 m / 80 kg -> Janmahasatian LBM 60.2 kg
+    # docs/suv.md#body-size-normalisations: male 1.75 m / 80 kg -> Janmahasatian LBM 60.2 kg
     assert cal.sul_per_suvbw * W_KG == pytest.approx(60.2, abs=0.05)
     bsa_m2 = 0.007184 * 80**0.425 * 175**0.725
     assert cal.suvbsa_per_suvbw == pytest.approx(10 * bsa_m2 / 80)
 
 
 def test_published_body_size_values():
-    # DOMAIN.md §1.7 computed values
+    # computed values of docs/suv.md#body-size-normalisations
     assert lbm_janmahasatian_kg(80, 1.75, "M") == pytest.approx(60.2, abs=0.05)
     assert lbm_james128_kg(80, 1.75, "M") == pytest.approx(61.3, abs=0.05)
     assert lbm_janmahasatian_kg(150, 1.70, "M") == pytest.approx(77.7, abs=0.05)
@@ -574,7 +574,7 @@ def test_published_body_size_values():
 
 
 def test_average_count_time():
-    # DOMAIN.md §1.5 computed values
+    # computed values of docs/suv.md#average-count-time
     assert average_count_time_s(120, T_F18) == pytest.approx(59.94, abs=0.005)
     assert average_count_time_s(180, T_GA68) == pytest.approx(89.77, abs=0.005)
 

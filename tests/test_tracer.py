@@ -1,4 +1,4 @@
-"""Tracer recognition from codes and free text (DOMAIN.md §1.10)."""
+"""Tracer recognition from codes and free text (docs/suv.md#tracer-recognition)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def test_scans_span_table_field_and_settings(draws):
 
 def test_organ_uptake_varies_like_patients():
     liver = np.array([drawn_uptake("dcfpyl", stream(seed, "uptake"))["liver"] for seed in SEEDS])
-    assert liver.mean() == pytest.approx(5.0, rel=0.05)  # DCFPyL liver 5.0 +- 0.7 (DOMAIN.md §3.6)
+    assert liver.mean() == pytest.approx(5.0, rel=0.05)  # DCFPyL liver 5.0 +- 0.7 (Li et al. JNM 2017, docs/detection.md#physiological-uptake-psma)
     assert 0.08 < liver.std() / liver.mean() < 0.16
 
 
@@ -162,7 +162,7 @@ def test_truth_matches_the_pet_hot_spots_and_organ_map(built):
     bqml = _read(root, truth.series_dirs["PT"])  # Siemens: Bq/ml, decay corrected to the series start
     elapsed = (datetime.fromisoformat(truth.patient["pet_start"]) - datetime.fromisoformat(truth.patient["injection"]))
     decayed = truth.patient["dose_bq"] * 2 ** (-elapsed.total_seconds() / HALF_LIFE_S["Ga68"])
-    pet = bqml * (truth.patient["weight_kg"] * 1000 / decayed)  # SUVbw (DOMAIN.md §1.1)
+    pet = bqml * (truth.patient["weight_kg"] * 1000 / decayed)  # SUVbw (docs/suv.md#definitions)
     ct = _read(root, truth.series_dirs["CT"])
     suv = sitk.GetArrayFromImage(pet)
     spacing = np.array(pet.GetSpacing())

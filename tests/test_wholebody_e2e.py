@@ -171,7 +171,7 @@ def test_fluciclovine_organs_and_blood_pool_from_ct(fluciclovine_whole_body):
     expected = truth.reference_regions["aortic_blood_pool"]["suv_mean"]
     assert abs(references["blood_pool"].suv_mean - expected) <= 0.15 * expected
     l3 = anatomy.levels_z_mm["L3"]
-    assert abs(references["blood_pool"].centre_lps_mm[2] - l3) <= 12.0  # fluciclovine: aorta at L3 (DOMAIN.md §4.2)
+    assert abs(references["blood_pool"].centre_lps_mm[2] - l3) <= 12.0  # fluciclovine: aorta at L3 (docs/detection.md#reference-regions)
 
 
 def test_fluciclovine_lesions_found_without_organ_false_positives(fluciclovine_whole_body):

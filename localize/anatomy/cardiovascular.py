@@ -3,7 +3,7 @@
 * aorta: a round soft-tissue tube (blood ~40 HU, wall-to-wall 20-30 mm [REC: adult abdominal aorta
   ~2 cm, descending thoracic ~2.5 cm]) lying just anterior (and left) of the lumbar vertebral bodies
   and left of the thoracic ones, behind the heart. Tracked slice by slice upwards and downwards from
-  two starts: the L3 level (the fluciclovine blood-pool level, DOMAIN.md §4.2), in front of the
+  two starts: the L3 level (the fluciclovine blood-pool level, docs/detection.md#reference-regions), in front of the
   vertebral body, and the T8 level (the PERCIST blood-pool level), beside it on the left; in each
   slice the deepest point of soft tissue (in-plane distance to the nearest non-soft voxel) near the
   previous centre. Where it merges with the heart, the crura or another organ of the same density

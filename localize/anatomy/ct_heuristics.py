@@ -22,7 +22,7 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 * bowel: diffuse PET uptake of the abdomen and pelvis outside bone and the other organs
   (see ``bowel_uptake``).
 
-Levels (DOMAIN.md §5.3 fallbacks): aortic bifurcation = L4/L5 disc, common
+Levels (docs/classification.md#landmark-levels): aortic bifurcation = L4/L5 disc, common
 iliac bifurcation = L5/S1 disc; pelvic inlet = sacral promontory; symphysis
 top / bottom from the pubic bone; diaphragm = lung base.
 """
@@ -189,7 +189,7 @@ def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str
 # Marrow cavities in an axial slice are smaller than this (adult lumbar body ~14 cm², femoral head
 # ~18 cm² including cortex); the pelvic cavity inside the pelvic ring is over 80 cm² [REC].
 MARROW_HOLE_MM2 = 2500.0
-# Bowel uptake (DOMAIN.md §3.6: small bowel and colon take up PSMA ligands) [REC]: a connected region of
+# Bowel uptake (docs/detection.md#physiological-uptake-psma: small bowel and colon take up PSMA ligands) [REC]: a connected region of
 # at least BOWEL_MIN_ML above BOWEL_BACKGROUND_FACTOR x the soft-tissue median SUV whose 95th percentile is
 # at most BOWEL_FLATNESS x its median: a plateau many centimetres long, unlike a node (a blurred sphere
 # whose region at that level is mostly its own tail: small, and peaked).
@@ -202,7 +202,7 @@ RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the C
 # Kidneys below a field without lungs: a ptotic kidney's centre can lie at the level of L4-L5 and its lower
 # pole near the iliac crest [R: Gray's Anatomy, kidneys T12-L3, 2-3 cm lower on standing]; a lower pole cut by
 # the field's top slice can hold a few ml; PSMA ligands and fluciclovine make the cortex several times the
-# soft tissue (DOMAIN.md §3.6-3.7) [REC].
+# soft tissue (docs/detection.md#physiological-uptake-psma, #physiological-uptake-fluciclovine) [REC].
 KIDNEY_BELOW_INLET_MM = 20.0
 KIDNEY_POLE_MIN_ML = 2.0
 KIDNEY_OVER_SOFT = 4.0
@@ -363,9 +363,9 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
         masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
         levels[name] = (z0 + z1) / 2
     if len(above) >= 1:
-        levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2  # L5/S1 disc (DOMAIN.md §5.3)
+        levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2  # L5/S1 disc (docs/classification.md#landmark-levels)
     if len(above) >= 2:
-        # "typically at L4 (L4-L5)" (DOMAIN.md §5.3): the lower quarter of L4 [REC]
+        # "typically at L4 (L4-L5)" (docs/classification.md#landmark-levels): the lower quarter of L4 [REC]
         l4_bottom, l4_top = above[1]
         levels["aortic_bifurcation"] = l4_bottom + 0.25 * (l4_top - l4_bottom)
     below_inlet = (z_mm <= levels["pelvic_inlet"])[:, None, None]
@@ -631,7 +631,7 @@ def _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_m
             masks[name] = _fill_slices(organ)
 
 
-# The pancreas where it is avid (fluciclovine, more so than the liver: DOMAIN.md §3.7): uptake above
+# The pancreas where it is avid (fluciclovine, more so than the liver: docs/detection.md#physiological-uptake-fluciclovine): uptake above
 # PANCREAS_OVER_LIVER x the liver's median between the levels of T10 and L3 [R: Gray's Anatomy, body
 # at L1-L2], at least PANCREAS_MIN_ML, PANCREAS_MIN_LENGTH_MM long and PANCREAS_ELONGATION x longer
 # than thick, its long axis within 30 degrees of the axial plane [REC: adult pancreas ~15 cm long,

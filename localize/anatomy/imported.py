@@ -2,8 +2,8 @@
 
 Everything is resampled onto the PET grid and named canonically
 (``names.canonical_name``): a class is recognised by its name, never by its
-index (TotalSegmentator indices differ between tasks and versions, STYLE.md
-Answer 3). NIfTI files are read through SimpleITK, which turns the RAS affine
+index (TotalSegmentator indices differ between tasks and versions: its
+``map_to_binary.py``). NIfTI files are read through SimpleITK, which turns the RAS affine
 into LPS geometry; the ``totalsegmentator`` package is never imported.
 """
 

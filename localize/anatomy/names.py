@@ -1,7 +1,7 @@
 """Canonical anatomy names and the synonyms they are known by.
 
 Canonical names follow TotalSegmentator's class names (task ``total`` and
-``head_glands_cavities``; STYLE.md Answer 3) where one exists, plus localize's
+``head_glands_cavities``; TotalSegmentator ``map_to_binary.py``) where one exists, plus localize's
 own regions (``body``, ``bone``, ``bowel``, ``prostate_bed``, ``iliac_wing_*``,
 ``acetabulum_*``, ``femoral_head_*``, ``pubic_symphysis``). Synonyms cover
 TotalSegmentator v1 names and TG-263 planning-structure names (AAPM TG-263,

@@ -1,4 +1,4 @@
-"""Lesion classification and study staging (DOMAIN.md §4-§5, the contract's vocabulary).
+"""Lesion classification and study staging (docs/detection.md#mipsma-expression-score, docs/classification.md; the contract's vocabulary).
 
 ``classify_lesions`` labels each lesion local / nodal / distant with its site,
 PROMISE category, laterality and named bone; ``expression_scores`` sets the

@@ -1,7 +1,7 @@
 """Landmarks the site rules need, read off an ``Anatomy`` (PET grid, LPS mm).
 
 Axial levels (LPS z, mm) of the aortic and common-iliac bifurcations follow
-DOMAIN.md §5.3 step 2: from the vessel masks when the anatomy has them (aorta:
+docs/classification.md#landmark-levels: from the vessel masks when the anatomy has them (aorta:
 its most caudal slice; common iliac: where the side's iliac artery splits into
 two lumens, extrapolated back to where the branches meet), otherwise from the
 vertebral fallbacks (L4/L5 and L5/S1 discs) that ``build_anatomy`` records.
@@ -21,14 +21,14 @@ from localize.anatomy.model import Anatomy
 from localize.detection.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
 
 # Top of L5 + half a disc above the L5 centre (adult lumbar body ~27 mm tall, disc ~10 mm [R]):
-# the L4/L5 disc, DOMAIN.md §5.3 fallback for the aortic bifurcation when L4 is out of view.
+# the L4/L5 disc, the fallback for the aortic bifurcation when L4 is out of view (docs/classification.md#landmark-levels).
 L5_CENTRE_TO_L4_L5_DISC_MM = 18.0
 NAMED_BONES = ("vertebrae_", "sacrum", "hip_", "femur_", "rib_", "sternum", "scapula_", "clavicula_", "humerus_", "skull")
 
 
 @dataclass
 class Landmarks:
-    """Point queries on the masks of one ``anatomy`` plus the levels of §5.3."""
+    """Point queries on the masks of one ``anatomy`` plus the levels of docs/classification.md#landmark-levels."""
 
     anatomy: Anatomy
     _trees: dict[str, cKDTree | None] = field(default_factory=dict, repr=False)
@@ -145,7 +145,7 @@ class Landmarks:
 
     @cached_property
     def aortic_bifurcation_z_mm(self) -> float | None:
-        """Lowest slice of the aorta mask, else the L4/L5 disc level, else ~L5 centre + 18 mm (§5.3)."""
+        """Lowest slice of the aorta mask, else the L4/L5 disc level, else ~L5 centre + 18 mm (docs/classification.md#landmark-levels)."""
         if self.has("aorta") and self.has("iliac_artery_left"):
             return float(self.points("aorta")[:, 2].min())
         if self.level("aortic_bifurcation") is not None:
@@ -155,7 +155,7 @@ class Landmarks:
         return None
 
     def ci_bifurcation_z_mm(self, side: str) -> float | None:
-        """Common-iliac bifurcation of ``side`` from the iliac artery mask, else the L5/S1 disc level (§5.3)."""
+        """Common-iliac bifurcation of ``side`` from the iliac artery mask, else the L5/S1 disc level (docs/classification.md#landmark-levels)."""
         split = self._iliac_branches(side)
         if split is not None:
             return split[0]

@@ -1,12 +1,12 @@
 """Visual uptake scores against reference regions: miPSMA (PSMA tracers) and fluciclovine suspicion.
 
-miPSMA expression score (PROMISE, DOMAIN.md §4.1): lesion SUVmax against the
+miPSMA expression score (PROMISE, docs/detection.md#mipsma-expression-score): lesion SUVmax against the
 SUVmean of blood pool, liver and parotid glands. V2 (Seifert et al. Eur Urol
 2023): 0 if SUVmax <= blood pool, 1 if <= liver, 2 if <= parotid, else 3; V1
 (Eiber et al. JNM 2018) uses < where V2 uses <=. For 18F-PSMA-1007
-(hepatobiliary clearance) the spleen replaces the liver (§4.1).
+(hepatobiliary clearance) the spleen replaces the liver (PROMISE V2).
 
-Fluciclovine (DOMAIN.md §4.4, [REC] rule of the Axumin label / EANM-SNMMI 2020
+Fluciclovine (docs/detection.md#fluciclovine-criteria, [REC] rule of the Axumin label / EANM-SNMMI 2020
 guideline): a lesion of at least 10 mm is suspicious when its SUVmax reaches the
 L3 marrow SUVmean, a smaller one when its SUVmax exceeds the aortic blood pool.
 """

@@ -1,19 +1,19 @@
-"""Region, site and PROMISE category of each lesion (DOMAIN.md §5; contract site vocabulary).
+"""Region, site and PROMISE category of each lesion (docs/classification.md; contract site vocabulary).
 
 Rules, checked in this order at the lesion's target point (LPS mm):
 
-1. bone (§5.3 step 5): the target voxel, or at least half the lesion's ball, in the
+1. bone (docs/classification.md#assignment-rules): the target voxel, or at least half the lesion's ball, in the
    bone mask -> distant, miM1b, with the bone named after the nearest named bone mask;
-2. organ (§5.3 step 6): lung or liver (target in the mask or at least half of a
+2. organ (docs/classification.md#assignment-rules): lung or liver (target in the mask or at least half of a
    ball 4 mm larger than the lesion: a nodule punches a hole in an air-threshold
    lung mask) -> miM1c; adrenal, kidney, spleen, pancreas, brain -> other_organ;
-3. local (§5.3 step 7, §5.5): after prostatectomy inside the prostate-bed structure
+3. local (docs/classification.md#prostate-bed): after prostatectomy inside the prostate-bed structure
    or, without one, the RTOG prostate-fossa envelope approximated from the pubic
    symphysis (z from its bottom - 15 mm to its top + 40 mm, within 25 mm of the
    midline, from the middle of the pubis to 65 mm behind it) -> miTr; intact gland:
    prostate mask (5 mm tolerance) -> miT2 (miT4 when a quarter of the lesion lies in
    bladder or rectum), seminal vesicles -> miT3b; no prostate mask: the same envelope;
-4. nodes by level (§5.3 step 3): above the diaphragm -> supradiaphragmatic (without a
+4. nodes by level (docs/classification.md#node-regions): above the diaphragm -> supradiaphragmatic (without a
    diaphragm level only what lies below a level known to be abdominal is placed:
    a lumbar vertebra, the pelvis, or the top of a CT field that shows no lung); above
    the aortic bifurcation -> retroperitoneal; between the aortic and common-iliac
@@ -26,7 +26,7 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    nearer the posterior branch, else obturator when medial to the external iliac,
    else external iliac), by bone landmarks otherwise (posterior to the hip bone's
    middle -> internal iliac, below the acetabular roof -> obturator, else external
-   iliac; §5.3 table).
+   iliac; docs/classification.md#node-regions).
 
 A lesion whose call needs a level or structure that was not found (no CT and no
 imported anatomy, a pelvis out of view) is ``unclassified`` / ``unknown`` with a
@@ -35,7 +35,7 @@ warning naming it and the reason: never a guess.
 Lesions within 10 mm of a boundary that changes the category (aortic and
 common-iliac bifurcations, pelvic inlet, prostate-bed envelope) are flagged
 ``region_uncertain`` with ``region_candidates`` as ``"region:site"`` strings, the
-assigned one first (§5.3 step 4).
+assigned one first (docs/classification.md#boundary-margin).
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ from localize.findings import Lesion
 
 UNKNOWN = "unknown"  # treatment status the anatomy could not decide (see classify_lesions)
 STATUSES = ("post_prostatectomy", "post_radiotherapy", UNKNOWN)
-BOUNDARY_MARGIN_MM = 10.0  # §5.3 step 4
+BOUNDARY_MARGIN_MM = 10.0  # docs/classification.md#boundary-margin
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
 PRESACRAL_HALF_WIDTH_MM = 25.0
 PRESACRAL_DEPTH_MM = 30.0
-# RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010, DOMAIN.md §5.5 [REC] approximation)
+# RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010;76:361-368; [REC] approximation, docs/classification.md#prostate-bed)
 BED_BELOW_SYMPHYSIS_MM = 15.0
 BED_ABOVE_SYMPHYSIS_MM = 40.0
 BED_HALF_WIDTH_MM = 25.0
@@ -160,7 +160,7 @@ def _gland_evidence(anatomy: Anatomy, suv: np.ndarray | None) -> str:
 
 
 def node_call(site: str, promise_version: int = 2) -> Call:
-    """The call of a nodal site; common iliac is regional only under PROMISE V1 (§5.2)."""
+    """The call of a nodal site; common iliac is regional only under PROMISE V1 (docs/classification.md#promise-v2)."""
     region = _NODE_SITES[site]
     if site == "common_iliac" and promise_version == 1:
         region = "nodal"
@@ -245,7 +245,7 @@ def classify_lesions(
 
 
 def _missing_levels(marks: Landmarks) -> list[str]:
-    """Names of the levels of §5.3 that neither the image nor an imported structure gave."""
+    """Names of the levels (docs/classification.md#landmark-levels) that neither the image nor an imported structure gave."""
     levels = {"diaphragm": marks.diaphragm_z_mm, "aortic bifurcation": marks.aortic_bifurcation_z_mm,
               "common iliac bifurcation": next((z for z in map(marks.ci_bifurcation_z_mm, ("left", "right"))
                                                 if z is not None), None),
@@ -349,7 +349,7 @@ def _organ(marks: Landmarks, point: np.ndarray, radius: float) -> Call | None:
 
 
 def _bed_box(marks: Landmarks) -> tuple[np.ndarray, np.ndarray] | None:
-    """(low, high) LPS corners of the prostate-fossa envelope (§5.5), None without a pubic symphysis."""
+    """(low, high) LPS corners of the prostate-fossa envelope (docs/classification.md#prostate-bed), None without a pubic symphysis."""
     top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
     if top is None or bottom is None or pubis_y is None:
         return None
@@ -377,7 +377,7 @@ def _bed_signed_distance(marks: Landmarks, point: np.ndarray) -> float | None:
 def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, status: str) -> tuple[Call, float] | None:
     """(call, depth inside the local region in mm) or None when the lesion is not local.
 
-    After prostatectomy, and when the status is unknown, the prostate bed (§5.5) decides."""
+    After prostatectomy, and when the status is unknown, the prostate bed (docs/classification.md#prostate-bed) decides."""
     if status != "post_radiotherapy":
         depth = _bed_signed_distance(marks, point)
         if depth is not None and (depth >= 0 or (marks.has("prostate_bed") and depth > -PROSTATE_TOLERANCE_MM)):
@@ -396,7 +396,7 @@ def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, statu
 
 
 def _intact_category(marks: Landmarks, voxels: np.ndarray | None) -> str:
-    """miT4 when a quarter of the lesion lies in the bladder or rectum (§5.1), else miT2."""
+    """miT4 when a quarter of the lesion lies in the bladder or rectum (docs/classification.md#mitnm), else miT2."""
     if voxels is not None:
         for organ in ("urinary_bladder", "rectum"):
             if marks.has(organ) and np.mean([marks.at(organ, v) for v in voxels]) >= 0.25:
@@ -405,7 +405,7 @@ def _intact_category(marks: Landmarks, voxels: np.ndarray | None) -> str:
 
 
 def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Call]:
-    """Nodal site by level (§5.3 step 3), with the alternative when within 10 mm of a level boundary."""
+    """Nodal site by level (docs/classification.md#assignment-rules), with the alternative when within 10 mm of a level boundary."""
     z = float(point[2])
     mid = marks.anatomy.midline_x_mm or 0.0
     dx = float(point[0] - mid)
@@ -449,7 +449,7 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
 
 
 def _inguinal(marks: Landmarks, point: np.ndarray, dx: float) -> bool:
-    """Below the symphysis top, lateral and in front of the pubis: the femoral triangle (§5.3 table)."""
+    """Below the symphysis top, lateral and in front of the pubis: the femoral triangle (docs/classification.md#node-regions)."""
     top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
     if top is None or abs(dx) <= 45.0:
         return False
@@ -459,7 +459,7 @@ def _inguinal(marks: Landmarks, point: np.ndarray, dx: float) -> bool:
 
 
 def _pelvic_site(marks: Landmarks, point: np.ndarray, dx: float) -> str:
-    """Regional pelvic node site (§5.3 table): presacral / other pelvic near the midline, else iliac / obturator."""
+    """Regional pelvic node site (docs/classification.md#node-regions): presacral / other pelvic near the midline, else iliac / obturator."""
     if abs(dx) < PRESACRAL_HALF_WIDTH_MM:
         return "presacral" if _in_front_of_sacrum(marks, point) else "other_pelvic"
     side = "left" if dx > 0 else "right"

@@ -1,4 +1,4 @@
-"""Study staging: the PROMISE miTNM code string of findings.json (DOMAIN.md §5.1-§5.2).
+"""Study staging: the PROMISE miTNM code string of findings.json (docs/classification.md#mitnm).
 
 PROMISE V2 (Seifert et al. Eur Urol 2023) conventions, as in the public report
 apps: miT0 / miTr / miT2u (one focus) / miT2m (several) / miT3a / miT3b / miT4;

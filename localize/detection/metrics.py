@@ -1,7 +1,7 @@
 """Per-lesion PET measurements on the native PET grid.
 
 Arrays are numpy ``z, y, x`` views of a SimpleITK image; points are LPS mm.
-SUVpeak follows IBSI (DOMAIN.md §2.1): the mean of all voxels whose centres lie
+SUVpeak follows IBSI (docs/metrics.md#suvpeak): the mean of all voxels whose centres lie
 within r = (3 / (4 pi))^(1/3) cm ~ 6.2 mm of a centre voxel (a 1 cm3 sphere),
 neighbourhood not restricted to the lesion, voxels outside the image not
 counted; the global peak takes the highest such mean over centres inside the
@@ -18,7 +18,7 @@ from skimage.measure import marching_cubes
 
 from localize.findings import Lesion
 
-# IBSI 1 cm3 sphere radius: (3 / (4 pi))^(1/3) cm (DOMAIN.md §2.1, IBSI "local intensity peak" VJGA).
+# IBSI 1 cm3 sphere radius: (3 / (4 pi))^(1/3) cm (IBSI "local intensity peak" VJGA; docs/metrics.md#suvpeak).
 PEAK_RADIUS_MM = 10.0 * (3.0 / (4.0 * np.pi)) ** (1.0 / 3.0)
 
 

@@ -1,9 +1,9 @@
 """Physiological uptake: which organ masks hide lesion candidates, per tracer.
 
 PSMA ligands are taken up by the salivary glands, kidneys, liver, spleen and
-bowel and excreted in urine (kidneys -> ureters -> bladder), DOMAIN.md §3.6;
+bowel and excreted in urine (kidneys -> ureters -> bladder), docs/detection.md#physiological-uptake-psma;
 18F-PSMA-1007 is mainly hepatobiliary. 18F-fluciclovine shows liver, pancreas,
-marrow and muscle uptake with little early urine (§3.7). Masks are numpy bool
+marrow and muscle uptake with little early urine (docs/detection.md#physiological-uptake-fluciclovine). Masks are numpy bool
 arrays (z, y, x) on the PET grid.
 
 Three kinds of suppression:
@@ -100,8 +100,8 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.n
 
 
 # A ureter on PET: urine in a tube ~3-7 mm wide running from the renal pelvis down to the bladder,
-# often in boluses with empty stretches between them (peristalsis, DOMAIN.md §3.6: "tubular high-uptake
-# tracks connecting kidneys to bladder"). A piece of it is a hot run along z whose axial cross-sections
+# often in boluses with empty stretches between them (peristalsis, docs/detection.md#physiological-uptake-psma: tubular high-uptake
+# tracks connecting kidneys to bladder). A piece of it is a hot run along z whose axial cross-sections
 # stay narrow; pieces whose ends lie within URETER_GAP_MM in z and URETER_STEP_MM across of each other are
 # one ureter. A round hot spot (a node: as tall as wide) is never a piece, so nodes are not chained [REC].
 URETER_GAP_MM = 30.0
@@ -210,7 +210,7 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
 
 
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
-# pairs (DOMAIN.md §3.6); a gland whose mask is missing is as focal as a node. A hot spot above the lung
+# pairs (docs/detection.md#physiological-uptake-psma); a gland whose mask is missing is as focal as a node. A hot spot above the lung
 # apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
 # maximum within PAIR_MM of the mirrored point within PAIR_SUV_RATIO of its own) is a gland, whether or not
 # its partner was found as a hot spot or masked as an organ; a cervical node has no such twin. This holds

@@ -1,4 +1,4 @@
-"""Reference regions (DOMAIN.md §4.2): liver, blood pool, parotid, spleen, L3 marrow.
+"""Reference regions (docs/detection.md#reference-regions): liver, blood pool, parotid, spleen, L3 marrow.
 
 Keys: ``liver``, ``blood_pool``, ``parotid``, ``spleen``, ``marrow_l3`` and
 ``marrow`` (the lumbar vertebra nearest L3 that is in the field of view).
@@ -22,12 +22,12 @@ from localize.anatomy.grids import bounding_box, mean_index
 from localize.anatomy.model import Anatomy
 from localize.detection.metrics import ball, spacing_zyx_mm, zyx_to_lps
 
-LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, §4.2)
-BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter, as PERCIST's cylinder in the aorta (§4.2 [R]) ...
+LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, docs/detection.md#reference-regions)
+BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter, as PERCIST's cylinder in the aorta (Wahl et al. 2009) ...
 # ... but 6 cm long, not 2: a 1 x 2 cm cylinder holds ~25 PET voxels of 15-20 % noise, correlated over
 # the PSF, and its mean scatters by ~7 %; three times the length roughly halves the variance [REC]
 BLOOD_POOL_LENGTH_MM = 60.0
-AORTA_WALL_MM = 2.0  # eroded 2 mm from the wall (§4.2)
+AORTA_WALL_MM = 2.0  # eroded 2 mm from the wall (docs/detection.md#reference-regions)
 MARROW_DEPTH_MM = 8.0  # clear of the cortex (~3 mm) and of its spill-in at PET resolution [REC]
 ORGAN_DEPTH_MM = 6.0  # parotid, spleen: one clinical PET FWHM (~5-7 mm) inside the edge, clear of spill-out [REC]
 VESSELS = ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein")
@@ -37,7 +37,7 @@ AVID_ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas", "ur
                "colon", "duodenum", "stomach")
 
 # Plausible SUVmean ranges per tracer family. 18F-DCFPyL liver: mean +- 3 SD of
-# 5.1 +- 0.7 (Li et al. JNM 2017, PMC5450367; DOMAIN.md §4.2). Other ranges were
+# 5.1 +- 0.7 (Li et al. JNM 2017;58:942-6, PMC5450367; docs/detection.md#reference-regions). Other ranges were
 # not found in the literature; these wide bounds [REC] only catch gross errors.
 PLAUSIBLE_SUV: dict[tuple[str, str], tuple[float, float]] = {
     ("psma_f18_renal", "liver"): (2.9, 7.1),
@@ -89,7 +89,7 @@ def reference_regions(
             vois["liver"] = voi
     if "aorta" in masks:
         levels = anatomy.levels_z_mm
-        # descending thoracic aorta (PERCIST, §4.2): beside T8 when the vertebrae are named, else the diaphragm
+        # descending thoracic aorta (PERCIST, docs/detection.md#reference-regions): beside T8 when the vertebrae are named, else the diaphragm
         level = levels.get("L3") if tracer_family == "fluciclovine" else levels.get("T8", levels.get("diaphragm"))
         avid = [masks[name] for name in AVID_ORGANS if name in masks]
         clear = clear_of(masks["aorta"], _union(avid), spacing, BLOOD_POOL_CLEARANCE_MM) if avid else None
@@ -157,7 +157,7 @@ def _without_outliers(values: np.ndarray, k: float = 3.0) -> np.ndarray:
 
 
 def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
-    """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata 2014, §4.2)."""
+    """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata et al. PLoS One 2014;9:e105682)."""
     crop = bounding_box(liver)
     if crop is None:
         return None

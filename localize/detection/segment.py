@@ -1,4 +1,4 @@
-"""Lesion segmentation on the SUV image (DOMAIN.md §3.8).
+"""Lesion segmentation on the SUV image (docs/detection.md#segmentation-pipeline).
 
 physiological-uptake suppression -> candidate hot spots (local maxima) ->
 threshold test -> per-lesion growing (% of SUVmax, capped radius) -> touching
@@ -40,14 +40,14 @@ class SegmentationSettings:
     ``fixed_suv``: ``detect_suv``; ``percent_max``: ``detect_suv`` (the lesion is
     then delineated at ``percent_of_max``); ``percist``: ``reference_mean_factor``
     x mean + ``reference_sd_factor`` x SD of ``reference_region`` (PERCIST uses
-    1.5 x liver mean + 2 SD, DOMAIN.md §3.1), never below ``detect_suv``;
+    1.5 x liver mean + 2 SD, docs/detection.md#percist), never below ``detect_suv``;
     ``qpsma``: soft tissue ``qpsma_constant`` / mean x (mean + SD) of the
-    reference (qPSMA liver threshold, Gafita et al. JNM 2019, formula [R] in
-    DOMAIN.md §3.1), bone ``bone_suv`` (qPSMA: SUV >= 3 in the CT bone mask).
+    reference (qPSMA liver threshold, Gafita et al. JNM 2019;60:1277-83, formula as in
+    docs/detection.md#qpsma), bone ``bone_suv`` (qPSMA: SUV >= 3 in the CT bone mask).
     """
 
     method: str = "fixed_suv"
-    detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, §3.1)
+    detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, docs/detection.md#threshold-families)
     bone_suv: float | None = None  # threshold inside the bone mask; None: as soft tissue
     bone_reference_region: str | None = None  # in marrow-bearing bone: at least factors x this region's statistics
     reference_region: str = "liver"
@@ -57,13 +57,13 @@ class SegmentationSettings:
     fallback_mean_factor: float = 2.0  # ... at this x mean + ``reference_sd_factor`` x SD (PERCIST blood pool)
     qpsma_constant: float = 4.30
     delineation: str = "percent_max"  # grow at percent_of_max x SUVmax, or at the detection threshold
-    percent_of_max: float = 0.41  # 41 % SUVmax (MUST-segmenter, §3.1)
+    percent_of_max: float = 0.41  # 41 % SUVmax (MUST-segmenter, docs/detection.md#threshold-families)
     grow_floor_suv: float = 1.5  # never grow below this SUV
-    max_radius_mm: float = 30.0  # growth cap around the hottest voxel (§3.8)
+    max_radius_mm: float = 30.0  # growth cap around the hottest voxel (docs/detection.md#segmentation-pipeline)
     min_separation_mm: float = 10.0  # two hot spots closer than this are one candidate
     prominence: float = 0.15  # a hot spot is distinct if the SUV dips by this fraction before a hotter one
     smoothing_fwhm_mm: float = 0.0  # Gaussian smoothing for detection only (0: none)
-    min_voxels: int = 3  # §3.8 step 5
+    min_voxels: int = 3  # docs/detection.md#segmentation-pipeline, step 5
     min_volume_ml: float = 0.0
     audit_min_suv: float = 2.0  # hot spots from this SUV on are examined ...
     audit_fraction: float = 0.8  # ... and listed below threshold when reaching this fraction of it
@@ -91,7 +91,7 @@ class SegmentationSettings:
 # exceeds it by local_contrast_sd x that background's robust SD, the noise and texture of this image at
 # this place. Where an organ's mask is missing or too small, the noise peaks of its parenchyma stand ~4 SD
 # (the largest of 10^4-10^5 voxels, fewer of them independent) and, at the 10-15 % voxel CoV of clinical
-# PET (olde Heuvel et al. EJNMMI Res 2020, DOMAIN.md §2.1), less than 1.5 x above their plateau; on the
+# PET (olde Heuvel et al. EJNMMI Res 2020, docs/metrics.md#repeatability), less than 1.5 x above their plateau; on the
 # phantom with every diffuse organ's mask removed they stood at 1.0-1.6 x and 0-3.8 SD, every lesion at
 # 2.7 x and 5.8 SD or more [REC].
 
@@ -100,7 +100,7 @@ class SegmentationSettings:
 # Mol Imaging 2008;35:1989-99): at 41 % of SUVmax a focus 1.5 x an avid gland would take the whole gland.
 ORGAN_DELINEATION = 0.5
 
-# Bowel and an intact prostate take up the tracer diffusely (DOMAIN.md §3.6), the heart holds the blood
+# Bowel and an intact prostate take up the tracer diffusely (docs/detection.md#physiological-uptake-psma), the heart holds the blood
 # pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
 # gland or a node against a bowel loop or the heart stays detectable [REC].
 _PSMA_RENAL = dict(
@@ -114,16 +114,16 @@ _PSMA_RENAL = dict(
     min_local_contrast=1.8,  # see LOCAL_CONTRAST below
 )
 
-# Tracer presets (DOMAIN.md §3.6-§3.8): excretion and organ masks per family.
+# Tracer presets (docs/detection.md, physiological uptake of PSMA and fluciclovine): excretion and organ masks per family.
 PRESETS: dict[str, dict[str, Any]] = {
     "psma_ga68": {**_PSMA_RENAL, "reference_region": "liver"},
     "psma_f18_renal": {**_PSMA_RENAL, "reference_region": "liver"},
-    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (§4.1); its unspecific marrow
-    # uptake (§3.6) sets the bone threshold, PERCIST-style against the lumbar marrow [REC].
+    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (PROMISE V2); its unspecific marrow
+    # uptake (docs/detection.md#physiological-uptake-psma) sets the bone threshold, PERCIST-style against the lumbar marrow [REC].
     "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen", "bone_reference_region": "marrow"},
-    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (§3.7). Soft tissue above the
-    # aortic blood pool, bone above the marrow (§4.4), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
-    # floor above the skeletal-muscle background (§3.7) [REC].
+    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (docs/detection.md#physiological-uptake-fluciclovine). Soft tissue above the
+    # aortic blood pool, bone above the marrow (docs/detection.md#fluciclovine-criteria), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
+    # floor above the skeletal-muscle background (docs/detection.md#physiological-uptake-fluciclovine) [REC].
     "fluciclovine": dict(
         method="percist",
         detect_suv=3.0,
@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Research use, for tracers without a preset of their own (FDG, choline, others): PERCIST's
     # measurability threshold, 1.5 x liver mean + 2 SD, or 2.0 x blood-pool mean + 2 SD without a liver
-    # (Wahl et al. J Nucl Med 2009;50 Suppl 1:122S, DOMAIN.md §3.1); urine, brain and myocardium are the
+    # (Wahl et al. J Nucl Med 2009;50 Suppl 1:122S, docs/detection.md#percist); urine, brain and myocardium are the
     # physiological FDG uptake suppressed, bowel, liver and spleen judged against their own uptake.
     "generic": dict(
         method="percist",
@@ -533,7 +533,7 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
 SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
-PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, §3.8)
+PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, docs/detection.md#segmentation-pipeline)
 
 # A lesion is focal: its half-maximum region (above the local background) is a blob, blurred rounder by
 # the scanner's resolution. A tube (ureter, vessel, bowel wall) or a sheet (the rim of the urine) is not.

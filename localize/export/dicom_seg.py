@@ -5,7 +5,7 @@ labelled like the RTSTRUCT GTVs (``GTV_01_nodal``), coded as SNOMED CT
 "Morphologically Abnormal Structure" / "Lesion" (CID 7150 / 7151), with the
 region colour of the report and RTSTRUCT. Frames are the PET slices in k order;
 empty frames are left out. SEG suits PACS and research viewers; the planning
-export is the RTSTRUCT (STYLE.md Answer 2).
+export is the RTSTRUCT (docs/coordinates.md#rt-structure-set).
 """
 
 from __future__ import annotations

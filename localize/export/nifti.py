@@ -1,7 +1,7 @@
 """NIfTI in and out: the one place where RAS (NIfTI, nibabel) meets LPS (DICOM, SimpleITK).
 
 NIfTI world coordinates are RAS+ and DICOM/ITK are LPS: x_ras = -x_lps,
-y_ras = -y_lps, z_ras = z_lps (DOMAIN.md 6.3). The nibabel data array is indexed
+y_ras = -y_lps, z_ras = z_lps (docs/coordinates.md#dicom-patient-coordinates). The nibabel data array is indexed
 i, j, k (= x, y, z of the SimpleITK index); SimpleITK's numpy view is z, y, x.
 """
 

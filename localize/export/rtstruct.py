@@ -13,18 +13,18 @@ Contour model (written and read the same way):
   one plane by XOR (even-odd rule), which is how the reader here fills them.
 - Points are converted from (row, column) to LPS with the slice's own
   ImagePositionPatient, ImageOrientationPatient and PixelSpacing
-  (DOMAIN.md §6.3: ``P = IPP + col·Δc·X + row·Δr·Y``); each contour references
+  (DICOM PS3.3 C.7.6.2.1.1: ``P = IPP + col·Δc·X + row·Δr·Y``); each contour references
   the SOP instance of its slice. DS values are formatted to at most 16
   characters (``pydicom.valuerep.format_number_as_ds``).
 - Each lesion is a ``GTV`` ROI named ``GTV_<id>_<region>`` and its target
   point a ``POINT`` ROI of type ``MARKER`` named ``TGT_<id>_<region>``
-  (DOMAIN.md §6.1, §6.4; names kept within 16 characters for TPS structure IDs).
+  (docs/coordinates.md#rt-structure-set; names kept within 16 characters for TPS structure IDs).
 - A study without lesions still gets a structure set: the RT Structure Set IOD
   needs at least one ROI, so it holds one empty ``NO_LESION`` ROI (type
   ``CONTROL``, no contours), which a planner sees and a TPS accepts.
 
 The file is written in Implicit VR Little Endian, so a long ContourData is
-never limited to the 64 KB of an explicit-VR DS element (STYLE.md B.2).
+never limited to the 64 KB of an explicit-VR DS element (DICOM PS3.5 7.1.2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A PET series as a body-weight SUV image: the series loader plus the SUV calibration.
 
-SUV is computed once, here, at load (DESIGN.md): each slice of the float32
+SUV is computed once, here, at load (docs/suv.md): each slice of the float32
 volume (already rescaled per slice) is multiplied by its own SUVbw factor.
 """
 

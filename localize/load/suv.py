@@ -1,10 +1,10 @@
 """Body-weight SUV calibration of a PET series from its DICOM headers.
 
-Implements DOMAIN.md §1 (QIBA vendor-neutral pseudo-code with vendor branches):
+Implements docs/suv.md (QIBA vendor-neutral pseudo-code with vendor branches):
 one factor per slice that turns the rescaled stored value
 (``stored × RescaleSlope + RescaleIntercept`` of that slice) into SUVbw (g/ml).
 Units BQML, CNTS (Philips private factors), GML and CM2ML; DecayCorrection
-START, ADMIN and NONE; the four-branch decay-reference rule of §1.4. Anything
+START, ADMIN and NONE; the four-branch rule of docs/suv.md#decay-reference-time. Anything
 missing or inconsistent raises ``SuvError`` naming the attribute and the file;
 nothing is guessed. SUL (Janmahasatian) and SUVbsa are given as ratios to SUVbw.
 """
@@ -28,11 +28,11 @@ PHILIPS_GROUP, PHILIPS_CREATOR = 0x7053, "Philips PET Private Group"
 PHILIPS_SUV_FACTOR, PHILIPS_ACTIVITY_FACTOR = 0x00, 0x09  # (7053,1000), (7053,1009)
 GE_GROUP, GE_CREATOR, GE_SCAN_DATETIME = 0x0009, "GEMS_PETD_01", 0x0D  # (0009,100D)
 
-SHORT_UPTAKE_S = 1800.0  # Z-Rad warns below 30 min (DOMAIN.md §1.3 step 9)
-MBQ_DOSE_BELOW = 10_000.0  # a "dose" below 10 kBq was stored in MBq (Z-Rad rescue, DOMAIN.md §1.2)
+SHORT_UPTAKE_S = 1800.0  # Z-Rad warns below 30 min (docs/suv.md#algorithm)
+MBQ_DOSE_BELOW = 10_000.0  # a "dose" below 10 kBq was stored in MBq (Z-Rad rescue, docs/suv.md#algorithm)
 MAX_UPTAKE_HALF_LIVES = 10.0  # beyond this < 0.1 % of the dose is left: an anonymised or wrong date
 LONG_LIVED_S = 24 * 3600.0  # above this a multi-day uptake is plausible: the injection day must be recorded
-PHILIPS_PATHS_TOLERANCE = 0.02  # DOMAIN.md §1.6: warn when the two Philips factors differ by > 2 %
+PHILIPS_PATHS_TOLERANCE = 0.02  # docs/suv.md#units: warn when the two Philips factors differ by > 2 %
 
 
 @dataclass
@@ -47,7 +47,7 @@ class SuvCalibration:
     units: str
     decay_correction: str | None
     scale_source: str  # "BQML", "CNTS:SUV scale factor", "CNTS:activity scale factor", "GML:<SUVType>", "CM2ML"
-    decay_reference_rule: str | None  # §1.4 branch, or "ADMIN" / "NONE:acquisition+t_avg"
+    decay_reference_rule: str | None  # docs/suv.md#decay-reference-time branch, or "ADMIN" / "NONE:acquisition+t_avg"
     injection_datetime: datetime | None
     injection_time_source: str | None
     reference_datetimes: dict[str, datetime]  # per SOPInstanceUID, time the values are decay-corrected to
@@ -81,7 +81,7 @@ class SuvCalibration:
         return out
 
 
-# ---------------------------------------------------------------- body size (DOMAIN.md §1.7)
+# ---------------------------------------------------------------- body size (docs/suv.md#body-size-normalisations)
 
 
 def lbm_janmahasatian_kg(weight_kg: float, height_m: float, sex: str) -> float:
@@ -114,7 +114,7 @@ def _by_sex(sex: str, male: float, female: float) -> float:
 
 
 def average_count_time_s(frame_duration_s: float, half_life_s: float) -> float:
-    """Time after frame start of the frame's average count rate (DOMAIN.md §1.5, Z-Rad)."""
+    """Time after frame start of the frame's average count rate (docs/suv.md#average-count-time, Z-Rad)."""
     lam = math.log(2.0) / half_life_s
     x = lam * frame_duration_s
     if x < 1e-9:
@@ -212,7 +212,7 @@ def _dt(value: Any, what: str, path: str) -> datetime:
 
 # ---------------------------------------------------------------- series checks
 
-# Attributes that must be equal on every instance of the series (DOMAIN.md §1.3 step 1).
+# Attributes that must be equal on every instance of the series (docs/suv.md#algorithm, step 1).
 _SERIES_KEYWORDS = (
     "SeriesInstanceUID", "Units", "CorrectedImage", "DecayCorrection", "PatientWeight", "PatientSex",
     "PatientSize", "SeriesDate", "SeriesTime", "SUVType",
@@ -365,7 +365,7 @@ def suv_calibration(headers: Sequence[pydicom.Dataset], paths: Sequence[str | Pa
         if sex in {"M", "F", "O"}:
             cal.sul_per_suvbw = lbm_janmahasatian_kg(weight_kg, height_m, sex) / weight_kg
     if cal.uptake_s is not None and cal.uptake_s < SHORT_UPTAKE_S and tracer.family != "fluciclovine":
-        # fluciclovine is imaged about 4 min after injection (DOMAIN.md §1.9)
+        # fluciclovine is imaged about 4 min after injection (docs/suv.md#tracers)
         warnings.append(f"uptake time {cal.uptake_s:.0f} s is shorter than {SHORT_UPTAKE_S:.0f} s")
     return cal
 
@@ -378,7 +378,7 @@ def _activity_calibration(
     info: pydicom.Dataset | None,
     need_weight: Callable[[], float],
 ) -> None:
-    """Fill ``cal`` for Units BQML or CNTS (DOMAIN.md §1.3-§1.6)."""
+    """Fill ``cal`` for Units BQML or CNTS (docs/suv.md#units)."""
     path0, warnings = paths[0], cal.warnings
     suv_private: list[float | None] = []
     activity_private: list[float | None] = []
@@ -545,7 +545,7 @@ def _start_references(
     durations_s: list[float | None],
     half_life_s: float,
 ) -> dict[str, datetime]:
-    """Decay-reference time per slice for DecayCorrection START (DOMAIN.md §1.4, revised rule)."""
+    """Decay-reference time per slice for DecayCorrection START (docs/suv.md#decay-reference-time)."""
     known = [a for a in acquisitions if a is not None]
     earliest = min(known) if known else None
     if series_dt is not None and (earliest is None or series_dt <= earliest):

@@ -3,7 +3,7 @@
 Codes first (DICOM CID 4020 radionuclides and CID 4021 radiopharmaceuticals, in
 both the legacy SNOMED-RT "SRT" and the SNOMED CT "SCT" eras), then free-text
 patterns on Radiopharmaceutical (0018,0031), the code meanings and
-SeriesDescription (DOMAIN.md §1.10). Works on header-only datasets and never
+SeriesDescription (docs/suv.md#tracer-recognition). Works on header-only datasets and never
 raises: an unreadable value counts as absent.
 """
 
@@ -25,10 +25,10 @@ FAMILIES = (
 )
 
 # Physical half-lives used when a nuclide must be told from RadionuclideHalfLife
-# (0018,1075) alone (DOMAIN.md §1.8: 18F 6586.2 s, 68Ga 4062.6 s, 64Cu 45720 s).
+# (0018,1075) alone (docs/suv.md#half-lives: 18F 6586.2 s, 68Ga 4062.6 s, 64Cu 45720 s; NNDC ENSDF).
 HALF_LIFE_S = {"F18": 6586.2, "Ga68": 4062.6, "Cu64": 45720.0}
 
-# CID 4020 PET radionuclide codes: SRT and SCT eras (DOMAIN.md §1.10; dcmtk cid4020).
+# CID 4020 PET radionuclide codes: SRT and SCT eras (DICOM PS3.16; dcmtk cid4020; docs/suv.md#tracer-recognition).
 _NUCLIDE_CODES = {
     ("SRT", "C-111A1"): "F18",
     ("SCT", "77004003"): "F18",
@@ -39,7 +39,7 @@ _NUCLIDE_CODES = {
 }
 
 # CID 4021 PET radiopharmaceutical codes -> (agent, nuclide implied by the code).
-# PS3.16-2019a via dcmtk cid4021 (DOMAIN.md §1.10); SCT equivalents from the
+# PS3.16-2019a via dcmtk cid4021 (docs/suv.md#tracer-recognition); SCT equivalents from the
 # current PS3.16 CID 4021 value set (fluciclovine 457000009, fluorocholine
 # 456992002, FDG 35321007).
 _AGENT_CODES = {
@@ -57,7 +57,7 @@ _AGENT_CODES = {
     ("SCT", "35321007"): ("FDG", "F18"),
 }
 
-# Free-text patterns, most specific first (DOMAIN.md §1.10).
+# Free-text patterns, most specific first (docs/suv.md#tracer-recognition).
 _AGENT_PATTERNS = (
     ("PSMA-1007", re.compile(r"psma[-_ ]?1007")),
     ("PSMA-11", re.compile(r"psma[-_ ]?11|gozetotide|locametz|illuccix|hbed")),
@@ -228,6 +228,6 @@ def identify_tracer(ds: pydicom.Dataset) -> TracerInfo:
 
     family = _AGENT_FAMILY.get(agent or "", "unknown")
     if agent == "PSMA" and nuclide == "Ga68":
-        family = "psma_ga68"  # every ⁶⁸Ga PSMA ligand in use is excreted renally (DOMAIN.md §1.9)
+        family = "psma_ga68"  # every ⁶⁸Ga PSMA ligand in use is excreted renally (docs/suv.md#tracers)
     radiopharmaceutical = free_text or next((m for m in meanings[: len(agent_items)] if m), None)
     return TracerInfo(family, agent, nuclide, radiopharmaceutical, matched_by)

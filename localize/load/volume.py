@@ -1,7 +1,7 @@
 """One DICOM image series -> one SimpleITK image in LPS, with its per-slice geometry.
 
 Slices are ordered by their position along the slice normal (row cosine x column
-cosine, DICOM PS3.3 C.7.6.2.1.1; DOMAIN.md 6.3), never by InstanceNumber or file
+cosine, DICOM PS3.3 C.7.6.2.1.1; docs/coordinates.md#dicom-patient-coordinates), never by InstanceNumber or file
 name. Pixel values are rescaled per slice (RescaleSlope/Intercept, so CT is in HU)
 into one float32 volume.
 

@@ -13,7 +13,7 @@ from localize.registration.mr import register_images
 from localize.registration.result import Registration
 
 # PET and CT of one hybrid acquisition share a FrameOfReferenceUID and need no
-# registration (DOMAIN.md 6.3).  Their body outlines still differ by PET
+# registration (docs/coordinates.md#dicom-patient-coordinates).  Their body outlines still differ by PET
 # resolution and threshold, so agreement is judged loosely.
 MIN_PET_CT_DICE = 0.85
 
