@@ -65,7 +65,7 @@ _LAZY = {
     "load_pipeline": "localize.config", "default_pipeline": "localize.config",
     "pipeline_names": "localize.config", "PipelineConfig": "localize.config",
     "run_study": "localize.pipeline", "analyse": "localize.pipeline", "Analysis": "localize.pipeline",
-    "run_batch": "localize.batch.run.run", "BatchSettings": "localize.batch.run.run",
+    "run_batch": "localize.batch.run", "BatchSettings": "localize.batch.run",
     # review
     "view": "localize.review.notebook",
 }

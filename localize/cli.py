@@ -131,7 +131,7 @@ def batch_command(archive: Path, out: Path, workers: int, scheduler: str | None,
                   threads_per_study: int | None, mr_window_days: float, quiet: bool,
                   deidentify_key: str | None) -> None:
     """Run every PET study under ARCHIVE; resumable; one bad study never stops the rest."""
-    from localize.batch.run.run import BatchSettings, format_summary, run_batch
+    from localize.batch.run import BatchSettings, format_summary, run_batch
 
     settings = BatchSettings(workers=workers, scheduler=scheduler, force=force, pipeline=pipeline,
                              timeout_s=timeout_s, memory_limit_gb=memory_limit_gb,

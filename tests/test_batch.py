@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from localize.batch.run.run import BatchSettings, run_batch, run_study_process
+from localize.batch.run import BatchSettings, run_batch, run_study_process
 from localize.errors import LocalizeError
 from localize.sample_data import LesionSpec
 

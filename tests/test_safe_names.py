@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
-from localize.batch.run.run import run_study_process
+from localize.batch.run import run_study_process
 from localize.export.convert import convert_folder
 from localize.safe_names import clean_label, safe_name, unique_name
 from localize.export.rtstruct import rtstruct_to_masks

@@ -1,8 +1,8 @@
 """``localize batch``: run every PET study of an archive, resumably, in isolation.
 
-The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.batch.run.catalog``);
+The archive is indexed into ``OUT/catalog.sqlite`` (see ``localize.batch.catalog``);
 each PET/CT study is paired with its patient's MR (``localize.load.plan``) and run
-in a child process of its own (``python -m localize.batch.run.worker``), watched for
+in a child process of its own (``python -m localize.batch.worker``), watched for
 time and resident memory, so a crash, a timeout or a memory blow-up in one study
 is recorded and the rest go on. Children are spread over Dask workers: a local
 cluster by default, or an existing one given by ``scheduler``.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from localize.atomic import atomic_write, write_json
-from localize.batch.run.catalog import Catalog
+from localize.batch.catalog import Catalog
 from localize.errors import LocalizeError
 from localize.safe_names import safe_name
 from localize.export.privacy import key_check, pseudonymise_manifest, pseudonymise_records
@@ -202,7 +202,7 @@ def run_study_process(manifest: dict[str, Any], out: str, timeout_s: float, memo
         env = os.environ | {PARENT_PID_VARIABLE: str(os.getpid())} | {name: str(threads) for name in THREAD_VARIABLES}
         if deidentify:
             env[KEY_VARIABLE] = deidentify
-        child = subprocess.Popen([sys.executable, "-m", "localize.batch.run.worker", str(manifest_path), str(tmp)],
+        child = subprocess.Popen([sys.executable, "-m", "localize.batch.worker", str(manifest_path), str(tmp)],
                                  stdout=subprocess.DEVNULL, stderr=log, env=env)
         stop = _watch(child, timeout_s, int(memory_limit_gb * 2**30))
     stderr = log_path.read_text(errors="replace")

@@ -1,4 +1,4 @@
-"""The child process of a batch: ``python -m localize.batch.run.worker MANIFEST OUT``.
+"""The child process of a batch: ``python -m localize.batch.worker MANIFEST OUT``.
 
 Runs one study (``localize.pipeline.run_manifest``); the parent watches its
 time and memory. Exit status 0 on success, 2 with a one-line reason on stderr
@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from localize.batch.run.run import KEY_VARIABLE, PARENT_PID_VARIABLE, WORKER_EXIT_INPUT_ERROR, WORKER_EXIT_MEMORY
+from localize.batch.run import KEY_VARIABLE, PARENT_PID_VARIABLE, WORKER_EXIT_INPUT_ERROR, WORKER_EXIT_MEMORY
 from localize.errors import LocalizeError
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h

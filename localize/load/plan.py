@@ -183,7 +183,7 @@ def _day(value: str | None) -> date | None:
 
 
 def catalog_records(archive: Archive) -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
-    """The index as rows for ``localize.batch.run.catalog.Catalog.record_index``."""
+    """The index as rows for ``localize.batch.catalog.Catalog.record_index``."""
     patients, series = [], []
     for key, patient in archive.patients.items():
         studies = []

@@ -1,7 +1,7 @@
 """The node's SQLite queue: instances received, studies and their state, runs, sends.
 
 One file, ``STORAGE/queue.sqlite``, in WAL mode (as the batch catalog,
-``localize.batch.run.catalog``); every change is one transaction, so a node killed at any
+``localize.batch.catalog``); every change is one transaction, so a node killed at any
 moment (``kill -9``) leaves a consistent queue, and ``localize node status``
 can read it while the node runs. An instance is acknowledged to its sender only
 after its row is committed, so an acknowledged instance is never lost.

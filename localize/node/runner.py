@@ -3,7 +3,7 @@
 The study's patient folder (every study received for that patient, so a PET/CT
 study finds its MR) is indexed and planned by ``localize.load.plan.plan_studies``;
 the pipeline is the configured one or, by default, chosen by tracer as
-``localize run`` chooses it. The run itself is ``localize.batch.run.run.run_study_process``:
+``localize run`` chooses it. The run itself is ``localize.batch.run.run_study_process``:
 a child process watched for time and memory, so a crash never takes the node down.
 Results land in ``STORAGE/results/studies/NAME`` (NAME carries no identity),
 replacing an earlier run's; every run's DICOM objects have new Series and SOP
@@ -20,7 +20,7 @@ from typing import Any
 
 import pydicom
 
-from localize.batch.run.run import run_study_process
+from localize.batch.run import run_study_process
 from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue

@@ -17,7 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from localize.batch.run.run import exclusive
+from localize.batch.run import exclusive
 from localize.errors import LocalizeError
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
@@ -60,7 +60,7 @@ def _serve(config: NodeConfig, deidentify: str | None, stop: threading.Event) ->
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     # The runner is a daemon: a run under way when the node stops is left `running`, its child
-    # dies with the node (localize.batch.run.worker), and the next start queues the study again.
+    # dies with the node (localize.batch.worker), and the next start queues the study again.
     runner = threading.Thread(target=_repeat, args=(stop, lambda: run_next(queue, config, deidentify, identify)),
                               name="runner", daemon=True)
     sender = threading.Thread(target=_repeat, args=(stop, lambda: send_due(queue, config, identify)),
