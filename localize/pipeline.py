@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localize.atomic import atomic_write, write_json
 from localize.config import PipelineConfig, default_pipeline, load_pipeline
@@ -24,6 +25,15 @@ from localize.errors import LocalizeError, StudyError
 from localize.findings import Findings, number_lesions
 from localize.load.opened import open_inputs
 from localize.load.plan import StudyInputs
+
+if TYPE_CHECKING:  # the steps' modules load on first use: ``import localize.pipeline`` stays quick
+    import SimpleITK as sitk
+
+    from localize.anatomy import Anatomy
+    from localize.detection.segment import Segmentation
+    from localize.load.pet import PetImage
+    from localize.load.volume import Volume
+    from localize.registration import Registration
 
 
 def run_study(study_dir: str | Path, out_dir: str | Path, *, pipeline: str | Path | None = None,
@@ -77,7 +87,7 @@ def run_inputs(inputs: StudyInputs, out_dir: Path, *, pipeline: str | Path | Non
     findings = result.findings
     out_dir.mkdir(parents=True, exist_ok=True)
     with clock("export"):
-        findings.outputs, findings.failed_exports = export_all(result, config, out_dir)
+        findings.outputs, findings.failed_exports = export_all(result, config.exports, out_dir)
     findings.warnings += [f"export {name} failed: {why}" for name, why in findings.failed_exports.items()]
     findings.outputs["findings"] = str(out_dir / "findings.json")
     findings.outputs["provenance"] = str(out_dir / "provenance.json")
@@ -109,15 +119,20 @@ def _deidentify(findings: Findings, doc: dict, provenance: dict, key: str, heade
 
 @dataclass
 class Analysis:
-    """Everything the steps produced for one study (plain values; exports read it)."""
+    """Everything the steps produced for one study (plain values; the exports read it).
 
-    pet: Any  # localize.load.pet.PetImage (SUVbw image + series + SUV calibration)
-    ct: Any | None  # localize.load.volume.Volume
-    mr: Any | None  # localize.load.volume.Volume
-    registration: Any | None  # localize.registration Registration (MR -> PET/CT frame)
-    ct_to_pet: Any | None  # sitk transform, CT-frame points -> PET points; None when they share a frame
-    anatomy: Any  # localize.anatomy.Anatomy
-    segmentation: Any  # localize.detection.segment.Segmentation
+    ``mr`` is set only with a ``registration`` that passed its check; ``ct_to_pet`` maps CT-frame
+    points to PET points (None when they share a frame); ``anatomy`` is None for an analysis
+    rebuilt from a reviewed output folder (``localize export``).
+    """
+
+    pet: PetImage
+    ct: Volume | None
+    mr: Volume | None
+    registration: Registration | None
+    ct_to_pet: sitk.Transform | None
+    anatomy: Anatomy | None
+    segmentation: Segmentation
     findings: Findings
 
 
@@ -258,8 +273,8 @@ def _pet_patterns(family: str, with_ct: bool) -> tuple[str, ...]:
     return ("urinary_bladder", "kidneys", "liver") + (("brain", "heart") if fdg else ())
 
 
-def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Write the exports the pipeline asks for, each on its own: ({export: path}, {export: why it failed}).
+def export_all(result: Analysis, exports: Collection[str], out_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Write ``exports`` (a pipeline's ``exports``), each on its own: ({export: path}, {export: why it failed}).
 
     One export that fails (a bug, a grid it cannot take, a full disk) leaves the others; each is
     written under a temporary name and renamed (``localize.atomic``), so none is left half-written.
@@ -272,7 +287,7 @@ def export_all(result: Analysis, config: PipelineConfig, out_dir: Path) -> tuple
     from localize.export.table import write_csv
 
     f, labels = result.findings, result.segmentation.labels
-    wanted = set(config.exports) | ({"nifti"} if "viewer" in config.exports else set())  # the page shows lesions.nii.gz
+    wanted = set(exports) | ({"nifti"} if "viewer" in exports else set())  # the page shows lesions.nii.gz
     mr_transform = result.registration.transform if result.registration is not None else None
     fixed = result.ct if result.ct is not None else result.pet.volume
 

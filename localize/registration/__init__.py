@@ -8,6 +8,7 @@ PET/CT-frame points to MR points (ITK's resampling convention);
 from localize.registration.dicom_reg import spatial_registration_dataset, write_spatial_registration
 from localize.registration.frames import FrameCheck, check_pet_ct
 from localize.registration.mapping import (
+    load_registration,
     load_transform,
     mr_to_pet_points,
     pet_to_mr_points,
@@ -23,6 +24,7 @@ __all__ = [
     "Registration",
     "body_mask",
     "check_pet_ct",
+    "load_registration",
     "load_transform",
     "mr_to_pet_points",
     "pet_to_mr_points",

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from localize.errors import RegistrationError
-from localize.registration.result import Registration
+from localize.registration.result import Registration, linear_matrix
 
 _INVERSE_TOLERANCE_MM = 1e-3
 
@@ -106,3 +106,15 @@ def load_transform(path: str | Path) -> sitk.Transform:
     if transform.GetName() == "CompositeTransform":
         return transform
     return transform.Downcast()
+
+
+def load_registration(path: str | Path) -> Registration:
+    """The registration a run saved with ``save_transform`` (a run saves only one that passed its check).
+
+    Its metrics are not in the file: they stay NaN, and ``method`` names the file.
+    """
+    transform = load_transform(path)
+    pet_to_mr = linear_matrix(transform)
+    return Registration(transform=transform, matrix_mr_to_pet_lps=np.linalg.inv(pet_to_mr),
+                        matrix_pet_to_mr_lps=pet_to_mr, metric=float("nan"), initial_metric=float("nan"),
+                        iterations=(), method=f"read from {Path(path).name}", quality="ok")

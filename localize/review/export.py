@@ -14,8 +14,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,6 +22,9 @@ import SimpleITK as sitk
 from localize.errors import StudyError
 from localize.findings import Findings, number_lesions, validate_findings
 from localize.review.volumes import LABELS_FILE, PET_FILE, VOLUMES
+
+if TYPE_CHECKING:
+    from localize.pipeline import Analysis
 
 AUTOMATIC = "automatic"
 REWRITTEN = ("csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report")  # the exports a review changes
@@ -129,7 +131,7 @@ def reviewed_findings(out: Path, review: dict[str, Any]) -> tuple[Findings, np.n
 def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> dict[str, str]:
     """Rewrite OUT's exports from the reviewed lesions (``review.json`` unless given); returns {export: path}."""
     from localize.atomic import write_json
-    from localize.pipeline import Analysis, export_all
+    from localize.pipeline import export_all
     from localize.review.actions import REVIEW_FILE
     from localize.review.server import check_output
 
@@ -140,10 +142,10 @@ def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> di
         review = json.loads((out / REVIEW_FILE).read_text())
     keep_automatic(out)
     findings, labels_zyx, changes = reviewed_findings(out, review)
-    result = _load_analysis(out, findings, labels_zyx, Analysis)
+    result = _load_analysis(out, findings, labels_zyx)
     automatic_outputs = findings.outputs
-    config = SimpleNamespace(exports=tuple(e for e in REWRITTEN if e in automatic_outputs))
-    findings.outputs, findings.failed_exports = export_all(result, config, out)
+    findings.outputs, findings.failed_exports = export_all(result, [e for e in REWRITTEN if e in automatic_outputs],
+                                                           out)
     findings.outputs |= {k: v for k, v in automatic_outputs.items() if k not in REWRITTEN + ("report_png",)}
     doc = findings.to_dict() | {"review": {"reviewer": review.get("reviewer", ""), "time": review.get("updated"),
                                            "changes": changes, "automatic": str(out / AUTOMATIC / "findings.json")}}
@@ -152,11 +154,13 @@ def export_reviewed(out: str | Path, review: dict[str, Any] | None = None) -> di
     return findings.outputs
 
 
-def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analysis_type):
+def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray) -> Analysis:
     """The loaded series the writers need (from provenance.json's inputs) around the reviewed findings."""
+    from localize.detection.segment import Segmentation
     from localize.load.opened import open_inputs
     from localize.load.plan import StudyInputs
-    from localize.registration import check_pet_ct
+    from localize.pipeline import Analysis
+    from localize.registration import check_pet_ct, load_registration
 
     inputs = json.loads((out / "provenance.json").read_text())["inputs"]
     files = {role: [Path(item["path"]) for item in items] for role, items in inputs.items()}
@@ -171,8 +175,8 @@ def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray, analys
         ct_to_pet = None if frame.same_frame_of_reference else frame.transform.GetInverse()
     registration = None
     if mr is not None and (out / "mr_to_pet.tfm").is_file():
-        registration = SimpleNamespace(transform=sitk.ReadTransform(str(out / "mr_to_pet.tfm")))
+        registration = load_registration(out / "mr_to_pet.tfm")
     labels = sitk.GetImageFromArray(labels_zyx)
     labels.CopyInformation(pet.image)
-    return analysis_type(pet, ct, mr if registration is not None else None, registration, ct_to_pet, None,
-                         SimpleNamespace(labels=labels), findings)
+    return Analysis(pet, ct, mr if registration is not None else None, registration, ct_to_pet, None,
+                    Segmentation(labels=labels, lesions=findings.lesions), findings)

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from localize.errors import LocalizeError
 from localize.review.server import ReviewServer
 
+if TYPE_CHECKING:
+    from localize.pipeline import Analysis
+
 _SERVERS: list[ReviewServer] = []  # kept alive while the kernel runs
 
 
-def write_view_folder(analysis, out: str | Path | None = None) -> Path:
+def write_view_folder(analysis: Analysis, out: str | Path | None = None) -> Path:
     """Write what the page needs for ``analysis`` into ``out`` (default: a new temporary folder)."""
     from localize.atomic import write_json
     from localize.pipeline import export_all
 
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="localize-view-"))
-    outputs, failed = export_all(analysis, SimpleNamespace(exports=("viewer",)), folder)
+    outputs, failed = export_all(analysis, ["viewer"], folder)
     if failed:
         raise LocalizeError(f"the review volumes could not be written: {failed}", folder)
     write_json(folder / "findings.json", analysis.findings.to_dict() | {"outputs": outputs})
