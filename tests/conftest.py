@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests run against the installed package, editable or not: `python -m pytest` puts the working
+# folder first on sys.path, where `localize/` lacks the `localize.pipelines` and `localize.sample_data`
+# that an install maps in from the repository's top-level folders.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
 SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
 SHARED_CONTRACT = REPO.parent / "shared" / "contract"
 
