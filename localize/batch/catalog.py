@@ -13,12 +13,13 @@ set only after the study's output folder has been renamed into place.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from localize.sqlite_state import SqliteState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (
@@ -76,28 +77,11 @@ class RunRow:
     status: str
 
 
-class Catalog:
+class Catalog(SqliteState):
     """A batch catalog at ``path`` (created if missing)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> Catalog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _transaction(self):
-        return _Transaction(self.db)
+        super().__init__(path, _SCHEMA)
 
     def setting(self, name: str) -> str | None:
         """A batch-wide setting recorded at the first run (e.g. the pseudonym key check)."""
@@ -197,15 +181,3 @@ class Catalog:
         cursor = self.db.execute("SELECT * FROM runs ORDER BY study_uid")
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type, *exc: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

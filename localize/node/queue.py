@@ -22,13 +22,13 @@ later run of the study replaced the results before they went out.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from localize.sqlite_state import SqliteState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -111,33 +111,11 @@ class Send:
     attempts: int
 
 
-class NodeQueue:
+class NodeQueue(SqliteState):
     """The queue at ``path`` (created if missing). Safe to share between the node's threads."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> NodeQueue:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _transaction(self):
-        return _Transaction(self.db, self._lock)
-
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self.db.execute(sql, args).fetchall()
+        super().__init__(path, _SCHEMA)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -272,23 +250,3 @@ class NodeQueue:
             cursor = self.db.execute(f"SELECT * FROM {table} {where}", args)
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
-        self.db, self.lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.db
-
-    def __exit__(self, exc_type, *exc: object) -> None:
-        try:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.lock.release()
