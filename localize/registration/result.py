@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import numpy as np
 import SimpleITK as sitk
 
+from localize.findings import MrToPetRecord
 from localize.registration.initialise import rotation_angle_deg
 
 # Plausibility limits for a patient imaged twice lying supine: the patient-based
@@ -43,7 +44,7 @@ class Registration:
     rotation_deg: float = float("nan")
     stop_condition: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MrToPetRecord:
         """findings.json ``registration.mr_to_pet``: matrix_lps (MR -> PET LPS), metric, method, quality."""
         return {
             "matrix_lps": [[float(v) for v in row] for row in self.matrix_mr_to_pet_lps],
