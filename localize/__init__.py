@@ -54,7 +54,8 @@ _LAZY = {
     # results and exports
     "Findings": "localize.findings", "Lesion": "localize.findings", "Candidate": "localize.findings",
     "number_lesions": "localize.findings", "validate_findings": "localize.findings",
-    "lesion_table": "localize.export.table", "lesion_table_from_doc": "localize.export.table", "write_csv": "localize.export.table",
+    "lesion_table": "localize.export.table", "lesion_table_from_doc": "localize.export.table",
+    "write_csv": "localize.export.table",
     "write_rtstruct": "localize.export.rtstruct", "rtstruct_to_masks": "localize.export.rtstruct",
     "write_seg": "localize.export.dicom_seg", "write_labelmap": "localize.export.labelmap",
     "write_report": "localize.export.report", "report_figure": "localize.export.report",

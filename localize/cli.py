@@ -78,8 +78,8 @@ def run_command(study: Path, out: Path, pipeline: str | None, config_file: Path 
                 anatomy: Path | None, deidentify_key: str | None, stow_url: str | None) -> None:
     """Run a pipeline on one patient's STUDY folder; write findings.json and exports to OUT."""
     from localize.config import DICOM_EXPORTS
-    from localize.pipeline import run_study
     from localize.export.summary import format_findings
+    from localize.pipeline import run_study
 
     if pipeline and config_file:
         raise click.UsageError("give either --pipeline or --config, not both")

@@ -58,9 +58,9 @@ def run_demo(out_dir: Path | None = None) -> DemoResult:
 
     ``out_dir`` defaults to ``./localize-demo``.
     """
+    from localize.export.summary import format_findings
     from localize.load.index import index_folder
     from localize.pipeline import run_study
-    from localize.export.summary import format_findings
 
     root, built = demo_study()
     truth = StudyTruth.load(root)

@@ -11,11 +11,76 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 SCHEMA_ID = "localize.findings/1"
 
 Point = tuple[float, float, float]  # LPS mm unless the field name says otherwise
+
+
+class StudyIdentity(TypedDict):
+    """findings.json ``study``."""
+
+    study_instance_uid: str
+    patient_id: str | None
+    study_date: str | None
+
+
+class TracerRecord(TypedDict):
+    """findings.json ``tracer``: the contract's family, the detailed one, the agent and the SUV calibration."""
+
+    family: str  # psma / fluciclovine / fdg / unknown
+    family_detail: str  # e.g. psma_f18_renal
+    agent: str | None
+    radiopharmaceutical: str | None
+    radionuclide: str | None
+    half_life_s: float | None
+    injected_activity_bq: float | None
+    suv: dict[str, Any]  # the SUV calibration's provenance (``SuvCalibration.to_dict`` without factors)
+
+
+class SeriesRecord(TypedDict):
+    """One series of findings.json ``series``."""
+
+    series_instance_uid: str
+    modality: str
+    description: str | None
+    frame_of_reference_uid: str | None
+
+
+class SeriesRecords(TypedDict):
+    """findings.json ``series``: the PET and, when used, the CT and MR."""
+
+    pet: SeriesRecord
+    ct: SeriesRecord | None
+    mr: SeriesRecord | None
+
+
+class MrToPetRecord(TypedDict):
+    """findings.json ``registration.mr_to_pet`` (``Registration.to_dict``, with ``used`` in a run)."""
+
+    matrix_lps: list[list[float]]  # 4x4, MR LPS -> PET/CT LPS
+    metric: float
+    method: str
+    quality: str
+    reasons: list[str]
+    iterations: list[int]
+    body_dice: float
+    used: NotRequired[bool]  # whether it passed its check and gave MR coordinates
+
+
+class RegistrationRecord(TypedDict):
+    """findings.json ``registration`` (null without an MR; ``mr_to_pet`` null when the registration failed)."""
+
+    mr_to_pet: MrToPetRecord | None
+
+
+class ParametersRecord(TypedDict, total=False):
+    """findings.json ``parameters``: the effective segmentation settings, the preset and its thresholds."""
+
+    segmentation: dict[str, Any]  # ``SegmentationSettings.to_dict``
+    preset: str
+    thresholds_suv: dict[str, float]
 
 
 @dataclass
@@ -59,16 +124,16 @@ class Candidate:
 class Findings:
     """Everything ``localize run`` reports for one study (see the contract)."""
 
-    study: dict[str, Any]  # study_instance_uid, patient_id, study_date
+    study: StudyIdentity
     frame_of_reference_uid: str
-    tracer: dict[str, Any]  # family, radiopharmaceutical, radionuclide, half_life_s, injected_activity_bq
-    series: dict[str, Any]  # pet / ct / mr: series_instance_uid, modality, description, frame_of_reference_uid
+    tracer: TracerRecord
+    series: SeriesRecords
     lesions: list[Lesion] = field(default_factory=list)
-    staging: dict[str, Any] = field(default_factory=lambda: {"summary": "no lesion"})
-    registration: dict[str, Any] | None = None
-    reference_regions: dict[str, Any] = field(default_factory=dict)
+    staging: dict[str, Any] = field(default_factory=lambda: {"summary": "no lesion"})  # ``classify.stage`` + status
+    registration: RegistrationRecord | None = None
+    reference_regions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> ``ReferenceRegion.to_dict``
     candidates: list[Candidate] = field(default_factory=list)
-    parameters: dict[str, Any] = field(default_factory=dict)  # effective segmentation settings
+    parameters: ParametersRecord = field(default_factory=lambda: ParametersRecord())
     outputs: dict[str, str] = field(default_factory=dict)
     failed_exports: dict[str, str] = field(default_factory=dict)  # export name -> why it was not written
     warnings: list[str] = field(default_factory=list)
@@ -92,10 +157,14 @@ class Findings:
     def from_dict(cls, doc: dict[str, Any]) -> Findings:
         """The findings back from their findings.json document (``to_dict``'s inverse; points as tuples)."""
         lesion_fields = {f.name for f in fields(Lesion)}
-        lesions = [Lesion(**{k: tuple(v) if isinstance(v, list) and k.endswith("_mm") else v
-                             for k, v in lesion.items() if k in lesion_fields}) for lesion in doc["lesions"]]
-        candidates = [Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
-                      for c in doc.get("candidates", [])]
+        lesions, candidates = [], []
+        for lesion in doc["lesions"]:  # JSON values of every kind, by field name
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) and k.endswith("_mm") else v
+                                      for k, v in lesion.items() if k in lesion_fields}
+            lesions.append(Lesion(**values))
+        for c in doc.get("candidates", []):
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in c.items()}
+            candidates.append(Candidate(**values))
         names = {f.name for f in fields(cls)} - {"lesions", "candidates"}
         return cls(**{k: doc[k] for k in names if k in doc}, lesions=lesions, candidates=candidates)
 

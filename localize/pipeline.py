@@ -13,25 +13,36 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from localize.atomic import atomic_write, write_json
 from localize.config import PipelineConfig, default_pipeline, load_pipeline
 from localize.errors import LocalizeError, StudyError
-from localize.findings import Findings, number_lesions
+from localize.findings import (
+    Findings,
+    ParametersRecord,
+    RegistrationRecord,
+    SeriesRecord,
+    SeriesRecords,
+    StudyIdentity,
+    TracerRecord,
+    number_lesions,
+)
 from localize.load.opened import open_inputs
 from localize.load.plan import StudyInputs
 
 if TYPE_CHECKING:  # the steps' modules load on first use: ``import localize.pipeline`` stays quick
     import SimpleITK as sitk
+    from pydicom import Dataset
 
     from localize.anatomy import Anatomy
     from localize.detection.segment import Segmentation
     from localize.load.pet import PetImage
+    from localize.load.suv import SuvCalibration
     from localize.load.volume import Volume
     from localize.registration import Registration
 
@@ -136,18 +147,18 @@ class Analysis:
     findings: Findings
 
 
-def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: PipelineConfig,
-            clock: _Clock | None = None, *, anatomy_path: Path | None = None) -> Analysis:
+def analyse(pet: PetImage, ct: Volume | None, mr: Volume | None, rtstruct_files: list[Path], family: str,
+            config: PipelineConfig, clock: _Clock | None = None, *, anatomy_path: Path | None = None) -> Analysis:
     """Register, build anatomy, measure references, segment and classify one loaded study."""
+    import SimpleITK as sitk
+
     from localize.anatomy import build_anatomy, read_label_map, read_mask_folder
     from localize.anatomy.ct_heuristics import ct_on_grid
     from localize.classify import classify_lesions, infer_status, stage
     from localize.detection.reference import reference_regions
-    from localize.registration import check_pet_ct
-    from localize.export.rtstruct import rtstruct_to_masks
     from localize.detection.segment import GENERIC_PRESET, preset_for, segment_lesions
-
-    import SimpleITK as sitk
+    from localize.export.rtstruct import rtstruct_to_masks
+    from localize.registration import check_pet_ct
 
     clock = clock or _Clock({})
     warnings = list(pet.volume.warnings) + list(pet.calibration.warnings)
@@ -211,28 +222,30 @@ def analyse(pet, ct, mr, rtstruct_files: list[Path], family: str, config: Pipeli
                                    warnings=warnings)
         if registration is not None:
             for lesion in lesions:
-                lesion.target_mr_lps_mm = tuple(float(v) for v in
-                                                registration.transform.TransformPoint(lesion.target_lps_mm))
+                x, y, z = registration.transform.TransformPoint(lesion.target_lps_mm)
+                lesion.target_mr_lps_mm = (float(x), float(y), float(z))
     findings = Findings(
         study=_study_identity(pet.volume.headers[0]),
         frame_of_reference_uid=pet.volume.frame_of_reference_uid,
         tracer=_tracer_dict(pet.calibration, family),
-        series={"pet": _series_dict(pet.volume), "ct": _series_dict(ct), "mr": _series_dict(mr)},
+        series=SeriesRecords(pet=_series_dict(pet.volume), ct=_series_dict(ct) if ct is not None else None,
+                             mr=_series_dict(mr) if mr is not None else None),
         lesions=lesions,
         staging=stage(lesions, status=status) | {"status": status, "status_evidence": evidence},
-        registration=None if mr is None else {  # mr_to_pet null: the registration itself failed
-            "mr_to_pet": attempted.to_dict() | {"used": registration is not None} if attempted is not None else None},
+        registration=None if mr is None else RegistrationRecord(  # mr_to_pet null: the registration itself failed
+            mr_to_pet=attempted.to_dict() | {"used": registration is not None} if attempted is not None else None),
         reference_regions={name: r.to_dict() for name, r in references.items()},
         candidates=segmentation.candidates,
-        parameters={"segmentation": segmentation.settings.to_dict(), "preset": preset,
-                    "thresholds_suv": segmentation.thresholds},
+        parameters=ParametersRecord(segmentation=segmentation.settings.to_dict(), preset=preset,
+                                    thresholds_suv=segmentation.thresholds),
         warnings=warnings,
     )
     ct_to_pet = None if frame is None or frame.same_frame_of_reference else frame.transform.GetInverse()
     return Analysis(pet, ct, mr, registration, ct_to_pet, anatomy, segmentation, findings)
 
 
-def _register_mr_checked(mr, fixed, fixed_modality: str, config: PipelineConfig):
+def _register_mr_checked(mr: Volume, fixed: sitk.Image, fixed_modality: Literal["CT", "PT"],
+                         config: PipelineConfig) -> tuple[Registration | None, str | None]:
     """(registration, reason the MR is not used or None): the MR registered to the PET/CT frame.
 
     A registration that fails, or that fails its quality check (``localize.registration``:
@@ -279,49 +292,55 @@ def export_all(result: Analysis, exports: Collection[str], out_dir: Path) -> tup
     One export that fails (a bug, a grid it cannot take, a full disk) leaves the others; each is
     written under a temporary name and renamed (``localize.atomic``), so none is left half-written.
     """
+    from localize.export.dicom_seg import write_seg
     from localize.export.labelmap import write_labelmap
     from localize.export.report import write_report
-    from localize.review.volumes import write_volumes
     from localize.export.rtstruct import write_rtstruct
-    from localize.export.dicom_seg import write_seg
     from localize.export.table import write_csv
+    from localize.review.volumes import write_volumes
 
     f, labels = result.findings, result.segmentation.labels
     wanted = set(exports) | ({"nifti"} if "viewer" in exports else set())  # the page shows lesions.nii.gz
     mr_transform = result.registration.transform if result.registration is not None else None
     fixed = result.ct if result.ct is not None else result.pet.volume
 
-    def registration() -> dict[str, Path]:
+    def registration(reg: Registration, mr: Volume) -> dict[str, Path]:
         from localize.registration import save_transform, write_spatial_registration
 
-        return {"registration_tfm": save_transform(result.registration, out_dir / "mr_to_pet.tfm"),
-                "registration": write_spatial_registration(result.registration, fixed.headers, result.mr.headers,
+        return {"registration_tfm": save_transform(reg, out_dir / "mr_to_pet.tfm"),
+                "registration": write_spatial_registration(reg, fixed.headers, mr.headers,
                                                            out_dir / "registration.dcm")}
+
+    def rtstruct_mr(mr: Volume, mr_transform: sitk.Transform) -> dict[str, Path]:
+        return {"rtstruct_mr": write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, mr,
+                                              transform=_inverse(mr_transform))}
 
     def report() -> dict[str, Path]:
         png, page = write_report(out_dir, f, result.pet.image, result.ct.image if result.ct is not None else None,
                                  mr=result.mr.image if result.mr is not None else None, mr_to_pet=mr_transform)
         return {"report_png": png, "report": page}
 
-    steps = {
+    # ``mr`` is set with every registration (``Analysis``)
+    steps: dict[str, Callable[[], Mapping[str, Path | None]]] = {
         "csv": lambda: {"csv": write_csv(f, out_dir / "lesions.csv")},
         # on the CT for planning; without a CT, on the PET series itself
         "rtstruct": lambda: {"rtstruct": write_rtstruct(out_dir / "rtstruct_ct.dcm", f, labels, result.ct,
                                                         transform=result.ct_to_pet)} if result.ct is not None
         else {"rtstruct": write_rtstruct(out_dir / "rtstruct_pet.dcm", f, labels, result.pet.volume)},
         # only from a registration that passed its quality check
-        "rtstruct_mr": lambda: {"rtstruct_mr": write_rtstruct(out_dir / "rtstruct_mr.dcm", f, labels, result.mr,
-                                                              transform=_inverse(mr_transform))}
-        if mr_transform is not None else {},
+        "rtstruct_mr": lambda: rtstruct_mr(result.mr, mr_transform)
+        if result.mr is not None and mr_transform is not None else {},
         "seg": lambda: {"seg": write_seg(out_dir / "seg_pet.dcm", f, labels, result.pet.volume)},
         "nifti": lambda: {"nifti": write_labelmap(out_dir / "lesions.nii.gz", f, labels)},
-        "registration": lambda: registration() if result.registration is not None else {},
+        "registration": lambda: registration(result.registration, result.mr)
+        if result.registration is not None and result.mr is not None else {},
         "viewer": lambda: write_volumes(out_dir, result.pet.image, result.ct.image if result.ct is not None else None,
                                         result.mr.image if result.mr is not None else None,
                                         result.registration.matrix_mr_to_pet_lps if result.registration else None),
         "report": report,
     }
-    outputs, failed = {}, {}
+    outputs: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for name, step in steps.items():
         if name not in wanted:
             continue
@@ -382,7 +401,7 @@ def sitk_array(image):
     return sitk.GetArrayViewFromImage(image)
 
 
-def _study_identity(ds) -> dict[str, Any]:
+def _study_identity(ds: Dataset) -> StudyIdentity:
     return {
         "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
         "patient_id": str(ds.get("PatientID")) if ds.get("PatientID") is not None else None,
@@ -390,9 +409,7 @@ def _study_identity(ds) -> dict[str, Any]:
     }
 
 
-def _series_dict(volume) -> dict[str, Any] | None:
-    if volume is None:
-        return None
+def _series_dict(volume: Volume) -> SeriesRecord:
     ds = volume.headers[0]
     return {
         "series_instance_uid": str(ds.get("SeriesInstanceUID", "")),
@@ -402,7 +419,7 @@ def _series_dict(volume) -> dict[str, Any] | None:
     }
 
 
-def _tracer_dict(calibration, family: str) -> dict[str, Any]:
+def _tracer_dict(calibration: SuvCalibration, family: str) -> TracerRecord:
     from localize.load.tracer import contract_family
 
     info = calibration.tracer
@@ -418,6 +435,6 @@ def _tracer_dict(calibration, family: str) -> dict[str, Any]:
     }
 
 
-def _inverse(transform):
+def _inverse(transform: sitk.Transform | None) -> sitk.Transform | None:
     """The inverse of a PET->MR resampling transform: MR points -> PET points (None stays None)."""
     return None if transform is None else transform.GetInverse()

@@ -92,7 +92,8 @@ class Catalog(SqliteState):
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (name, value))
 
-    def record_index(self, patients: Iterable[dict], series: Iterable[dict], unreadable: Iterable[tuple[str, str]]) -> None:
+    def record_index(self, patients: Iterable[dict], series: Iterable[dict],
+                     unreadable: Iterable[tuple[str, str]]) -> None:
         """Upsert what the index found (patients with their studies, every series)."""
         with self._transaction() as db:
             for p in patients:
@@ -131,7 +132,7 @@ class Catalog(SqliteState):
                     values,
                 )
 
-    def record_skipped(self, study_uid: str, patient_key: str, reason: str, detail: str) -> None:
+    def record_skipped(self, study_uid: str, patient_key: str, reason: str | None, detail: str) -> None:
         """A study with nothing to run (e.g. no PET): status ``skipped``, with why."""
         with self._transaction() as db:
             db.execute(

@@ -32,8 +32,8 @@ from typing import Any
 from localize.atomic import atomic_write, write_json
 from localize.batch.catalog import Catalog
 from localize.errors import LocalizeError
-from localize.safe_names import safe_name
 from localize.export.privacy import key_check, pseudonymise_manifest, pseudonymise_records
+from localize.safe_names import safe_name
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_LIMIT_GB = 6.0

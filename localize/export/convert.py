@@ -17,10 +17,10 @@ import SimpleITK as sitk
 
 from localize import __version__
 from localize.errors import ConfigError, LocalizeError, SeriesError
-from localize.load.index import Series, index_folder
-from localize.safe_names import safe_name, unique_name
 from localize.export.nifti import affine_ras, write_nifti
+from localize.load.index import Series, index_folder
 from localize.load.volume import Volume, load_series, split_series
+from localize.safe_names import safe_name, unique_name
 
 #: Modalities whose instances are not images of the patient (nothing to convert).
 NON_IMAGE_MODALITIES = frozenset(

@@ -22,8 +22,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from localize import __version__
 from localize.atomic import atomic_write
 from localize.errors import SeriesError
-from localize.findings import Findings
 from localize.export.rtstruct import REGION_COLORS_RGB, roi_names
+from localize.findings import Findings
 
 if TYPE_CHECKING:
     from localize.load.volume import Volume
@@ -99,7 +99,8 @@ def _on_source_slices(label_image: sitk.Image, pet: Volume) -> np.ndarray:
         plane = sitk.Image(columns, rows, 1, sitk.sitkUInt16)
         plane.SetOrigin(tuple(float(v) for v in pet.positions_lps_mm[k]))
         plane.SetSpacing(label_image.GetSpacing())
-        row, col = np.array(header.ImageOrientationPatient[:3], float), np.array(header.ImageOrientationPatient[3:], float)
+        row = np.array(header.ImageOrientationPatient[:3], float)
+        col = np.array(header.ImageOrientationPatient[3:], float)
         plane.SetDirection(tuple(np.column_stack([row, col, np.cross(row, col)]).ravel()))
         nearest = sitk.Resample(label_image, plane, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
         out[k] = sitk.GetArrayViewFromImage(nearest)[0]

@@ -14,8 +14,8 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from localize.findings import Findings, Lesion
 from localize.export.nifti import lps_to_ras, write_nifti
+from localize.findings import Findings, Lesion
 
 
 def _lesion_entry(lesion: Lesion) -> dict[str, Any]:

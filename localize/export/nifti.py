@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.spatialimages import SpatialImage
 
 from localize.atomic import atomic_write
 from localize.errors import LocalizeError
@@ -73,6 +74,8 @@ def read_nifti(path: str | Path) -> sitk.Image:
     """Read a 3D NIfTI into a SimpleITK image in LPS, trusting its affine (sform, else qform)."""
     try:
         nii = nib.load(str(path))
+        if not isinstance(nii, SpatialImage):  # e.g. a GIFTI surface: no voxel grid
+            raise TypeError(f"{type(nii).__name__} is not a voxel image")
         data = np.asanyarray(nii.dataobj)
     except Exception as exc:  # nibabel raises many kinds on damaged files
         raise LocalizeError(f"not readable as NIfTI ({type(exc).__name__}: {exc})", path) from exc

@@ -113,7 +113,8 @@ def pseudonymise_records(patients: list[dict], series: list[dict], key: str | by
                      "studies": [study(s) for s in p["studies"]]} for p in patients]
     series = [s | {"series_uid": pseudo_uid(key, s["series_uid"]), "study_uid": pseudo_uid(key, s["study_uid"]),
                    "description": None,
-                   "frame_of_reference_uid": s["frame_of_reference_uid"] and pseudo_uid(key, s["frame_of_reference_uid"])}
+                   "frame_of_reference_uid": s["frame_of_reference_uid"]
+                   and pseudo_uid(key, s["frame_of_reference_uid"])}
               for s in series]
     return patients, series
 

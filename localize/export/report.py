@@ -25,9 +25,9 @@ import SimpleITK as sitk
 from matplotlib.figure import Figure
 
 from localize.atomic import atomic_write
-from localize.findings import Findings, Lesion
 from localize.export.rtstruct import REGION_COLORS_RGB
 from localize.export.table import lesion_table
+from localize.findings import Findings, Lesion
 
 CROP_HALF_WIDTH_MM = 40.0
 CROP_PIXEL_MM = 1.0
@@ -37,8 +37,8 @@ TITLE_CHARS = 120  # a title line at 11 pt fits the 12-inch figure
 
 
 def _color(region: str | None) -> tuple[float, float, float]:
-    rgb = REGION_COLORS_RGB.get(region, REGION_COLORS_RGB[None])
-    return tuple(c / 255 for c in rgb)
+    r, g, b = REGION_COLORS_RGB.get(region, REGION_COLORS_RGB[None])
+    return r / 255, g / 255, b / 255
 
 
 def _axis_aligned(image: sitk.Image) -> sitk.Image:
@@ -166,8 +166,8 @@ def report_figure(findings: Findings, pet_suv: sitk.Image, ct: sitk.Image | None
             _draw_outside(ax, **panel)
     tracer = findings.tracer.get("family") or ""
     summary = findings.staging.get("summary", "")
-    title = textwrap.wrap(f"{findings.study.get('patient_id', '')}  {tracer.upper()} PET  |  {len(lesions)} lesion(s)  |  "
-                          f"{summary}", width=TITLE_CHARS)
+    title = textwrap.wrap(f"{findings.study.get('patient_id', '')}  {tracer.upper()} PET  |  "
+                          f"{len(lesions)} lesion(s)  |  {summary}", width=TITLE_CHARS)
     figure.suptitle("\n".join(title), fontsize=11)
     # room for every title line (11 pt type, 1.4 line spacing) above the panels
     title_in = (len(title) * 11 * 1.4 + 8) / 72
@@ -184,9 +184,11 @@ def _png_bytes(figure: Figure) -> bytes:
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1b1b1b;max-width:1200px}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:22px 0 6px} .meta{color:#555;font-size:13px}
-.staging{font-size:18px;font-weight:600;padding:8px 12px;background:#f3f5f8;border-left:4px solid #345;display:inline-block}
+.staging{font-size:18px;font-weight:600;padding:8px 12px;background:#f3f5f8;border-left:4px solid #345;\
+display:inline-block}
 table{border-collapse:collapse;font-size:13px} th,td{border:1px solid #ccd;padding:3px 8px;text-align:right}
-th{background:#eef1f5} td.t{text-align:left} .sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+th{background:#eef1f5} td.t{text-align:left} \
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 img{max-width:100%;border:1px solid #ddd} .note{color:#8a5a00;font-size:13px}
 """
 
@@ -219,7 +221,12 @@ def _lesion_rows(findings: Findings) -> str:
 
 
 def _key_values(values: dict[str, Any]) -> str:
-    rows = "".join(f'<tr><td class="t">{html.escape(str(k))}</td><td class="t">{_cell(v) if not isinstance(v, dict) else html.escape(", ".join(f"{a}: {_cell(b)}" for a, b in v.items()))}</td></tr>'
+    def text(value: Any) -> str:
+        if not isinstance(value, dict):
+            return _cell(value)
+        return html.escape(", ".join(f"{a}: {_cell(b)}" for a, b in value.items()))
+
+    rows = "".join(f'<tr><td class="t">{html.escape(str(k))}</td><td class="t">{text(v)}</td></tr>'
                    for k, v in values.items())
     return f"<table>{rows}</table>" if rows else "<p class='meta'>none recorded</p>"
 
@@ -230,15 +237,18 @@ def report_html(findings: Findings, png: bytes) -> str:
     staging = findings.staging
     image = base64.b64encode(png).decode("ascii")
     lesions = _lesion_rows(findings) if findings.lesions else "<p>No lesion found.</p>"
-    extra = "" if len(findings.lesions) <= MAX_CROPS else f"<p class='note'>Crops shown for the first {MAX_CROPS} lesions.</p>"
+    extra = ("" if len(findings.lesions) <= MAX_CROPS
+             else f"<p class='note'>Crops shown for the first {MAX_CROPS} lesions.</p>")
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in findings.warnings)
     staging_rest = {k: v for k, v in staging.items() if k != "summary"}
+    patient = html.escape(str(study.get('patient_id', '')))
+    tracer = html.escape(str(findings.tracer.get('radiopharmaceutical') or findings.tracer.get('family') or ''))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>localize report {html.escape(str(study.get('patient_id', '')))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>localize report {patient}</title>
 <style>{STYLE}</style></head><body>
 <h1>PET lesion localization</h1>
-<p class="meta">Patient {html.escape(str(study.get('patient_id', '')))} &middot; study {html.escape(str(study.get('study_date', '')))}
-&middot; tracer {html.escape(str(findings.tracer.get('radiopharmaceutical') or findings.tracer.get('family') or ''))}
+<p class="meta">Patient {patient} &middot; study {html.escape(str(study.get('study_date', '')))}
+&middot; tracer {tracer}
 &middot; frame of reference {html.escape(findings.frame_of_reference_uid)} &middot; coordinates LPS mm</p>
 <div class="staging" id="staging">{html.escape(str(staging.get('summary', '')))}</div>
 {_key_values(staging_rest) if staging_rest else ''}
@@ -250,7 +260,8 @@ def report_html(findings: Findings, png: bytes) -> str:
 <h2>Reference regions</h2>
 {_key_values(findings.reference_regions)}
 {f'<h2>Warnings</h2><ul class="note">{warnings}</ul>' if warnings else ''}
-<p class="meta">Research software, not a medical device. Targets are uptake-weighted centroids; a planner confirms every structure.</p>
+<p class="meta">Research software, not a medical device. \
+Targets are uptake-weighted centroids; a planner confirms every structure.</p>
 </body></html>
 """
 

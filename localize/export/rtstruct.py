@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ImplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 from scipy import ndimage
 from skimage.draw import polygon
@@ -161,6 +160,7 @@ def lesion_contours(
     reach = float(steps.max()) if len(steps) else 0.0
     contours: dict[int, list[Contour]] = {}
     for value, corners in _lesion_corners_lps(label_image, transform).items():
+        candidates: range | np.ndarray
         if corners is None:
             candidates = range(len(series.headers))
         else:

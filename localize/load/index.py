@@ -26,13 +26,20 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from localize.errors import DicomReadError, LocalizeError, StudyError
-from localize.load.limits import DEFAULT_LIMITS, Limits, check_dataset, check_file, looks_like_dicom_without_preamble, too_deep
+from localize.load.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_dataset,
+    check_file,
+    looks_like_dicom_without_preamble,
+    too_deep,
+)
 from localize.load.tracer import identify_tracer
 
 INDEX_FORMAT = "localize-index/1"
@@ -185,7 +192,8 @@ class Study:
         cts = self.series_of("CT")
         same_frame = [s for s in cts if pet.frame_of_reference_uid and
                       s.frame_of_reference_uid == pet.frame_of_reference_uid]
-        return (same_frame or cts or [None])[0]
+        found = same_frame or cts
+        return found[0] if found else None
 
 
 @dataclass
@@ -389,6 +397,18 @@ def _vector(values: list[float] | None, count: int) -> tuple[float, ...] | None:
     return tuple(values)
 
 
+def _pair(values: list[float] | None) -> tuple[float, float] | None:
+    """``values`` as two finite numbers (e.g. PixelSpacing); ValueError otherwise."""
+    vector = _vector(values, 2)
+    return None if vector is None else (vector[0], vector[1])
+
+
+def _point(values: list[float]) -> tuple[float, float, float]:
+    """``values`` as one point of three finite numbers; ValueError otherwise."""
+    _vector(values, 3)
+    return values[0], values[1], values[2]
+
+
 def _integer(ds: pydicom.Dataset, keyword: str) -> int | None:
     values = _numbers(ds, keyword)
     return None if not values else int(values[0])
@@ -399,7 +419,9 @@ def _first_item(ds: pydicom.Dataset | None, keyword: str) -> pydicom.Dataset | N
     return seq[0] if seq else None
 
 
-def _frame_geometry(ds: pydicom.Dataset) -> tuple[Any, Any, Any, list[Any]]:
+def _frame_geometry(
+    ds: pydicom.Dataset,
+) -> tuple[list[float] | None, list[float] | None, list[float] | None, list[list[float]]]:
     """(orientation, pixel spacing, thickness, positions) of a single- or multi-frame instance.
 
     Enhanced (multi-frame) objects carry them in the shared and per-frame
@@ -420,8 +442,9 @@ def _frame_geometry(ds: pydicom.Dataset) -> tuple[Any, Any, Any, list[Any]]:
             spacing = spacing or _numbers(measures, "PixelSpacing")
             thickness = thickness or _numbers(measures, "SliceThickness")
     frame_planes = [_first_item(frame, "PlanePositionSequence") for frame in per_frame]
-    if frame_planes and all(p is not None for p in frame_planes):
-        positions = [_numbers(p, "ImagePositionPatient") for p in frame_planes]
+    planes = [p for p in frame_planes if p is not None]
+    if frame_planes and len(planes) == len(frame_planes):
+        positions = [_numbers(p, "ImagePositionPatient") for p in planes]
     return orientation, spacing, thickness, [p for p in positions if p is not None]
 
 
@@ -477,10 +500,10 @@ def _header(path: str, ds: pydicom.Dataset, tracers: dict[str, TracerSummary]) -
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         rows=_integer(ds, "Rows"),
         columns=_integer(ds, "Columns"),
-        pixel_spacing_mm=_vector(spacing, 2),
+        pixel_spacing_mm=_pair(spacing),
         slice_thickness_mm=None if not thickness else thickness[0],
         orientation=_vector(orientation, 6),
-        positions_mm=tuple(_vector(p, 3) for p in positions),
+        positions_mm=tuple(_point(p) for p in positions),
         n_frames=n_frames,
         multiframe=n_frames > 1,
         tracer=tracer,

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from localize.errors import SuvError
-from localize.load.volume import Volume, load_series
 from localize.load.suv import SuvCalibration, suv_calibration
+from localize.load.volume import Volume, load_series
 
 
 @dataclass

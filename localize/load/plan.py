@@ -132,7 +132,8 @@ def choose_pet(study: Study) -> Series | None:
     """The attenuation-corrected PET volume of a study (not NAC, MIP or screenshots)."""
     candidates = [s for s in study.pet_series() if s.instance_count > 1 or s.geometry.n_frames > 1]
     preferred = [s for s in candidates if not _NOT_AC_PET.search(s.description or "")]
-    return (preferred or candidates or [None])[0]
+    found = preferred or candidates
+    return found[0] if found else None
 
 
 def choose_mr(patient: Patient, pet_study: Study, window_days: float) -> tuple[Series | None, float | None]:

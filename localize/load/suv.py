@@ -280,10 +280,12 @@ def suv_calibration(headers: Sequence[pydicom.Dataset], paths: Sequence[str | Pa
                        str_paths[0] if str_paths else None)
     first, path0 = headers[0], str_paths[0]
     _check_one_series(headers, str_paths)
-    uids = [_text(ds, "SOPInstanceUID", p) for ds, p in zip(headers, str_paths, strict=True)]
-    for uid, p in zip(uids, str_paths, strict=True):
+    found = [_text(ds, "SOPInstanceUID", p) for ds, p in zip(headers, str_paths, strict=True)]
+    uids: list[str] = []
+    for uid, p in zip(found, str_paths, strict=True):
         if uid is None:
             raise SuvError("SOPInstanceUID is missing", p)
+        uids.append(uid)
     if len(set(uids)) != len(uids):
         raise SuvError("SOPInstanceUID repeats within the series", path0)
 
@@ -392,13 +394,16 @@ def _activity_calibration(
                                            strict=True))
             suv_private.append(suv if suv and suv > 0 else None)
             activity_private.append(act if act and act > 0 else None)
-        if not all(suv_private) and not all(activity_private):
+        # a factor is kept only when positive: None marks a slice without it
+        suv_factors = [s for s in suv_private if s is not None]
+        activity_factors = [a for a in activity_private if a is not None]
+        if len(suv_factors) < len(suv_private) and len(activity_factors) < len(activity_private):
             raise SuvError("Units CNTS without the Philips SUV scale factor (7053,1000) or activity "
                            "concentration scale factor (7053,1009) on every slice", path0)
-        if all(suv_private):
+        if len(suv_factors) == len(suv_private):
             cal.scale_source = "CNTS:SUV scale factor"
-            cal.factors = dict(zip(uids, suv_private, strict=True))  # type: ignore[arg-type]
-            if not all(activity_private):
+            cal.factors = dict(zip(uids, suv_factors, strict=True))
+            if len(activity_factors) < len(activity_private):
                 return
             try:
                 bqml = _bqml_factors(cal, headers, paths, uids, info, need_weight)
@@ -406,15 +411,17 @@ def _activity_calibration(
                 warnings.append(f"Philips SUV scale factor not cross-checked: {exc}")
                 return
             worst = max(abs(a * bqml[u] / s - 1.0)
-                        for u, s, a in zip(uids, suv_private, activity_private, strict=True))  # type: ignore[operator]
+                        for u, s, a in zip(uids, suv_factors, activity_factors, strict=True))
             if worst > PHILIPS_PATHS_TOLERANCE:
                 warnings.append(f"Philips SUV scale factor and activity scale factor path differ by "
                                 f"{100 * worst:.1f} %; the SUV scale factor is used")
             return
         cal.scale_source = "CNTS:activity scale factor"
+        scale = activity_factors  # on every slice: checked above
+    else:
+        scale = [1.0] * len(uids)
     bqml = _bqml_factors(cal, headers, paths, uids, info, need_weight)
-    scale = activity_private if cal.units == "CNTS" else [1.0] * len(uids)
-    cal.factors = {u: s * bqml[u] for u, s in zip(uids, scale, strict=True)}  # type: ignore[operator]
+    cal.factors = {u: s * bqml[u] for u, s in zip(uids, scale, strict=True)}
 
 
 def _bqml_factors(
@@ -560,13 +567,14 @@ def _start_references(
         cal.decay_reference_rule = "2:ge_private_scan_datetime"
         return dict.fromkeys(uids, ge_dt)
     frame_refs_ms = [_float(ds, "FrameReferenceTime", p) for ds, p in zip(headers, paths, strict=True)]
-    if all(a is not None and d and f and f > 0
-           for a, d, f in zip(acquisitions, durations_s, frame_refs_ms, strict=True)):
+    timed = [(uid, a, d, f) for uid, a, d, f in zip(uids, acquisitions, durations_s, frame_refs_ms, strict=True)
+             if a is not None and d and f and f > 0]
+    if len(timed) == len(uids):
         cal.decay_reference_rule = "3:acquisition+t_avg-frame_reference_time"
         return {
             uid: acq + timedelta(seconds=average_count_time_s(dur, half_life_s) - ref_ms / 1000.0)
-            for uid, acq, dur, ref_ms in zip(uids, acquisitions, durations_s, frame_refs_ms, strict=True)
-        }  # type: ignore[operator]
+            for uid, acq, dur, ref_ms in timed
+        }
     if earliest is None:
         raise SuvError("AcquisitionTime is missing and SeriesTime is unusable", paths[0])
     cal.decay_reference_rule = "4:earliest_acquisition_datetime"

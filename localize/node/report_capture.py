@@ -34,7 +34,7 @@ def write_report_capture(png: Path, reference: Path, path: Path) -> Path:
         series_instance_uid=generate_uid(), series_number=SERIES_NUMBER, sop_instance_uid=generate_uid(),
         instance_number=1, manufacturer="localize", transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
         software_versions=f"localize {__version__}", series_description="localize report (research use)")
-    capture.Laterality = None  # Type 2C (General Series): present, empty, as the page shows both sides
+    capture.add_new("Laterality", "CS", None)  # Type 2C (General Series): present, empty, as the page shows both sides
     with atomic_write(path) as tmp:
         capture.save_as(tmp)
     return path

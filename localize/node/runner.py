@@ -22,10 +22,10 @@ import pydicom
 
 from localize.batch.run import run_study_process
 from localize.errors import LocalizeError
+from localize.export.privacy import pseudonymise_manifest
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
 from localize.node.report_capture import write_report_capture
-from localize.export.privacy import pseudonymise_manifest
 
 LOG = logging.getLogger("localize.node")
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import socket
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.sop_class import (
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # pynetdicom makes these at import (globals())
     CTImageStorage,
     EnhancedCTImageStorage,
     EnhancedMRImageStorage,
@@ -26,7 +28,6 @@ from pynetdicom.sop_class import (
     RTStructureSetStorage,
     Verification,
 )
-from pydicom.dataset import Dataset
 
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
@@ -79,7 +80,7 @@ def start_server(config: NodeConfig, store: InstanceStore, queue: NodeQueue):
         reply.ErrorComment = outcome.reason[:64]  # LO (PS3.5 6.2)
         return reply
 
-    handlers = [(evt.EVT_CONN_OPEN, lambda event: send_without_delay(event.assoc)),
+    handlers: list[EventHandlerType] = [(evt.EVT_CONN_OPEN, lambda event: send_without_delay(event.assoc)),
                 (evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)]
     ssl_context = config.tls.server_context() if config.tls else None
     return ae.start_server((config.host, config.port), block=False, evt_handlers=handlers,

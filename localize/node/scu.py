@@ -17,8 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pydicom
-from pynetdicom import AE
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
 
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue, Send

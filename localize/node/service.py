@@ -19,13 +19,13 @@ from collections.abc import Callable
 
 from localize.batch.run import exclusive
 from localize.errors import LocalizeError
+from localize.export.privacy import pseudo_uid
 from localize.node.config import NodeConfig
 from localize.node.queue import NodeQueue
 from localize.node.runner import clear_stale_attempts, run_next
 from localize.node.scp import start_server
 from localize.node.scu import send_due
 from localize.node.store import InstanceStore
-from localize.export.privacy import pseudo_uid
 
 LOG = logging.getLogger("localize.node")
 TICK_S = 0.25  # how often the timer, the runner and the sender look for work

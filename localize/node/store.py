@@ -37,8 +37,8 @@ from pydicom.uid import UID
 
 from localize.errors import LocalizeError
 from localize.load.limits import read_dataset
-from localize.safe_names import clean_label, safe_name
 from localize.node.queue import NodeQueue
+from localize.safe_names import clean_label, safe_name
 
 LOG = logging.getLogger("localize.node")
 

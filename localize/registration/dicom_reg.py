@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from localize.atomic import atomic_write
 from localize.errors import RegistrationError
@@ -116,7 +116,8 @@ def spatial_registration_dataset(
         _registration_item(moving_frame, moving, reg.matrix_mr_to_pet_lps, "MR LPS to PET/CT LPS, rigid"),
     ])
     same_study = moving[0].get("StudyInstanceUID") == ds.StudyInstanceUID
-    ds.ReferencedSeriesSequence = DicomSequence([_series_reference(fixed)] + ([_series_reference(moving)] if same_study else []))
+    ds.ReferencedSeriesSequence = DicomSequence([_series_reference(fixed)]
+                                                + ([_series_reference(moving)] if same_study else []))
     if not same_study:
         other = Dataset()
         other.StudyInstanceUID = moving[0].StudyInstanceUID

@@ -28,7 +28,10 @@ _SMOOTH_SIGMA_MM = 2.0
 
 
 def downsample(image: sitk.Image, spacing_mm: float) -> sitk.Image:
-    """``image`` as float32, block-averaged (integer factor per axis) to about ``spacing_mm``; same direction and extent."""
+    """``image`` as float32, block-averaged (integer factor per axis) to about ``spacing_mm``.
+
+    Same direction and extent.
+    """
     factors = [max(1, int(round(spacing_mm / s))) for s in image.GetSpacing()]
     factors = [min(f, n) for f, n in zip(factors, image.GetSize())]
     shrunk = sitk.BinShrink(image, factors) if max(factors) > 1 else image

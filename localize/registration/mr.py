@@ -14,7 +14,7 @@ with several threads results agree to ~1e-9 mm).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,14 +26,16 @@ from localize.registration.masks import (
     Modality,
     body_mask,
     dice,
+    downsample,
     index_to_lps,
     lps_to_index,
     mask_points_lps,
-    downsample,
     metric_window,
 )
 from localize.registration.optimise import Levels, itk_threads, optimise
-from localize.registration.result import Registration, linear_matrix, quality_reasons
+from localize.registration.result import LinearTransform, Registration, as_linear, linear_matrix, quality_reasons
+
+_Linear = TypeVar("_Linear", bound=LinearTransform)
 
 COARSE_SPACING_MM = 6.0  # grid of the anatomical initialisation
 FINE_SPACING_MM = 2.0  # finest fixed grid the metric is sampled on
@@ -128,7 +130,7 @@ def _register(
     if refine is not None:
         first = run
         if refine == "affine":
-            centre = np.array(run.transform.GetCenter())
+            centre = np.array(as_linear(run.transform).GetCenter())
             affine = _linear_transform(sitk.AffineTransform(3), linear_matrix(run.transform), centre)
             run = optimise(crop, moving_f, metric_mask, affine, levels=Levels((4.0, 2.0), (2.0, 0.0)), seed=seed)
         else:
@@ -142,7 +144,8 @@ def _register(
     overlap = _body_dice(moving_body, fixed_body, moving_to_fixed)
     if overlap < MIN_COVER_DICE:
         raise RegistrationError(
-            f"{moving_modality} image covers none of the {fixed_modality} body after alignment (body Dice {overlap:.2f})"
+            f"{moving_modality} image covers none of the {fixed_modality} body after alignment "
+            f"(body Dice {overlap:.2f})"
         )
     reasons = quality_reasons(
         moving_to_fixed, run.initial_metric, run.final_metric, overlap, run.converged, run.stop_condition
@@ -163,7 +166,7 @@ def _register(
     )
 
 
-def _linear_transform(transform: sitk.Transform, matrix: np.ndarray, centre: np.ndarray) -> sitk.Transform:
+def _linear_transform(transform: _Linear, matrix: np.ndarray, centre: np.ndarray) -> _Linear:
     """Set a centred linear ITK transform to the 4x4 ``matrix`` (fixed->moving), rotating about ``centre``."""
     linear = matrix[:3, :3]
     transform.SetCenter(centre.tolist())
@@ -191,7 +194,8 @@ def _metric_mask(grid: sitk.Image, body_coarse: sitk.Image, extra: sitk.Image | 
     radius = [max(1, int(round(MASK_DILATION_MM / s))) for s in grid.GetSpacing()]
     mask = sitk.BinaryDilate(body, radius)
     if extra is not None:
-        mask = sitk.And(mask, sitk.Resample(sitk.Cast(extra > 0, sitk.sitkUInt8), grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+        mask = sitk.And(mask, sitk.Resample(sitk.Cast(extra > 0, sitk.sitkUInt8), grid, sitk.Transform(),
+                                            sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
     return mask
 
 

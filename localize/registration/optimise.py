@@ -136,7 +136,8 @@ def optimise(
         initial_metric=initial_metric,
         final_metric=evaluate_metric(fixed, moving, fixed_mask, current, seed),
         iterations=tuple(iterations),
-        converged=not any(phrase in stop.lower() for phrase in ("maximum number of iterations", "too many", "exceeded")),
+        converged=not any(phrase in stop.lower()
+                          for phrase in ("maximum number of iterations", "too many", "exceeded")),
         stop_condition=stop,
     )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, cast
 
 import numpy as np
 import SimpleITK as sitk
 
+from localize.findings import MrToPetRecord
 from localize.registration.initialise import rotation_angle_deg
 
 # Plausibility limits for a patient imaged twice lying supine: the patient-based
@@ -42,7 +44,7 @@ class Registration:
     rotation_deg: float = float("nan")
     stop_condition: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MrToPetRecord:
         """findings.json ``registration.mr_to_pet``: matrix_lps (MR -> PET LPS), metric, method, quality."""
         return {
             "matrix_lps": [[float(v) for v in row] for row in self.matrix_mr_to_pet_lps],
@@ -55,15 +57,36 @@ class Registration:
         }
 
 
+class LinearTransform(Protocol):
+    """A centred linear ITK transform (Euler3D, Affine, Similarity3D, VersorRigid3D, ...).
+
+    SimpleITK's classes share these methods but no base class declares them.
+    """
+
+    def GetMatrix(self) -> Sequence[float]: ...
+    def GetCenter(self) -> Sequence[float]: ...
+    def GetTranslation(self) -> Sequence[float]: ...
+    def SetMatrix(self, matrix: Sequence[float]) -> None: ...
+    def SetCenter(self, center: Sequence[float]) -> None: ...
+    def SetTranslation(self, translation: Sequence[float]) -> None: ...
+
+
+def as_linear(transform: sitk.Transform) -> LinearTransform:
+    """``transform`` as the linear transform it is: a downcast SimpleITK transform object (what
+    ``optimise`` and ``load_transform`` return for a linear transform), typed ``sitk.Transform``."""
+    return cast(LinearTransform, transform)
+
+
 def linear_matrix(transform: sitk.Transform) -> np.ndarray:
     """4x4 matrix of a linear ITK transform (or the first, linear, member of a composite), as it maps points."""
     while transform.GetName() == "CompositeTransform":
         transform = sitk.CompositeTransform(transform).GetNthTransform(0)
-    matrix = np.array(transform.GetMatrix()).reshape(3, 3)
-    centre = np.array(transform.GetCenter())
+    linear = as_linear(transform)
+    matrix = np.array(linear.GetMatrix()).reshape(3, 3)
+    centre = np.array(linear.GetCenter())
     out = np.eye(4)
     out[:3, :3] = matrix
-    out[:3, 3] = np.array(transform.GetTranslation()) + centre - matrix @ centre
+    out[:3, 3] = np.array(linear.GetTranslation()) + centre - matrix @ centre
     return out
 
 

@@ -39,7 +39,7 @@ def site_call(site: str) -> dict[str, str]:
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def automatic_findings(out: Path) -> dict[str, Any]:

@@ -10,7 +10,6 @@ The review is recorded in findings.json under ``review`` (the schema allows extr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -20,10 +19,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from localize.errors import StudyError
-from localize.findings import Findings, number_lesions, validate_findings
+from localize.findings import Findings, Lesion, number_lesions, validate_findings
 from localize.review.volumes import LABELS_FILE, PET_FILE, VOLUMES
 
 if TYPE_CHECKING:
+    from localize.detection.segment import SegmentationSettings
     from localize.pipeline import Analysis
 
 AUTOMATIC = "automatic"
@@ -46,11 +46,12 @@ def keep_automatic(out: Path) -> Path:
     return kept
 
 
-def _settings(doc: dict[str, Any]):
+def _settings(doc: dict[str, Any]) -> SegmentationSettings:
     from localize.detection.segment import SegmentationSettings
 
     recorded = doc["parameters"]["segmentation"]
-    return SegmentationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}  # JSON values
+    return SegmentationSettings(**values)
 
 
 def _labels_and_pet(out: Path) -> tuple[np.ndarray, sitk.Image]:
@@ -62,7 +63,8 @@ def _labels_and_pet(out: Path) -> tuple[np.ndarray, sitk.Image]:
     return sitk.GetArrayFromImage(labels).astype(np.uint16), read_nifti(out / VOLUMES / PET_FILE)
 
 
-def _grow_added(point_lps_mm, taken: np.ndarray, pet: sitk.Image, doc: dict[str, Any]):
+def _grow_added(point_lps_mm, taken: np.ndarray, pet: sitk.Image,
+                doc: dict[str, Any]) -> tuple[np.ndarray, Lesion] | None:
     """``segment_seeded`` with the run's recorded settings, outside ``taken`` (z, y, x bool)."""
     from localize.detection.segment import segment_seeded
 
@@ -96,7 +98,8 @@ def reviewed_findings(out: Path, review: dict[str, Any]) -> tuple[Findings, np.n
     changes, masks = [], []
     for lesion in findings.lesions:
         if lesion.id in dropped:
-            changes.append(f"lesion {lesion.id} removed ({'rejected' if lesion.id not in review['deleted'] else 'deleted'})")
+            how = "rejected" if lesion.id not in review["deleted"] else "deleted"
+            changes.append(f"lesion {lesion.id} removed ({how})")
             continue
         relabel = review["relabels"].get(str(lesion.id))
         if relabel:
@@ -167,7 +170,9 @@ def _load_analysis(out: Path, findings: Findings, labels_zyx: np.ndarray) -> Ana
     missing = [p for items in files.values() for p in items if not p.is_file()]
     if missing:
         raise StudyError("an input of the run is no longer there; the DICOM exports need it", missing[0])
-    study = open_inputs(StudyInputs(**files), findings.tracer["family_detail"])
+    study_inputs = StudyInputs(pet=files["pet"], ct=files.get("ct", []), mr=files.get("mr", []),
+                               rtstruct=files.get("rtstruct", []))
+    study = open_inputs(study_inputs, findings.tracer["family_detail"])
     pet, ct, mr = study.pet, study.ct, study.mr
     ct_to_pet = None
     if ct is not None:

@@ -3,7 +3,8 @@
 ``volumes/pet_suv.nii.gz`` (SUVbw, float32, PET grid), ``volumes/ct.nii.gz`` (HU, int16, the CT's
 extent and axes, voxels no finer than the PET's nor than ``DISPLAY_MM``: the page fuses the layers
 on the CT's grid, whose size sets its drawing time; a 4 mm PET's study draws in ~2.5 s in a browser
-without a GPU, at a 1.9 mm CT ~30 s; the planning exports use the DICOM CT) and, with a registration that passed its check, ``volumes/mr.nii.gz``: the MR's own voxels placed
+without a GPU, at a 1.9 mm CT ~30 s; the planning exports use the DICOM CT) and, with a registration
+that passed its check, ``volumes/mr.nii.gz``: the MR's own voxels placed
 in the PET/CT frame by the registration's linear part (no resampling; a B-spline refinement's
 residual is left out, at most a few mm). The lesion label map is the run's ``lesions.nii.gz``.
 """
