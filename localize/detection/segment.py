@@ -215,21 +215,7 @@ def segment_lesions(
     if bone is not None:
         threshold[bone] = bone_t
 
-    physio = suppression_for(
-        suv,
-        anatomy.masks,
-        spacing,
-        organs=s.suppress_organs,
-        excess_organs=s.suppress_excess_organs,
-        halo_organs=s.halo_organs,
-        organ_margin_mm=s.organ_margin_mm,
-        halo_mm=s.halo_mm,
-        excess_sd=s.excess_sd,
-        ureter_threshold_suv=soft_t if s.ureters else None,
-        ureter_min_length_mm=s.ureter_min_length_mm,
-        ureter_max_area_mm2=s.ureter_max_area_mm2,
-        halo_sd_factor=s.halo_sd_factor,
-    )
+    physio = suppression_for(suv, anatomy.masks, spacing, s, ureter_threshold_suv=soft_t if s.ureters else None)
     organ_any = physio.any_organ(suv.shape)
     detect = physio.detection  # SUV with urine spill-over flattened: lesions touching the bladder keep their maximum
 
