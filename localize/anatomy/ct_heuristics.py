@@ -98,12 +98,13 @@ def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, y, x
 
 
-def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None,
-               dropped: dict[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float], float, list[str]]:
-    """(masks, levels z mm, midline x mm, warnings) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
+def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None
+               ) -> tuple[CTParts, float]:
+    """(masks, levels z mm, warnings and dropped structures; midline x mm) from CT ``hu`` and PET ``suv``
+    arrays on ``grid``.
 
-    ``warnings`` name each structure left out because it failed its own check, and why; so
-    does ``dropped`` (structure -> why) when given. Levels include ``no_lung_below``, the
+    The warnings name each structure left out because it failed its own check, and why; so
+    does ``dropped`` (structure -> why). Levels include ``no_lung_below``, the
     top of the CT's body, when the field shows no lung and no lung candidate was dropped.
 
     ``ct`` (HU, its own grid) is searched for the disc gaps of the spine; without it
@@ -150,9 +151,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
                          ctx.voxel_ml)
     if bowel.any():
         masks["bowel"] = bowel
-    if dropped is not None:
-        dropped.update(found.dropped)
-    return masks, levels, midline_x, found.warnings
+    return found, midline_x
 
 
 def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
