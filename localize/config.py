@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from localize.errors import ConfigError
+from localize.tracers import GENERIC_PIPELINE, PROFILES
 
 EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration", "viewer")
 #: The exports that are DICOM objects (what a DICOM node or STOW-RS can send on).
@@ -34,16 +35,6 @@ DICOM_EXPORTS = ("rtstruct", "rtstruct_mr", "seg", "registration")
 TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")
 REFINE = (None, "affine", "bspline")
 STATUSES = ("auto", "post_prostatectomy", "post_radiotherapy")
-
-# The pipeline chosen when none is given, by tracer family (localize.load.tracer).
-DEFAULT_PIPELINE = {
-    "psma_ga68": "psma-salvage-rt",
-    "psma_f18_renal": "psma-salvage-rt",
-    "psma_f18_hepatobiliary": "psma-1007",
-    "fluciclovine": "fluciclovine",
-}
-#: The pipeline of every other tracer family (FDG, choline, ...): research use.
-GENERIC_PIPELINE = "generic"
 
 
 @dataclass
@@ -104,8 +95,10 @@ def is_pipeline_file(value: str) -> bool:
 
 
 def default_pipeline(tracer_family: str) -> PipelineConfig:
-    """The pipeline a tracer family gets when the user names none."""
-    name = DEFAULT_PIPELINE.get(tracer_family, GENERIC_PIPELINE if tracer_family != "unknown" else None)
+    """The pipeline a tracer family gets when the user names none (its profile's; the generic one for
+    names without a profile)."""
+    profile = PROFILES.get(tracer_family)
+    name = profile.default_pipeline if profile is not None else GENERIC_PIPELINE
     if name is None:
         raise ConfigError(
             f"no default pipeline for tracer family {tracer_family!r}; name one with --pipeline "

@@ -146,7 +146,8 @@ def test_gas_mixed_stool_in_the_pelvis_is_not_lung(phantom):
     hu[colon] = np.where(rng.random(colon.sum()) < 0.6, -1000.0, -50.0)
     hu[colon] = _smooth_in(hu, colon)[colon]
     assert -750 < np.median(hu[colon]) < -400
-    masks, levels, _, warnings = ct_anatomy(hu, suv, pet)
+    parts, _ = ct_anatomy(hu, suv, pet)
+    masks, levels, warnings = parts.masks, parts.levels, parts.warnings
     assert "lung_left" not in masks and "lung_right" not in masks and "diaphragm" not in levels
     assert any(w.startswith("lung candidate") and "dropped" in w for w in warnings)
     assert "no lungs found" in " ".join(warnings), warnings

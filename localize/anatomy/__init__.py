@@ -56,13 +56,13 @@ def build_anatomy(
         work = working_grid(pet)  # the PET grid, or a coarser one over the same field for a fine PET
         work_pet = pet if work is pet else sitk.Resample(pet, work, sitk.Transform(), sitk.sitkLinear, 0.0)
         work_suv = suv if work is pet else sitk.GetArrayViewFromImage(work_pet).astype(np.float32)
-        masks, levels, midline, warnings = ct_anatomy(ct_on_grid(ct, work_pet), work_suv, work_pet, ct,
-                                                      dropped=anatomy.dropped)
-        masks = masks_to_grid(masks, work_pet, pet)
-        anatomy.warnings += warnings
+        parts, midline = ct_anatomy(ct_on_grid(ct, work_pet), work_suv, work_pet, ct)
+        masks = masks_to_grid(parts.masks, work_pet, pet)
+        anatomy.warnings += parts.warnings
+        anatomy.dropped.update(parts.dropped)
         anatomy.masks.update(masks)
         anatomy.sources.update({name: "ct" for name in masks})
-        anatomy.levels_z_mm.update(levels)
+        anatomy.levels_z_mm.update(parts.levels)
         anatomy.midline_x_mm = midline
     else:
         anatomy.warnings.append("no CT: built-in anatomy skipped, only imported structures are used")

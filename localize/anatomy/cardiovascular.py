@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from localize.anatomy.ct_context import CTContext
 from localize.anatomy.grids import bounding_box
 
 AORTA_RADIUS_MM = (6.0, 17.0)  # in-plane depth of the lumen centre: 12-34 mm wide [REC]
@@ -39,23 +40,23 @@ def _soft(hu: np.ndarray, body: np.ndarray, bone: np.ndarray) -> np.ndarray:
     return (hu > _SOFT_HU[0]) & (hu < _SOFT_HU[1]) & body & ~bone
 
 
-def aorta_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, spine: np.ndarray, spacing: np.ndarray,
-               z_mm: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray, midline_x: float, starts_z_mm: dict[str, float],
-               bottom_z_mm: float, top_z_mm: float) -> np.ndarray:
-    """The aorta (bool z, y, x) from ``bottom_z_mm`` (bifurcation) to ``top_z_mm``.
+def aorta_mask(ctx: CTContext, spine: np.ndarray, starts_z_mm: dict[str, float], bottom_z_mm: float,
+               top_z_mm: float) -> np.ndarray:
+    """The aorta (bool z, y, x) on the CT of ``ctx`` from ``bottom_z_mm`` (bifurcation) to ``top_z_mm`` (LPS z).
 
     ``starts_z_mm`` maps a window of ``AORTA_WINDOWS_MM`` ("abdominal", "thoracic") to the level
     where a track starts, in order; ``spine`` holds the vertebral bodies. A track ends where an
     earlier one has drawn.
     """
-    soft = _soft(hu, body, bone)
-    out = np.zeros(hu.shape, bool)
+    spacing, z_mm, y_mm, x_mm = ctx.spacing, ctx.z_mm, ctx.y_mm, ctx.x_mm
+    soft = _soft(ctx.hu, ctx.body, ctx.bone)
+    out = np.zeros(ctx.hu.shape, bool)
     slices = np.flatnonzero((z_mm >= min(bottom_z_mm, top_z_mm)) & (z_mm <= max(bottom_z_mm, top_z_mm)))
     if slices.size == 0:
         return out
     for window, start_z_mm in starts_z_mm.items():
         k0 = int(slices[np.argmin(np.abs(z_mm[slices] - start_z_mm))])
-        start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, midline_x, AORTA_WINDOWS_MM[window])
+        start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, ctx.midline_x, AORTA_WINDOWS_MM[window])
         if start is not None:
             _track(soft, spacing, y_mm, x_mm, slices, k0, start, out)
     return out
@@ -120,9 +121,10 @@ def _centre_near(soft: np.ndarray, spacing: np.ndarray, y_mm: np.ndarray, x_mm: 
     return float(y_mm[r]), float(x_mm[c]), float(depth[r, c])
 
 
-def heart_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, lungs: np.ndarray, spacing: np.ndarray,
-               z_mm: np.ndarray, diaphragm_z_mm: float, voxel_ml: float) -> np.ndarray | None:
-    """The heart (bool z, y, x): soft tissue at least ``HEART_CORE_MM`` deep between the lungs above the diaphragm."""
+def heart_mask(ctx: CTContext, lungs: np.ndarray, diaphragm_z_mm: float) -> np.ndarray | None:
+    """The heart (bool z, y, x) on the CT of ``ctx``: soft tissue at least ``HEART_CORE_MM`` deep between the
+    ``lungs`` above the diaphragm (LPS z ``diaphragm_z_mm``)."""
+    hu, spacing, z_mm = ctx.hu, ctx.spacing, ctx.z_mm
     if not lungs.any():
         return None
     lung_slices = np.flatnonzero(lungs.any((1, 2)))
@@ -132,7 +134,7 @@ def heart_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, lungs: np.nda
         rows = np.flatnonzero(lungs[k].any(1))
         zone[k, max(rows.min() - 10, 0) : rows.max() + 1, cols.min() : cols.max() + 1] = True
     zone &= (z_mm >= diaphragm_z_mm - 2.0 * spacing[0])[:, None, None]
-    soft = _soft(hu, body, bone) & zone
+    soft = _soft(hu, ctx.body, ctx.bone) & zone
     box = bounding_box(soft, pad=1)  # its rim of non-soft voxels keeps the distances within it exact
     if box is None:
         return None
@@ -145,6 +147,6 @@ def heart_mask(hu: np.ndarray, body: np.ndarray, bone: np.ndarray, lungs: np.nda
     core = labels == int(np.argmax(sizes)) + 1
     heart = np.zeros(hu.shape, bool)
     heart[box] = soft & (ndimage.distance_transform_edt(~core, sampling=spacing) <= HEART_CORE_MM)
-    if not HEART_ML[0] <= heart.sum() * voxel_ml <= HEART_ML[1]:
+    if not HEART_ML[0] <= heart.sum() * ctx.voxel_ml <= HEART_ML[1]:
         return None
     return heart

@@ -134,11 +134,9 @@ def gland_problem(gland: np.ndarray, spacing: np.ndarray, voxel_ml: float, z_mm:
     return None
 
 
-def reject(names: list[str], why: str, warnings: list[str], dropped: dict[str, str] | None) -> None:
-    """Record that the structures ``names`` (one warning for them all) were left out, and why."""
-    warnings.append(f"{' and '.join(names)} dropped: {why}")
-    if dropped is not None:
-        dropped.update({name: why for name in names})
+def rejection(names: list[str], why: str) -> tuple[str, dict[str, str]]:
+    """(one warning for them all, name -> why) saying that the structures ``names`` were left out, and why."""
+    return f"{' and '.join(names)} dropped: {why}", {name: why for name in names}
 
 
 def check_anatomy(anatomy: Anatomy) -> None:
@@ -156,7 +154,9 @@ def _drop(anatomy: Anatomy, name: str, why: str) -> None:
         return
     del anatomy.masks[name]
     anatomy.sources.pop(name, None)
-    reject([name], why, anatomy.warnings, anatomy.dropped)
+    warning, dropped = rejection([name], why)
+    anatomy.warnings.append(warning)
+    anatomy.dropped.update(dropped)
     levels, structures = _DEPENDENTS.get(name, ((), ()))
     if name.startswith("vertebrae_"):
         levels = (*levels, name.removeprefix("vertebrae_"))

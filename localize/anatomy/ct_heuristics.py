@@ -29,13 +29,15 @@ top / bottom from the pubic bone; diaphragm = lung base.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_problem
-from localize.anatomy.checks import reject as _reject
+from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
 from localize.anatomy.spine import spine_segments
 from localize.detection.metrics import zyx_to_lps
@@ -96,43 +98,33 @@ def axis_mm(grid: sitk.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, y, x
 
 
-def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None,
-               dropped: dict[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float], float, list[str]]:
-    """(masks, levels z mm, midline x mm, warnings) from CT ``hu`` and PET ``suv`` arrays on ``grid``.
+def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image | None = None
+               ) -> tuple[CTParts, float]:
+    """(masks, levels z mm, warnings and dropped structures; midline x mm) from CT ``hu`` and PET ``suv``
+    arrays on ``grid``.
 
-    ``warnings`` name each structure left out because it failed its own check, and why; so
-    does ``dropped`` (structure -> why) when given. Levels include ``no_lung_below``, the
+    The warnings name each structure left out because it failed its own check, and why; so
+    does ``dropped`` (structure -> why). Levels include ``no_lung_below``, the
     top of the CT's body, when the field shows no lung and no lung candidate was dropped.
 
     ``ct`` (HU, its own grid) is searched for the disc gaps of the spine; without it
     ``hu`` (on ``grid``) is used, which misses the thin thoracic discs on a coarse grid.
     """
-    spacing = np.array(grid.GetSpacing()[::-1])
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    z_mm, y_mm, x_mm = axis_mm(grid)
-    masks: dict[str, np.ndarray] = {}
-    levels: dict[str, float] = {}
-    warnings: list[str] = []
-
-    body = _fill_slices(_largest(hu > -500))
-    masks["body"] = body
-    bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
-                            MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
-    masks["bone"] = bone
-
-    # midline: centre of the body in x, weighted by slice (robust to arms)
-    midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
+    ctx = ct_context(hu, suv, grid)
+    body, z_mm, x_mm, midline_x = ctx.body, ctx.z_mm, ctx.x_mm, ctx.midline_x
+    found = CTParts(masks={"body": body, "bone": ctx.bone})
+    masks, levels = found.masks, found.levels
     right_side = x_mm[None, None, :] < midline_x  # LPS: +x is the patient's left
-    dropped = {} if dropped is None else dropped
-    lungs = _lungs(hu, voxel_ml, z_mm, warnings, dropped)
+    lungs, rejected = _lungs(ctx)
+    found.add(rejected)
     why = lung_problem(lungs & ~right_side, lungs & right_side, body, z_mm, x_mm, midline_x) if lungs.any() else None
     if why:
-        _reject(["lung_left", "lung_right"], why, warnings, dropped)
+        found.add(CTParts.rejected(["lung_left", "lung_right"], why))
         lungs = np.zeros_like(lungs)
     ct_native = ct if ct is not None else _image_like(hu, grid)
-    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, y_mm))
+    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))
     lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
-    _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels, lung_bottom, warnings)
+    found.add(_spine_and_pelvis(ctx, segments, lung_bottom))
     if lungs.any():
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
@@ -141,21 +133,41 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
             if masks["lung_right"].any():  # the right dome, over the liver
                 levels["diaphragm_right"] = float(z_mm[np.flatnonzero(masks["lung_right"].any((1, 2)))].min())
         else:
-            warnings.append("no diaphragm level: the lungs reach the lowest slice, so their bases lie below the field")
+            found.warnings.append("no diaphragm level: the lungs reach the lowest slice, so their bases lie below "
+                                  "the field")
     else:
-        warnings.append("no lungs found: no diaphragm level (a lesion is called supradiaphragmatic only above it)")
-        if not any(name.startswith("lung") for name in dropped):
+        found.warnings.append("no lungs found: no diaphragm level (a lesion is called supradiaphragmatic only "
+                              "above it)")
+        if not any(name.startswith("lung") for name in found.dropped):
             levels["no_lung_below"] = float(z_mm[np.flatnonzero(body.any((1, 2)))].max())
-    _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x)
-    _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels)
-    _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml, warnings, dropped)
-    _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, lung_bottom)
-    _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml)
+    bladder = _bladder(ctx, levels)
+    if bladder is not None:
+        masks["urinary_bladder"] = bladder
+    masks.update(_heart_and_aorta(ctx, lungs, masks, levels))
+    found.add(_prostate(ctx, masks, levels))
+    masks.update(_avid_organs(ctx, masks, levels, lung_bottom))
+    masks.update(_avid_pancreas(ctx, masks, levels))
     bowel = bowel_uptake(suv, hu, body & ~ndimage.binary_dilation(_union(masks, _NOT_BOWEL, body.shape), iterations=1),
-                         voxel_ml)
+                         ctx.voxel_ml)
     if bowel.any():
         masks["bowel"] = bowel
-    return masks, levels, midline_x, warnings
+    return found, midline_x
+
+
+def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
+    """The ``CTContext`` of CT ``hu`` and PET ``suv`` (z, y, x on ``grid``): its axes, body, bone and midline.
+
+    body: HU > -500, largest component, holes filled per slice; bone: HU > ``BONE_HU`` in the body,
+    small holes (marrow) filled per slice; midline: the body's centre in x, weighted by slice (robust to arms).
+    """
+    spacing = np.array(grid.GetSpacing()[::-1])
+    z_mm, y_mm, x_mm = axis_mm(grid)
+    body = _fill_slices(_largest(hu > -500))
+    bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
+                            MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
+    midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
+    return CTContext(hu=hu, suv=suv, grid=grid, spacing=spacing, z_mm=z_mm, y_mm=y_mm, x_mm=x_mm,
+                     voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x=midline_x)
 
 
 # Lungs: parenchyma density (HU -960..-400; pure air outside the patient and in bowel gas is ~-1000) in
@@ -165,9 +177,11 @@ LUNG_MIN_ML = 150.0
 LUNG_MAX_MEDIAN_HU = -700.0
 
 
-def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str], dropped: dict[str, str]
-           ) -> np.ndarray:
-    """The lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung."""
+def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
+    """(the lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung,
+    the candidates left out)."""
+    hu, voxel_ml, z_mm = ctx.hu, ctx.voxel_ml, ctx.z_mm
+    rejected = CTParts()
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
     labels, _ = ndimage.label(air)
     lungs = np.zeros_like(air)
@@ -181,9 +195,9 @@ def _lungs(hu: np.ndarray, voxel_ml: float, z_mm: np.ndarray, warnings: list[str
             lungs[box] |= part
             continue
         bottom = float(z_mm[box[0]][part.any((1, 2))].min())
-        _reject([f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm)"],
-                f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)", warnings, dropped)
-    return lungs
+        rejected.add(CTParts.rejected([f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm)"],
+                                      f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)"))
+    return lungs, rejected
 
 
 # Marrow cavities in an axial slice are smaller than this (adult lumbar body ~14 cm², femoral head
@@ -213,7 +227,7 @@ _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver",
               "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
 
 
-def _union(masks: dict[str, np.ndarray], names: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
+def _union(masks: Mapping[str, np.ndarray], names: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(shape, bool)
     for name in names:
         if name in masks:
@@ -254,11 +268,15 @@ def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml:
     return np.isin(labels, keep)
 
 
-def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, voxel_ml, warnings, dropped) -> None:
-    """The intact prostate: a soft-tissue organ on the midline behind the lower symphysis, below the bladder."""
+def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[str, float]) -> CTParts:
+    """The intact prostate (and seminal vesicles): a soft-tissue organ on the midline behind the lower
+    symphysis, below the bladder; or the soft tissue there left out, and why."""
+    hu, body, spacing, voxel_ml = ctx.hu, ctx.body, ctx.spacing, ctx.voxel_ml
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    out = CTParts()
     pubic = masks.get("pubic_symphysis")
     if pubic is None or "symphysis_bottom" not in levels:
-        return
+        return out
     pubis_y = float(np.median(y_mm[np.argwhere(pubic)[:, 1]]))
     # the gland lies within ~6 cm behind the pubis (rectum behind it), from the symphysis bottom to the bladder neck
     z_lo, z_hi = levels["symphysis_bottom"], levels["symphysis_top"] + 30.0
@@ -266,25 +284,25 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
     xsel = np.abs(x_mm - midline_x) <= 40.0
     crop = _crop_around(zsel, ysel, xsel, 1)  # all below lies in the box; the bladder is read a voxel around it
     if crop is None:
-        return
+        return out
     z_crop, shape = z_mm[crop[0]], body.shape
     box = zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
-    tissue = (hu[crop] > 0.0) & (hu[crop] < 100.0) & body[crop] & box & ~masks["bone"][crop]
+    tissue = (hu[crop] > 0.0) & (hu[crop] < 100.0) & body[crop] & box & ~ctx.bone[crop]
     if "urinary_bladder" in masks:
         tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"][crop], iterations=1)
     tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
     soft = ndimage.binary_opening(tissue, iterations=1) & (z_crop <= levels["symphysis_top"])[:, None, None]
     if not soft.any():
-        return
+        return out
     gland = _largest(soft)
     behind = float(y_mm[crop[1]][np.argwhere(gland)[:, 1]].mean()) - pubis_y
     why = gland_problem(_in_volume(gland, crop, shape), spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
     if why:
         if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
-            _reject(["prostate"], f"the soft-tissue component behind the symphysis is not a gland: {why}",
-                    warnings, dropped)
-        return
-    masks["prostate"] = _in_volume(_fill_slices(gland), crop, shape)
+            out.add(CTParts.rejected(["prostate"],
+                                     f"the soft-tissue component behind the symphysis is not a gland: {why}"))
+        return out
+    out.masks["prostate"] = _in_volume(_fill_slices(gland), crop, shape)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
     near = ndimage.distance_transform_edt(~gland, sampling=spacing) <= 30.0
     centre_z = float(z_crop[np.argwhere(gland)[:, 0]].mean())
@@ -295,7 +313,8 @@ def _prostate(hu, body, masks, levels, spacing, y_mm, x_mm, z_mm, midline_x, vox
         if 1.0 <= part.sum() * voxel_ml <= 20.0 and (near[sl] & part).any():
             vesicles[sl] |= part
     if vesicles.any():
-        masks["seminal_vesicles"] = _in_volume(vesicles, crop, shape)
+        out.masks["seminal_vesicles"] = _in_volume(vesicles, crop, shape)
+    return out
 
 
 def _in_volume(part: np.ndarray, crop: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -321,19 +340,22 @@ def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     return (z * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (x * spacing[2]) ** 2 <= radius_mm**2
 
 
-def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, masks, levels, lung_bottom_mm,
-                      warnings) -> None:
-    """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid.
+def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_bottom_mm: float | None) -> CTParts:
+    """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid, with
+    their levels; ``segments``: the spine's segments between disc gaps (LPS z mm, bottom up).
 
     Without a sacrum (thick pelvic bone beside the lowest spinal segment, below the lungs) no
     vertebra is named and no pelvic structure is built; a warning says so.
     """
+    bone, spacing, z_mm, y_mm, x_mm, midline_x = ctx.bone, ctx.spacing, ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    out = CTParts()
+    masks, levels = out.masks, out.levels
     strip = np.abs(x_mm - midline_x) <= 20.0
     column = bone & strip[None, None, :]
     if not column.any() or not segments:
-        return
+        return out
     # vertebral bodies: the most anterior bone of the midline strip in each slice (spinous processes behind)
-    behind = (y_mm >= _body_centre_y(masks["body"], y_mm) - 20.0)[None, :, None]
+    behind = (y_mm >= _body_centre_y(ctx.body, y_mm) - 20.0)[None, :, None]
     column &= behind
     depth_vox = int(round(30.0 / spacing[1]))
     spine = np.zeros_like(bone)
@@ -352,9 +374,9 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
     i = next((j for j, (z0, z1) in enumerate(segments)
               if z1 - z0 >= SACRUM_MIN_MM and pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
     if i is None:
-        warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
-                        "spinal segment, below the lungs) in view")
-        return
+        out.warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
+                            "spinal segment, below the lungs) in view")
+        return out
     sacrum_z = segments[i]
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
     levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
@@ -382,6 +404,7 @@ def _spine_and_pelvis(bone, segments, spacing, z_mm, y_mm, x_mm, midline_x, mask
         masks["pubic_symphysis"] = pubic
         zs = np.flatnonzero(pubic.any((1, 2)))
         levels["symphysis_top"], levels["symphysis_bottom"] = float(z_mm[zs].max()), float(z_mm[zs].min())
+    return out
 
 
 VERTEBRA_NAMES = ("L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2",
@@ -402,8 +425,9 @@ def _in_z(mask: np.ndarray, z_mm: np.ndarray, z0: float, z1: float) -> np.ndarra
     return out
 
 
-def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
-    """Urine: the water-density component of the low pelvis, out to its partial-volume edge.
+def _bladder(ctx: CTContext, levels: Mapping[str, float]) -> np.ndarray | None:
+    """Urine (bool z, y, x): the water-density component of the low pelvis, out to its partial-volume edge;
+    None when not found.
 
     The fluid range finds the urine; its edge is then placed where the CT reads half water,
     half fat (``BLADDER_EDGE_HU``), one voxel out at most and only where the PET shows urine
@@ -411,24 +435,25 @@ def _bladder(hu, suv, body, masks, levels, x_mm, z_mm, midline_x) -> None:
     every side, also where the grid cuts the base or dome between two slices. Tissue at the
     wall that is cooler than urine (a recurrence at the bladder base) stays outside.
     """
+    x_mm, z_mm, midline_x = ctx.x_mm, ctx.z_mm, ctx.midline_x
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
-        return
+        return None
     window = (z_mm >= levels["symphysis_bottom"]) & (z_mm <= levels["pelvic_inlet"])
     near = np.abs(x_mm - midline_x) <= 60.0
     # the filters below read at most 3 voxels beyond the window: work on it grown by 3
-    crop = _crop_around(window, np.ones(body.shape[1], bool), near, 3)
+    crop = _crop_around(window, np.ones(ctx.body.shape[1], bool), near, 3)
     if crop is None:
-        return
-    hu, suv, body = hu[crop], suv[crop], body[crop]
+        return None
+    hu, suv, body = ctx.hu[crop], ctx.suv[crop], ctx.body[crop]
     fluid = (hu > FLUID_HU[0]) & (hu < FLUID_HU[1]) & body
     fluid = ndimage.binary_opening(ndimage.median_filter(fluid.astype(np.uint8), size=3).astype(bool), iterations=1)
     fluid &= window[crop[0]][:, None, None] & near[crop[2]][None, None, :]
     if not fluid.any():
-        return
+        return None
     urine = _largest(fluid)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
-    masks["urinary_bladder"] = _in_volume(urine | edge, crop, masks["body"].shape)
+    return _in_volume(urine | edge, crop, ctx.body.shape)
 
 
 # Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
@@ -436,9 +461,9 @@ BLADDER_EDGE_HU = -50.0
 BLADDER_EDGE_FRACTION = 0.4  # a blurred edge voxel of urine keeps about half its activity; a base lesion less [REC]
 
 
-def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml,
-                 lung_bottom_mm: float | None) -> None:
-    """Liver, spleen, kidneys, salivary glands: PET-avid soft tissue where each organ lies.
+def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[str, float],
+                 lung_bottom_mm: float | None) -> dict[str, np.ndarray]:
+    """Liver, spleen, kidneys, salivary glands (name -> bool z, y, x): PET-avid soft tissue where each organ lies.
 
     Each organ has a box from the landmarks and a volume range [REC: adult organ volumes, liver
     1-2.5 l, spleen 0.1-0.6 l, kidney 0.1-0.3 l, parotid 15-40 ml, submandibular 5-15 ml]. In
@@ -446,12 +471,13 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
     within the range. The hottest organ of a box can be a neighbour (a kidney in the liver's
     box), so the boxes are revisited with the organs found so far taken out, until none is added.
     """
+    hu, suv, body, spacing, voxel_ml = ctx.hu, ctx.suv, ctx.body, ctx.spacing, ctx.voxel_ml
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
     kidney_soft = kidney_tissue(hu, body, masks)
     dia = levels.get("diaphragm", lung_bottom_mm)  # the lung bases bound the boxes even below the field
     if dia is None:
-        _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml)
-        return
+        return _kidneys_below_the_lungs(ctx, soft, kidney_soft, masks, levels)
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     left, offset = x_mm > midline_x, np.abs(x_mm - midline_x)
     posterior = y_mm > _body_centre_y(body, y_mm)
@@ -474,10 +500,11 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
             boxes[f"submandibular_gland_{side}"] = ((top - 160, top - 60), sel & (offset > 15), any_y, (2.0, 30.0))
     taken = np.zeros_like(body)
     gap_vox = max(int(np.ceil(RIB_GAP_MM / float(spacing[1:].min()))), 1)
+    organs: dict[str, np.ndarray] = {}
     for _ in range(3):
         found = False
         for name, ((z0, z1), xsel, ysel, size_ml) in boxes.items():
-            if name in masks:
+            if name in masks or name in organs:
                 continue
             zsel = (z_mm >= z0) & (z_mm <= z1)
             # everything below stays within gap_vox + 3 voxels of the box: work on that crop
@@ -487,16 +514,17 @@ def _avid_organs(hu, suv, body, masks, levels, spacing, z_mm, y_mm, x_mm, midlin
             tissue = (kidney_soft if name.startswith("kidney") else soft)[crop]
             zone = (zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
                     & tissue & ~taken[crop])
-            organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], masks["bone"][crop], y_mm[crop[1]],
+            organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], ctx.bone[crop], y_mm[crop[1]],
                                    background, size_ml, voxel_ml, gap_vox,
                                    spine_y if name.startswith("kidney") else None)
             if organ is None:
                 continue
-            masks[name] = _in_volume(_fill_slices(organ), crop, body.shape)
-            taken[crop] |= ndimage.binary_dilation(masks[name][crop])
+            organs[name] = _in_volume(_fill_slices(organ), crop, body.shape)
+            taken[crop] |= ndimage.binary_dilation(organs[name][crop])
             found = True
         if not found:
             break
+    return organs
 
 
 def _crop_around(zsel: np.ndarray, ysel: np.ndarray, xsel: np.ndarray, pad: int) -> tuple[slice, ...] | None:
@@ -570,16 +598,17 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
     return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
 
 
-def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
+def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: Mapping[str, np.ndarray]) -> np.ndarray:
     """Where a kidney can lie on CT: soft tissue up to ``KIDNEY_MAX_HU`` (the renal cortex enhances to
     150-250 HU on contrast CT, above ``BONE_HU``), outside the named bones grown by a voxel."""
     bones = _union(masks, ("hip_left", "hip_right", "sacrum", "spine", "pubic_symphysis"), body.shape)
     return (hu > SOFT_HU[0]) & (hu < KIDNEY_MAX_HU) & body & ~ndimage.binary_dilation(bones)
 
 
-def _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_mm, y_mm, x_mm, midline_x,
-                             voxel_ml) -> None:
-    """Kidneys in a field whose top lies below the lungs (pelvis, lower abdomen), from the pelvic inlet up.
+def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.ndarray, masks: Mapping[str, np.ndarray],
+                             levels: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Kidneys (name -> bool z, y, x) in a field whose top lies below the lungs (pelvis, lower abdomen), from
+    the pelvic inlet up; ``soft``, ``kidney_soft``: soft tissue and where a kidney can lie on CT.
 
     Each side's kidney is the largest avid soft-tissue component beside the spine (30-140 mm off the
     midline, its centre no more anterior than the vertebral bodies), above the inlet less
@@ -587,9 +616,12 @@ def _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_m
     then at least ``KIDNEY_POLE_MIN_ML``), grown through the zone down to ``EDGE_FRACTION`` of it. Avid: at least half the side's 99.5th centile SUV and
     ``KIDNEY_OVER_SOFT`` x the median soft tissue. No lungs, no diaphragm: liver and spleen are not sought.
     """
+    suv, spacing, voxel_ml = ctx.suv, ctx.spacing, ctx.voxel_ml
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    kidneys: dict[str, np.ndarray] = {}
     inlet = levels.get("pelvic_inlet")
     if inlet is None or "spine" not in masks or not masks["spine"].any():
-        return
+        return kidneys
     spine_y = float(y_mm[np.argwhere(masks["spine"])[:, 1]].mean())
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     top_k = int(np.argmax(z_mm)) if kidney_soft[int(np.argmax(z_mm))].any() else None
@@ -628,7 +660,8 @@ def _kidneys_below_the_lungs(soft, kidney_soft, suv, masks, levels, spacing, z_m
             reach = ndimage.binary_dilation(organ, structure=_ball(KIDNEY_SINUS_MM, spacing))
             organ |= np.isin(labels, np.unique(labels[reach & avid]))
             organ = ndimage.binary_propagation(organ, mask=zone & (suv >= EDGE_FRACTION * ref))
-            masks[name] = _fill_slices(organ)
+            kidneys[name] = _fill_slices(organ)
+    return kidneys
 
 
 # The pancreas where it is avid (fluciclovine, more so than the liver: docs/detection.md#physiological-uptake-fluciclovine): uptake above
@@ -646,11 +679,14 @@ _NOT_PANCREAS = ("bone", "spleen", "aorta", "urinary_bladder")
 _GROWN_INTO_PANCREAS = ("liver", "kidney_left", "kidney_right")  # PET-based rules that can take its hot parts
 
 
-def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> None:
-    """An avid pancreas, taken out of the liver and kidneys whose PET-based rules grow into it."""
+def _avid_pancreas(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[str, float]
+                   ) -> dict[str, np.ndarray]:
+    """An avid pancreas, and the liver and kidneys whose PET-based rules grow into it without it
+    (name -> bool z, y, x; empty when there is none)."""
+    hu, suv, body, spacing, z_mm, voxel_ml = ctx.hu, ctx.suv, ctx.body, ctx.spacing, ctx.z_mm, ctx.voxel_ml
     top, bottom, liver = levels.get("T10"), levels.get("L3"), masks.get("liver")
     if top is None or bottom is None or liver is None or not liver.any():
-        return
+        return {}
     liver_level = float(np.median(suv[liver]))
     band = ((z_mm >= bottom) & (z_mm <= top))[:, None, None]
     smooth = ndimage.gaussian_filter(suv, 1.0)  # the liver's voxel noise must not link up into a "rod"
@@ -664,14 +700,11 @@ def _avid_pancreas(hu, suv, body, masks, levels, spacing, z_mm, voxel_ml) -> Non
                 and _lies_across((np.argwhere(part) + [b.start for b in box]) * spacing)):
             pancreas[box] |= part
     if not pancreas.any():
-        return
+        return {}
     # its blurred rim, down to halfway between the liver's uptake and its own
     rim_level = 0.5 * (liver_level + float(np.median(suv[pancreas])))
     pancreas |= ndimage.binary_dilation(pancreas, iterations=1) & (suv >= rim_level) & body & band
-    masks["pancreas"] = pancreas
-    for name in _GROWN_INTO_PANCREAS:
-        if name in masks:
-            masks[name] = masks[name] & ~pancreas
+    return {"pancreas": pancreas} | {name: masks[name] & ~pancreas for name in _GROWN_INTO_PANCREAS if name in masks}
 
 
 def _lies_across(points_mm: np.ndarray) -> bool:
@@ -683,26 +716,29 @@ def _lies_across(points_mm: np.ndarray) -> bool:
                 and abs(axes[0, -1]) <= PANCREAS_MAX_AXIS_Z)
 
 
-def _heart_and_aorta(hu, lungs, spacing, z_mm, y_mm, x_mm, midline_x, voxel_ml, masks, levels) -> None:
+def _heart_and_aorta(ctx: CTContext, lungs: np.ndarray, masks: Mapping[str, np.ndarray],
+                     levels: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Heart above the diaphragm; aorta from the bifurcation up, tracked from T8 (or the nearest named
-    mid-thoracic level) and from L3 (or the nearest named lumbar level)."""
-    body, bone = masks["body"], masks["bone"]
+    mid-thoracic level) and from L3 (or the nearest named lumbar level). Name -> bool z, y, x."""
+    z_mm = ctx.z_mm
+    out: dict[str, np.ndarray] = {}
     if "diaphragm" in levels:
-        heart = heart_mask(hu, body, bone, lungs, spacing, z_mm, levels["diaphragm"], voxel_ml)
+        heart = heart_mask(ctx, lungs, levels["diaphragm"])
         if heart is not None:
-            masks["heart"] = heart
+            out["heart"] = heart
     starts = {window: next((levels[name] for name in names if name in levels), None)
               for window, names in (("thoracic", ("T8", "T9", "T7")), ("abdominal", ("L3", "L2", "L4", "L1", "T12")))}
     starts = {window: z for window, z in starts.items() if z is not None}
     if not starts or "spine" not in masks:
-        return
+        return out
     bottom = levels.get("aortic_bifurcation", float(z_mm.min()))
     top = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].max()) if lungs.any() else float(z_mm.max())
-    aorta = aorta_mask(hu, body, bone, masks["spine"], spacing, z_mm, y_mm, x_mm, midline_x, starts, bottom, top)
+    aorta = aorta_mask(ctx, masks["spine"], starts, bottom, top)
     if aorta.any():
-        masks["aorta"] = aorta
-        if "heart" in masks:
-            masks["heart"] &= ~ndimage.binary_dilation(aorta)
+        out["aorta"] = aorta
+        if "heart" in out:
+            out["heart"] &= ~ndimage.binary_dilation(aorta)
+    return out
 
 
 def _image_like(array: np.ndarray, grid: sitk.Image) -> sitk.Image:

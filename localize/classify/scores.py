@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from localize.findings import Lesion
+from localize.tracers import tracer_profile
 
 FLUCICLOVINE_SIZE_MM = 10.0
 
@@ -48,14 +49,14 @@ def expression_scores(lesions: list[Lesion], references: dict[str, Any], tracer_
     ``tracer_family``: a localize.load.tracer family (``psma_ga68``, ``psma_f18_renal``,
     ``psma_f18_hepatobiliary``, ``fluciclovine`` ...) or the contract's ``psma``.
     """
-    psma = tracer_family.startswith("psma")
+    mipsma_organ = tracer_profile(tracer_family).mipsma_organ
     blood = reference_mean(references, "blood_pool")
-    organ = reference_mean(references, "spleen" if tracer_family == "psma_f18_hepatobiliary" else "liver")
+    organ = reference_mean(references, mipsma_organ) if mipsma_organ is not None else None
     parotid = reference_mean(references, "parotid")
     marrow = reference_mean(references, "marrow_l3")
     marrow = marrow if marrow is not None else reference_mean(references, "marrow")
     for lesion in lesions:
-        lesion.mipsma = mipsma_score(lesion.suv_max, blood, organ, parotid, promise_version) if psma else None
+        lesion.mipsma = mipsma_score(lesion.suv_max, blood, organ, parotid, promise_version) if mipsma_organ else None
         lesion.fluciclovine_suspicious = None
         if tracer_family == "fluciclovine":
             large = lesion.max_diameter_mm >= FLUCICLOVINE_SIZE_MM

@@ -19,12 +19,16 @@ Three kinds of suppression:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from localize.detection.metrics import ball
+
+if TYPE_CHECKING:  # segment imports this module
+    from localize.detection.segment import SegmentationSettings
 
 # How far the urine seen on PET may lie from a CT mask of the bladder (two PET voxels of 4-5 mm: a CT mask
 # drawn against muscle on low-dose CT, or a bladder filling between CT and PET) and how much hotter than the
@@ -245,45 +249,39 @@ def suppression_for(
     suv: np.ndarray,
     masks: dict[str, np.ndarray],
     spacing_zyx: np.ndarray,
+    settings: SegmentationSettings,
     *,
-    organs: tuple[str, ...],
-    excess_organs: tuple[str, ...],
-    halo_organs: tuple[str, ...],
-    organ_margin_mm: float,
-    halo_mm: float,
-    excess_sd: float,
     ureter_threshold_suv: float | None,
-    ureter_min_length_mm: float,
-    ureter_max_area_mm2: float,
-    halo_sd_factor: float,
 ) -> Suppression:
-    """Build the physiology masks for one study from its anatomy ``masks`` and SUV array (z, y, x)."""
+    """Build the physiology masks for one study from its anatomy ``masks`` and SUV array (z, y, x;
+    ``spacing_zyx`` mm) with the organ and halo settings of ``settings``; ureters are tracked at
+    ``ureter_threshold_suv`` (None: not)."""
     out = Suppression(detection=suv.copy())
-    for group in organs:
+    for group in settings.suppress_organs:
         mask = group_mask(masks, group)
         if mask is not None and mask.any():
-            out.organ[group] = _dilate(mask, organ_margin_mm, spacing_zyx)
-    for group in excess_organs:
+            out.organ[group] = _dilate(mask, settings.organ_margin_mm, spacing_zyx)
+    for group in settings.suppress_excess_organs:
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
-        out.excess[group] = excess_limits(suv, mask, spacing_zyx, organ_margin_mm, excess_sd,
+        out.excess[group] = excess_limits(suv, mask, spacing_zyx, settings.organ_margin_mm, settings.excess_sd,
                                           PLATEAU_CONTRAST if group == "bowel" else 0.0)
-    for group in halo_organs:
+    for group in settings.halo_organs:
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
         mask = with_partial_volume_rim(suv, mask, spacing_zyx)
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
-        out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, halo_mm)
+        out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, settings.halo_mm)
         out.urine[group] = float(np.median(suv[mask]))
         wall = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3))) & ~mask
         out.walls = wall if out.walls is None else out.walls | wall
     # in a halo, only what stands out of the spill-over noise of its patch counts
     significant = np.ones(suv.shape, bool)
     for noise, background in out.halo.values():
-        significant &= (noise == 0) | (out.detection - background >= halo_sd_factor * noise)
+        significant &= (noise == 0) | (out.detection - background >= settings.halo_sd_factor * noise)
     out.significant = significant
     if ureter_threshold_suv is not None:
         tracks = ureter_tracks(
@@ -291,9 +289,9 @@ def suppression_for(
             out.any_organ(suv.shape),
             spacing_zyx,
             threshold_suv=ureter_threshold_suv,
-            min_length_mm=ureter_min_length_mm,
-            max_area_mm2=ureter_max_area_mm2,
-            margin_mm=organ_margin_mm,
+            min_length_mm=settings.ureter_min_length_mm,
+            max_area_mm2=settings.ureter_max_area_mm2,
+            margin_mm=settings.organ_margin_mm,
         )
         if tracks.any():
             out.organ["ureters"] = tracks

@@ -21,6 +21,7 @@ from scipy.signal import fftconvolve
 from localize.anatomy.grids import bounding_box, mean_index
 from localize.anatomy.model import Anatomy
 from localize.detection.metrics import ball, spacing_zyx_mm, zyx_to_lps
+from localize.tracers import GENERIC_PLAUSIBLE_SUV, tracer_profile
 
 LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, docs/detection.md#reference-regions)
 BLOOD_POOL_RADIUS_MM = 5.0  # 1 cm diameter, as PERCIST's cylinder in the aorta (Wahl et al. 2009) ...
@@ -36,17 +37,6 @@ BLOOD_POOL_CLEARANCE_MM = 10.0
 AVID_ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas", "urinary_bladder", "bowel", "small_bowel",
                "colon", "duodenum", "stomach")
 
-# Plausible SUVmean ranges per tracer family. 18F-DCFPyL liver: mean +- 3 SD of
-# 5.1 +- 0.7 (Li et al. JNM 2017;58:942-6, PMC5450367; docs/detection.md#reference-regions). Other ranges were
-# not found in the literature; these wide bounds [REC] only catch gross errors.
-PLAUSIBLE_SUV: dict[tuple[str, str], tuple[float, float]] = {
-    ("psma_f18_renal", "liver"): (2.9, 7.1),
-    ("psma_ga68", "liver"): (1.5, 12.0),
-    ("psma_f18_hepatobiliary", "liver"): (3.0, 25.0),
-    ("psma_f18_hepatobiliary", "spleen"): (3.0, 25.0),
-    ("fluciclovine", "liver"): (2.0, 15.0),
-}
-GENERIC_PLAUSIBLE_SUV = (0.3, 40.0)
 
 
 @dataclass
@@ -73,7 +63,12 @@ def reference_regions(
     *,
     exclude: np.ndarray | None = None,
 ) -> dict[str, ReferenceRegion]:
-    """Reference VOIs found in ``anatomy`` on the SUVbw image; ``exclude`` (bool z, y, x) marks lesions."""
+    """Reference VOIs found in ``anatomy`` on the SUVbw image; ``exclude`` (bool z, y, x) marks lesions.
+
+    ``tracer_family``: a tracer family or segmentation preset name (``localize.tracers.tracer_profile``),
+    whose profile gives the blood-pool level and the plausible SUVmean ranges.
+    """
+    profile = tracer_profile(tracer_family)
     suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
     spacing = spacing_zyx_mm(pet_suv)
     masks = anatomy.masks
@@ -89,8 +84,7 @@ def reference_regions(
             vois["liver"] = voi
     if "aorta" in masks:
         levels = anatomy.levels_z_mm
-        # descending thoracic aorta (PERCIST, docs/detection.md#reference-regions): beside T8 when the vertebrae are named, else the diaphragm
-        level = levels.get("L3") if tracer_family == "fluciclovine" else levels.get("T8", levels.get("diaphragm"))
+        level = next((levels[name] for name in profile.blood_pool_levels if name in levels), None)
         avid = [masks[name] for name in AVID_ORGANS if name in masks]
         clear = clear_of(masks["aorta"], _union(avid), spacing, BLOOD_POOL_CLEARANCE_MM) if avid else None
         voi = aorta_cylinder(pet_suv, clear, spacing, level) if clear is not None else None
@@ -118,7 +112,7 @@ def reference_regions(
             values = _without_outliers(values)
         mean, sd = float(values.mean()), float(values.std())
         centre = zyx_to_lps(pet_suv, mean_index(voi))
-        lo, hi = PLAUSIBLE_SUV.get((tracer_family, name), GENERIC_PLAUSIBLE_SUV)
+        lo, hi = profile.plausible_suv.get(name, GENERIC_PLAUSIBLE_SUV)
         warning = None
         if not lo <= mean <= hi:
             warning = (

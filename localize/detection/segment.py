@@ -27,6 +27,7 @@ from localize.findings import Candidate, Lesion, number_lesions
 from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 from localize.detection.physiology import PAIR_MM, URINE_EDGE, Suppression, mirrored_glands, group_mask, robust_mean_sd, suppression_for
 from localize.detection.reference import ReferenceRegion, reference_regions
+from localize.tracers import GENERIC_PRESET, PROFILES
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
 DELINEATIONS = ("percent_max", "threshold")
@@ -100,68 +101,8 @@ class SegmentationSettings:
 # Mol Imaging 2008;35:1989-99): at 41 % of SUVmax a focus 1.5 x an avid gland would take the whole gland.
 ORGAN_DELINEATION = 0.5
 
-# Bowel and an intact prostate take up the tracer diffusely (docs/detection.md#physiological-uptake-psma), the heart holds the blood
-# pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
-# gland or a node against a bowel loop or the heart stays detectable [REC].
-_PSMA_RENAL = dict(
-    method="fixed_suv",
-    detect_suv=3.0,
-    bone_suv=3.0,
-    suppress_organs=("salivary_glands", "kidneys", "urinary_bladder"),
-    suppress_excess_organs=("liver", "spleen", "bowel", "prostate", "heart"),
-    halo_organs=("urinary_bladder",),
-    ureters=True,
-    min_local_contrast=1.8,  # see LOCAL_CONTRAST below
-)
-
-# Tracer presets (docs/detection.md, physiological uptake of PSMA and fluciclovine): excretion and organ masks per family.
-PRESETS: dict[str, dict[str, Any]] = {
-    "psma_ga68": {**_PSMA_RENAL, "reference_region": "liver"},
-    "psma_f18_renal": {**_PSMA_RENAL, "reference_region": "liver"},
-    # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (PROMISE V2); its unspecific marrow
-    # uptake (docs/detection.md#physiological-uptake-psma) sets the bone threshold, PERCIST-style against the lumbar marrow [REC].
-    "psma_f18_hepatobiliary": {**_PSMA_RENAL, "reference_region": "spleen", "bone_reference_region": "marrow"},
-    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (docs/detection.md#physiological-uptake-fluciclovine). Soft tissue above the
-    # aortic blood pool, bone above the marrow (docs/detection.md#fluciclovine-criteria), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
-    # floor above the skeletal-muscle background (docs/detection.md#physiological-uptake-fluciclovine) [REC].
-    "fluciclovine": dict(
-        method="percist",
-        detect_suv=3.0,
-        bone_suv=3.0,
-        reference_region="blood_pool",
-        bone_reference_region="marrow",
-        grow_floor_suv=2.0,
-        suppress_organs=("pancreas",),
-        suppress_excess_organs=("liver", "spleen", "kidneys", "bowel", "prostate", "heart"),
-        halo_organs=("urinary_bladder",),
-        ureters=False,
-    ),
-    # Research use, for tracers without a preset of their own (FDG, choline, others): PERCIST's
-    # measurability threshold, 1.5 x liver mean + 2 SD, or 2.0 x blood-pool mean + 2 SD without a liver
-    # (Wahl et al. J Nucl Med 2009;50 Suppl 1:122S, docs/detection.md#percist); urine, brain and myocardium are the
-    # physiological FDG uptake suppressed, bowel, liver and spleen judged against their own uptake.
-    "generic": dict(
-        method="percist",
-        detect_suv=2.5,
-        bone_suv=None,
-        reference_region="liver",
-        fallback_region="blood_pool",
-        suppress_organs=("brain", "kidneys", "urinary_bladder", "salivary_glands"),
-        suppress_excess_organs=("liver", "spleen", "bowel", "heart"),
-        halo_organs=("urinary_bladder",),
-        ureters=True,
-        # focal uptake at least twice its surroundings: a tumour-to-background ratio of 2, so the noise
-        # peaks of muscle, marrow and bowel plateaus that pass a fixed floor are not lesions [REC]; no
-        # test against the spread of the surroundings: FDG lesions are often large and heterogeneous,
-        # their shell straddling tumour and muscle (a sarcoma's hottest spot stands 2.3 x its surroundings
-        # but only 3 of their SDs above them)
-        min_local_contrast=2.0,
-        local_contrast_sd=0.0,
-    ),
-}
-
-#: Tracer families (``localize.load.tracer.FAMILIES``) without a preset of their own get this one.
-GENERIC_PRESET = "generic"
+# Tracer presets (docs/detection.md#physiological-uptake-psma): each tracer family's profile gives its preset's settings.
+PRESETS: dict[str, dict[str, Any]] = {p.preset: dict(p.segmentation) for p in PROFILES.values()}
 
 
 def preset_for(tracer_family: str) -> str:
@@ -274,21 +215,7 @@ def segment_lesions(
     if bone is not None:
         threshold[bone] = bone_t
 
-    physio = suppression_for(
-        suv,
-        anatomy.masks,
-        spacing,
-        organs=s.suppress_organs,
-        excess_organs=s.suppress_excess_organs,
-        halo_organs=s.halo_organs,
-        organ_margin_mm=s.organ_margin_mm,
-        halo_mm=s.halo_mm,
-        excess_sd=s.excess_sd,
-        ureter_threshold_suv=soft_t if s.ureters else None,
-        ureter_min_length_mm=s.ureter_min_length_mm,
-        ureter_max_area_mm2=s.ureter_max_area_mm2,
-        halo_sd_factor=s.halo_sd_factor,
-    )
+    physio = suppression_for(suv, anatomy.masks, spacing, s, ureter_threshold_suv=soft_t if s.ureters else None)
     organ_any = physio.any_organ(suv.shape)
     detect = physio.detection  # SUV with urine spill-over flattened: lesions touching the bladder keep their maximum
 

@@ -15,14 +15,10 @@ from typing import Any
 
 import pydicom
 
-FAMILIES = (
-    "psma_ga68",
-    "psma_f18_renal",
-    "psma_f18_hepatobiliary",
-    "fluciclovine",
-    "fdg",
-    "unknown",
-)
+from localize.tracers import PROFILES
+
+#: The tracer families, one ``localize.tracers.TracerProfile`` each.
+FAMILIES = tuple(PROFILES)
 
 # Physical half-lives used when a nuclide must be told from RadionuclideHalfLife
 # (0018,1075) alone (docs/suv.md#half-lives: 18F 6586.2 s, 68Ga 4062.6 s, 64Cu 45720 s; NNDC ENSDF).
@@ -78,25 +74,8 @@ _NUCLIDE_PATTERNS = (
     ("F18", re.compile(r"\bf[-_ ^]*18|18[-_ ^]*f|fluorine")),
 )
 
-_AGENT_FAMILY = {
-    "PSMA-11": "psma_ga68",
-    "PSMA-617": "psma_ga68",
-    "DCFPyL": "psma_f18_renal",
-    "rhPSMA-7.3": "psma_f18_renal",
-    "DCFBC": "psma_f18_renal",
-    "PSMA-1007": "psma_f18_hepatobiliary",
-    "fluciclovine": "fluciclovine",
-    "FDG": "fdg",
-}
-
-_CONTRACT_FAMILY = {
-    "psma_ga68": "psma",
-    "psma_f18_renal": "psma",
-    "psma_f18_hepatobiliary": "psma",
-    "fluciclovine": "fluciclovine",
-    "fdg": "fdg",
-    "unknown": "unknown",
-}
+# Agent -> family, from each family's profile.
+_AGENT_FAMILY = {agent: profile.family for profile in PROFILES.values() for agent in profile.agents}
 
 
 @dataclass(frozen=True)
@@ -133,7 +112,7 @@ class TracerInfo:
 
 def contract_family(family: str) -> str:
     """The findings contract's family ("psma", "fluciclovine", "fdg", "unknown") of a ``FAMILIES`` member."""
-    return _CONTRACT_FAMILY[family]
+    return PROFILES[family].contract_family
 
 
 def _get(ds: Any, keyword: str) -> Any:
