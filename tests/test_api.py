@@ -15,7 +15,7 @@ import pytest
 import localize
 from localize.errors import DicomReadError, LocalizeError, StudyError
 
-from conftest import tree_digest
+from helpers.data import tree_digest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 HEAVY = ("numpy", "SimpleITK", "pydicom", "pandas", "matplotlib", "scipy", "skimage", "highdicom")

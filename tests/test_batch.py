@@ -16,7 +16,7 @@ from localize.batch.run import BatchSettings, run_batch, run_study_process
 from localize.errors import LocalizeError
 from localize.sample_data import LesionSpec
 
-from conftest import tree_digest
+from helpers.data import tree_digest
 
 LESIONS = (LesionSpec("obturator", 12, 8.0, "left"), LesionSpec("bone_pelvis", 14, 12.0, "right"))
 

@@ -9,7 +9,10 @@ from localize.anatomy.checks import check_anatomy, lung_problem
 from localize.anatomy.model import Anatomy
 from localize.classify import classify_lesions, infer_status, stage
 
-from test_classify import _box, _coords, _grid, _lesion
+from helpers.grid import box as _box
+from helpers.grid import coords as _coords
+from helpers.grid import grid as _grid
+from helpers.grid import lesion as _lesion
 
 X, Y, Z = _coords()
 Z_MM, X_MM = Z[:, 0, 0], X[0, 0, :]

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from matplotlib import image as mpimg
 
 from localize.export.report import write_report
-from test_rtstruct import findings_for, lesion_label_image
+from helpers.images import findings_for, lesion_label_image
 
 CHROMIUM = Path("/usr/bin/chromium")
 

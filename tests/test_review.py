@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import Select
 from localize.pipeline import run_study
 from localize.review.server import ReviewServer
 
-from test_run_e2e import check_contract
+from helpers.contract import check_contract
 
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
