@@ -27,7 +27,7 @@ from localize.node.queue import NodeQueue
 from localize.export.privacy import pseudo_uid
 from localize.sample_data import LesionSpec
 
-from orthanc_server import Orthanc, free_port
+from helpers.orthanc import Orthanc, free_port
 from helpers.tools import dciodvfy_errors
 
 NODE_AET = "LOCALIZE"
