@@ -19,6 +19,8 @@ from localize.sample_data import LesionSpec
 from helpers.data import tree_digest
 from helpers.tools import dciodvfy_errors
 
+pytestmark = pytest.mark.slow
+
 LESIONS = (LesionSpec("obturator", 12, 8.0, "left"), LesionSpec("bone_pelvis", 14, 12.0, "right"))
 
 

@@ -214,6 +214,7 @@ def test_a_gland_is_gland_sized_round_behind_the_pubis_and_at_the_bladder_base()
     assert "outside 12-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)
 
 
+@pytest.mark.slow
 def test_gas_filled_colon_at_the_top_of_a_pelvis_field_is_not_lung(phantom):
     # ascending and descending colon distended with gas (-850 HU, 2 x 200 ml) reaching the field's top: a
     # lateral pair of aerated-looking volumes with nothing above them to judge by, but just above the hips

@@ -26,6 +26,8 @@ from localize.sample_data.dicom_writer import save
 
 from helpers.images import rtstruct_for, small_ct_slice
 
+pytestmark = pytest.mark.slow
+
 
 EXAMPLES = int(os.environ.get("LOCALIZE_FUZZ_EXAMPLES", 1260))  # per target: four targets, > 5,000 inputs per run
 TRIED = {"inputs": 0}

@@ -21,6 +21,8 @@ from localize.load.volume import load_series
 
 from helpers.contract import check_contract
 
+pytestmark = pytest.mark.slow
+
 CAPS = dict(ct_matrix_cap=256)
 
 

@@ -22,6 +22,8 @@ from localize.pipeline import analyse
 from localize.load.volume import load_series
 from localize.load.plan import single_plan
 
+pytestmark = pytest.mark.slow
+
 SEED = 3
 POSITION_TOLERANCE_MM = 1.0
 

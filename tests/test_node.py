@@ -30,6 +30,8 @@ from localize.sample_data import LesionSpec
 from helpers.orthanc import Orthanc, free_port
 from helpers.tools import dciodvfy_errors
 
+pytestmark = pytest.mark.slow
+
 NODE_AET = "LOCALIZE"
 # The smallest phantom the tests use (128 CT matrix, pelvis, one nodal lesion), with an MR so a registration goes out.
 SPEC = dict(seed=31, ct_matrix=128, with_mr=True, lesions=(LesionSpec("obturator", 12, 8.0, "left"),))

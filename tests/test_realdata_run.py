@@ -24,7 +24,7 @@ from localize.export.rtstruct import rtstruct_to_masks
 from helpers.contract import check_contract
 from helpers.tools import dciodvfy_errors
 
-pytestmark = pytest.mark.testdata
+pytestmark = [pytest.mark.testdata, pytest.mark.slow]
 
 STUDY = "studies/tcia-sts-001"
 

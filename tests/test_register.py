@@ -34,6 +34,8 @@ from localize.load.volume import load_series
 
 from helpers.tools import require_tool
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_1M = (1000.0, -400.0, 300.0)  # MR frame origin about a metre from the PET/CT frame's
 

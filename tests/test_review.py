@@ -27,6 +27,8 @@ from localize.review.server import ReviewServer
 from helpers.contract import check_contract
 from helpers.tools import dciodvfy_errors, require_tool
 
+pytestmark = pytest.mark.slow
+
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1400,1000",

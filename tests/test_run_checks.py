@@ -25,6 +25,8 @@ from localize.export.table import lesion_table_from_doc
 
 from helpers.contract import check_contract
 
+pytestmark = pytest.mark.slow
+
 
 def _analysed(folder: Path, *, with_ct: bool = True, status: str = "auto"):
     files = single_plan(index_folder(folder)).manifest()["files"]

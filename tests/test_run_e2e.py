@@ -22,6 +22,8 @@ from localize.load.plan import single_plan
 from helpers.contract import check_contract
 from helpers.data import tree_digest
 
+pytestmark = pytest.mark.slow
+
 TARGET_TOLERANCE_MM = 4.0  # about one PET voxel: a detection must sit on its true lesion
 MR_TARGET_TOLERANCE_MM = 5.0  # target error plus registration error, both in the MR frame
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
@@ -111,6 +112,7 @@ def test_convert_names_files_safely_from_hostile_series_descriptions(tmp_path):
     assert sidecar["series_instance_uid"].startswith("1.2.3.4.5.")
 
 
+@pytest.mark.slow
 def test_batch_study_folders_are_safe_whatever_the_study_date(tmp_path):
     out = tmp_path / "out"
     plan = StudyPlan("patient", "1.2.3", "../../../etc/evil\x00")
