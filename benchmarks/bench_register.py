@@ -14,6 +14,7 @@ initialisation, in the same process, one after the other.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
+    if importlib.util.find_spec("itk") is None:
+        raise SystemExit("elastix, the baseline, is not installed: pip install -e '.[bench]' (itk-elastix)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for extent, matrix in (("whole_body", 512), ("pelvis", 256)):

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from localize.errors import DicomReadError, SeriesError
 from localize.export.rtstruct import build_rtstruct, rtstruct_to_masks, write_rtstruct
+from localize.sample_data.dicom_writer import save
 
 from helpers.images import FFS, HFS, findings_for, lesion_label_image, volume_series
 from helpers.tools import dciodvfy_errors
@@ -227,7 +228,7 @@ def test_rt_utils_structure_sets(testdata, tmp_path):
     for roi in ds.StructureSetROISequence:
         roi.ReferencedFrameOfReferenceUID = ct.headers[0].FrameOfReferenceUID
     fixed = tmp_path / "rt_fixed.dcm"
-    ds.save_as(fixed)
+    save(ds, fixed)
     mask_zyx = sitk.GetArrayFromImage(rtstruct_to_masks(fixed, ct)["ROI-1"])
     assert mask_zyx[1].sum() == 0
     outer, inner = (np.asarray(c.ContourData, dtype=float).reshape(-1, 3) for c in ds.ROIContourSequence[0].ContourSequence)
