@@ -7,7 +7,7 @@ written with Modality OT (it has no SUV tags), so it times the series path.
 Where ../shared/testdata is present, the real whole-body PET of tcia-sts-001
 (GE, 267 slices at 3.19-3.29 mm) is converted too, SUV included, and the two
 NIfTI grids are compared (shape and affine, as nibabel reorients them).
-Needs the Debian package dcm2niix. Run: python3 benchmarks/bench_convert.py
+Needs the Debian package dcm2niix. Run: python -m benchmarks convert
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).parent)]  # repo first
-from bench_load import CASES, write_case  # noqa: E402
+import nibabel as nib
+import numpy as np
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-
-from localize.export.convert import convert_folder  # noqa: E402
+from benchmarks.bench_load import CASES, write_case
+from benchmarks.common import report
+from localize.export.convert import convert_folder
 
 REAL_PET = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "studies" / "tcia-sts-001" / "FDG_PET" / "image"
 
@@ -56,6 +55,7 @@ def compare(name: str, folder: Path, tmp: Path) -> None:
     print(f"{name}: localize convert {best['localize']:.2f} s, dcm2niix {best['dcm2niix']:.2f} s,"
           f" ratio {best['localize'] / best['dcm2niix']:.2f}; shapes {ours.shape} / {theirs.shape},"
           f" grids {'identical (0.1 mm)' if same else 'DIFFERENT'}")
+    report(f"localize convert {name}", best["localize"], "s", baseline=best["dcm2niix"])
 
 
 def main() -> None:

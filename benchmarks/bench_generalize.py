@@ -18,7 +18,7 @@ Figures are pooled per tracer, per field of view and per clinical situation, the
 issue-level targets (found >= 0.97, false <= 0.2 per study, region >= 0.98, site >= 0.90, target
 median <= 2 mm, SUVmax within 10 %) are printed beside them.
 
-Run: python3 benchmarks/bench_generalize.py [--n 16] [--train] [--ct-matrix-cap 256] [--extents whole_body pelvis]
+Run: python -m benchmarks generalize -- [--n 16] [--train] [--ct-matrix-cap 256] [--extents whole_body pelvis]
          [--keep DIR] [--json OUT.json]
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -36,12 +35,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository first
-
-from localize.errors import LocalizeError  # noqa: E402
-from localize.pipeline import run_study  # noqa: E402
-from localize.sample_data import VALIDATION_SEED_START, StudyTruth, VariedSpec, make_study  # noqa: E402
-from localize.sample_data.scoring import score  # noqa: E402
+from benchmarks.common import report
+from localize.errors import LocalizeError
+from localize.pipeline import run_study
+from localize.sample_data import VALIDATION_SEED_START, StudyTruth, VariedSpec, make_study
+from localize.sample_data.scoring import score
 
 TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
 STATUSES = ("post_prostatectomy", "post_radiotherapy")
@@ -148,6 +146,11 @@ def main() -> None:
     print(line("all", total))
     print("targets:", ", ".join(f"{k} {'<=' if k in ('false_per_study', 'target_median_mm') else '>='} {v}"
                                 for k, v in TARGETS.items()))
+    for key, target in TARGETS.items():
+        lower = key in ("false_per_study", "target_median_mm")
+        unit = "mm" if key.endswith("_mm") else "per study" if key == "false_per_study" else "fraction"
+        report(f"generalize {key} ({len(studies)} studies)", float(total[key]), unit, target=target,
+               higher_is_better=not lower)
     if args.json:
         args.json.write_text(json.dumps({"studies": studies, "all": total}, indent=1, default=float))
 

@@ -11,7 +11,7 @@ DICOM files, then times, in this one process:
 Prints files/s for each (best of interleaved runs) and the ratio to the baseline. Target: >= 1,000
 files/s on a 2-core machine.
 
-    python3 benchmarks/bench_index.py [--studies 16] [--repeat 3] [--keep DIR]
+    python -m benchmarks index -- [--studies 16] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -24,39 +24,26 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from benchmarks.common import report
 from localize.load.index import index_folder
-
-CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
-
+from localize.sample_data.dicom_writer import one_slice, save
 
 def _series_template(modality: str, patient: str, study_uid: str, frame_uid: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = PET_STORAGE if modality == "PT" else CT_STORAGE
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.PatientName, ds.PatientID = f"BENCH^{patient}", patient
-    ds.PatientBirthDate, ds.PatientSex, ds.PatientWeight, ds.PatientSize = "19500101", "M", 80, 1.8
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
-    ds.FrameOfReferenceUID = frame_uid
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20240102"
-    ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime = "100000", "110000", "110000"
-    ds.Modality, ds.SeriesNumber = modality, 2 if modality == "PT" else 1
-    ds.StudyDescription, ds.SeriesDescription = "PSMA PET/CT", f"{modality} WB"
-    ds.Manufacturer, ds.InstitutionName, ds.AccessionNumber = "BENCH", "BENCH HOSPITAL", "A1"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [4.0, 4.0] if modality == "PT" else [0.98, 0.98]
-    ds.SliceThickness = 3.0
-    ds.Rows = ds.Columns = 8
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, (0 if modality == "PT" else -1024)
+    """The first instance of one series: 8x8 pixels and full PET/CT headers."""
+    attributes = dict(
+        PatientName=f"BENCH^{patient}", PatientID=patient, PatientBirthDate="19500101", PatientSex="M",
+        PatientWeight=80, PatientSize=1.8, StudyInstanceUID=study_uid, SeriesInstanceUID=generate_uid(),
+        FrameOfReferenceUID=frame_uid, StudyDate="20240102", SeriesDate="20240102", AcquisitionDate="20240102",
+        StudyTime="100000", SeriesTime="110000", AcquisitionTime="110000",
+        SeriesNumber=2 if modality == "PT" else 1, StudyDescription="PSMA PET/CT", SeriesDescription=f"{modality} WB",
+        Manufacturer="BENCH", InstitutionName="BENCH HOSPITAL", AccessionNumber="A1",
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0], SliceThickness=3.0,
+        RescaleSlope=1, RescaleIntercept=0 if modality == "PT" else -1024,
+    )
     if modality == "PT":
-        ds.Units, ds.DecayCorrection, ds.CorrectedImage = "BQML", "START", ["ATTN", "DECY"]
         info = Dataset()
         info.Radiopharmaceutical = "Ga68 PSMA-11"
         info.RadiopharmaceuticalStartDateTime = "20240102100000"
@@ -64,10 +51,11 @@ def _series_template(modality: str, patient: str, study_uid: str, frame_uid: str
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "C118961", "NCIT", "PSMA-11 Ga^68^"
         info.RadiopharmaceuticalCodeSequence = [code]
-        ds.RadiopharmaceuticalInformationSequence = [info]
-        ds.FrameReferenceTime, ds.ActualFrameDuration = 0, 120000
-    ds.PixelData = np.arange(64, dtype=np.uint16).tobytes()
-    return ds
+        attributes.update(Units="BQML", DecayCorrection="START", CorrectedImage=["ATTN", "DECY"],
+                          RadiopharmaceuticalInformationSequence=[info], FrameReferenceTime=0,
+                          ActualFrameDuration=120000)
+    return one_slice(np.arange(64, dtype=np.uint16).reshape(8, 8), (-16.0, -16.0, 0.0), modality=modality,
+                     spacing_rc=(4.0, 4.0) if modality == "PT" else (0.98, 0.98), **attributes)
 
 
 def make_tree(root: Path, studies: int) -> int:
@@ -79,12 +67,11 @@ def make_tree(root: Path, studies: int) -> int:
         for modality, n_slices in (("PT", 250), ("CT", 350)):
             ds = _series_template(modality, patient, study_uid, frame_uid)
             folder = root / patient / f"study{s}" / modality
-            folder.mkdir(parents=True, exist_ok=True)
             for i in range(n_slices):
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.SOPInstanceUID = generate_uid()
                 ds.InstanceNumber = i + 1
                 ds.ImagePositionPatient = [-16.0, -16.0, -3.0 * i]
-                ds.save_as(folder / f"{i:05d}", enforce_file_format=True)
+                save(ds, folder / f"{i:05d}")
                 count += 1
         (root / patient / "notes.txt").write_text("reading notes\n" * 20)
         count += 1
@@ -138,6 +125,8 @@ def main() -> None:
             elapsed = best[label]
             print(f"index_folder {label}: {elapsed:.2f} s, {n_files / elapsed:.0f} files/s, "
                   f"{base_s / elapsed:.2f}x baseline speed")
+        report("index_folder (process pool)", n_files / best["workers=auto"], "files/s", target=1000,
+               baseline=n_files / base_s, higher_is_better=True)
 
 
 if __name__ == "__main__":

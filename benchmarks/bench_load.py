@@ -6,7 +6,7 @@ folder, then times both readers on the same files in the same process
 fresh subprocess, as a multiple of the float32 volume size.
 
 Targets: time <= 1.3x ImageSeriesReader; peak memory <= 2x the float32 volume.
-Run: python3 benchmarks/bench_load.py
+Run: python -m benchmarks load
 """
 
 from __future__ import annotations
@@ -19,41 +19,31 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
-
+from benchmarks.common import report
 from localize.load.volume import load_series
+from localize.sample_data.dicom_writer import CT_STORAGE, PET_STORAGE, image_series
 
 CASES = {"CT 512x512x300": ("CT", 512, 300, 0.8), "PET 200x200x250": ("PT", 200, 250, 4.0)}
 
 
 def write_case(folder: Path, modality: str, size: int, count: int, step_mm: float) -> list[Path]:
     """A clean axial series with a different RescaleSlope per slice (as PET has)."""
-    folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    sop_class = CTImageStorage if modality == "CT" else PositronEmissionTomographyImageStorage
     base = rng.integers(0, 3000, (size, size), dtype=np.int16)
-    paths = []
-    for k in range(count):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = modality, "1.2.3.4", "1.2.3"
-        ds.ImagePositionPatient = [-250.0, -250.0, k * step_mm]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [500 / size, 500 / size]
+    pixels = np.stack([np.roll(base, k, axis=0) for k in range(count)])
+    names = [f"{rng.integers(1 << 40):x}.dcm" for _ in range(count)]  # names carry no order
+
+    def per_slice(k, ds):
         ds.RescaleSlope = 1 if modality == "CT" else f"{0.5 + k / count:.6f}"
-        ds.RescaleIntercept = -1024 if modality == "CT" else 0
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12 if modality == "CT" else 16, 11 if modality == "CT" else 15, 1
-        ds.PixelData = np.roll(base, k, axis=0).tobytes()
-        path = folder / f"{rng.integers(1 << 40):x}.dcm"  # names carry no order
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3", "1.2.3.4"
+        for keyword in ("FrameOfReferenceUID", "InstanceNumber", "SliceThickness"):
+            delattr(ds, keyword)
+
+    return image_series(folder, pixels, modality=modality, spacing=(500 / size, 500 / size, step_mm),
+                        origin=(-250.0, -250.0, 0.0), orientation=[1, 0, 0, 0, 1, 0], names=names,
+                        per_slice=per_slice, SOPClassUID=CT_STORAGE if modality == "CT" else PET_STORAGE,
+                        RescaleIntercept=-1024 if modality == "CT" else 0,
+                        BitsStored=12 if modality == "CT" else 16, HighBit=11 if modality == "CT" else 15)
 
 
 def simpleitk_read(paths: list[Path]) -> sitk.Image:
@@ -68,10 +58,8 @@ def ours_read(paths: list[Path]) -> sitk.Image:
 
 
 _PEAK_SCRIPT = """
-import sys
 from pathlib import Path
-sys.path.insert(0, {here!r})
-from bench_load import simpleitk_read, ours_read
+from benchmarks.bench_load import simpleitk_read, ours_read
 
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith(key))
@@ -86,8 +74,9 @@ print(status('VmHWM:') - before)
 
 def peak_bytes(func: str, folder: Path) -> int:
     """Peak resident memory added by one read, in a fresh process (bytes)."""
-    script = _PEAK_SCRIPT.format(here=str(Path(__file__).parent), folder=str(folder), func=func)
-    return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    script = _PEAK_SCRIPT.format(folder=str(folder), func=func)
+    return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout)
 
 
 def main() -> None:
@@ -111,6 +100,10 @@ def main() -> None:
             print(f"  peak memory / float32 volume ({volume_bytes / 2**20:.0f} MiB): load_series"
                   f" {peaks['ours'] / volume_bytes:.2f}, ImageSeriesReader {peaks['simpleitk'] / volume_bytes:.2f}"
                   " (target <= 2)")
+            report(f"load_series {name} time", best["ours"], "s", target=1.3 * best["simpleitk"],
+                   baseline=best["simpleitk"])
+            report(f"load_series {name} peak memory", peaks["ours"] / volume_bytes, "x float32 volume", target=2.0,
+                   baseline=peaks["simpleitk"] / volume_bytes)
 
 
 if __name__ == "__main__":

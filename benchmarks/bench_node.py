@@ -10,7 +10,7 @@ SEG and the spatial registration to a Storage SCP in this process. Reported:
 - the baseline: plain ``run_study`` on the same study and pipeline in this process, and
   the node's overhead ratio (latency without the quiet period / run_study).
 
-Run: python benchmarks/bench_node.py [--quiet-period 1] [--ct-matrix 128]
+Run: python -m benchmarks node -- [--quiet-period 1] [--ct-matrix 128]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (CTImageStorage, MRImageStorage, PositronEmissi
                                   RTStructureSetStorage, SegmentationStorage, SpatialRegistrationStorage,
                                   Verification)
 
+from benchmarks.common import report
 from localize.node.scp import send_without_delay
 from localize.pipeline import run_study
 from localize.sample_data import LesionSpec, StudySpec, make_study
@@ -133,6 +134,9 @@ def main() -> None:
           f"(quiet period {args.quiet_period:g} s; {latency_s - args.quiet_period:.2f} s without it)")
     print(f"plain run_study in this process: {baseline_s:.2f} s; "
           f"overhead ratio {(latency_s - args.quiet_period) / baseline_s:.2f}")
+    report("node receive", len(files) / receive_s, "instances/s", higher_is_better=True)
+    report("node last instance -> results stored, without the quiet period", latency_s - args.quiet_period, "s",
+           baseline=baseline_s)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Targets (issue "Pipelines"): one study (load, register, segment, classify, every
 export) <= 30 s and peak memory <= 4 GB; a batch of >= 8 studies runs >= 1.7x
 faster on 2 workers than on 1; a resumed batch redoes no finished study.
 
-Run: python benchmarks/bench_pipeline.py [--studies 8]. The in-process baseline
+Run: python -m benchmarks pipeline -- [--studies 8]. The in-process baseline
 for the single study is loading its series (the unavoidable I/O), so the ratio
 pipeline / load is comparable between machines.
 """
@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import report
 from localize.batch.run import BatchSettings, run_batch
 from localize.batch.catalog import Catalog
 from localize.sample_data import LesionSpec, StudySpec, make_study
@@ -52,6 +53,8 @@ def single_study(root: Path) -> None:
           f"(target <= 4 GB), {r['lesions']} lesions")
     print(f"  steps: {r['timings']}")
     print(f"  baseline (load the three series): {r['load_s']:.1f} s; ratio pipeline / load {r['run_s'] / r['load_s']:.1f}")
+    report("whole-body study end to end", r["run_s"], "s", target=30.0, baseline=r["load_s"])
+    report("whole-body study peak RSS", r["peak_gb"], "GB", target=4.0)
 
 
 def batch(root: Path, n: int) -> None:
@@ -70,18 +73,24 @@ def batch(root: Path, n: int) -> None:
             assert summary["runs"].get("done") == n, summary
         print(f"batch of {n} studies, {label}: 1 worker {times[1]:.1f} s, 2 workers {times[2]:.1f} s, "
               f"speed-up {times[1] / times[2]:.2f}x (target >= 1.7x)")
+        report(f"batch of {n} on 2 workers, {label}", times[2], "s", target=times[1] / 1.7, baseline=times[1])
     finished = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2-None" / "catalog.sqlite").runs()}
     t = time.perf_counter()
     run_batch(archive, root / "batch2-None", BatchSettings(workers=2, progress=False))
     again = {r["study_uid"]: r["finished"] for r in Catalog(root / "batch2-None" / "catalog.sqlite").runs()}
     redone = sum(again[uid] != when for uid, when in finished.items())
     print(f"resume of the finished batch: {time.perf_counter() - t:.1f} s, studies redone: {redone} of {n}")
+    report("studies redone by resuming a finished batch", redone, "studies", target=0)
 
 
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--studies", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         single_study(Path(tmp))
         batch(Path(tmp), args.studies)
+
+
+if __name__ == "__main__":
+    main()

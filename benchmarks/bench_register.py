@@ -8,12 +8,13 @@ its default rigid map (Euler, Mattes MI, 4 levels) with centre-of-gravity
 initialisation, in the same process, one after the other.
 
     python3 -m pip install -e '.[bench]'
-    python3 benchmarks/bench_register.py [--threads N]
+    python -m benchmarks register -- [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from benchmarks.common import report
 from localize.registration import mr_to_pet_points, register_mr
 from localize.registration.initialise import initial_alignment
 from localize.registration.masks import body_mask, downsample
@@ -119,6 +121,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
+    if importlib.util.find_spec("itk") is None:
+        raise SystemExit("elastix, the baseline, is not installed: pip install -e '.[bench]' (itk-elastix)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for extent, matrix in (("whole_body", 512), ("pelvis", 256)):
@@ -151,6 +155,14 @@ def main() -> None:
         accuracy = f"{np.median(tre):7.2f} / {tre.max():7.2f}" if tre is not None else "   failed        "
         extra = f"{note}  x{ratio[0]:.2f}" if ratio else note
         print(f"{name:24} {seed:4d} {n:2d}  {method:20} {accuracy}     {seconds:6.1f}    {extra}")
+    elastix = {(name, seed): (tre, seconds) for name, seed, _, method, tre, seconds, *_ in rows
+               if method == "elastix (CoG init)"}
+    for name, seed, _, method, tre, seconds, *_ in rows:
+        if method == "localize":
+            their_tre, their_s = elastix[(name, seed)]
+            report(f"register {name} seed {seed} time", seconds, "s", baseline=their_s)
+            report(f"register {name} seed {seed} TRE median", float(np.median(tre)), "mm",
+                   baseline=float(np.median(their_tre)) if their_tre is not None else None)
 
 
 if __name__ == "__main__":

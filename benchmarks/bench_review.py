@@ -5,7 +5,7 @@ Times: the run's ``viewer`` export (the review volumes, NIfTI), page load to
 after one rejection and one relabel (target <= 5 s). Each is also given as a ratio to a
 baseline measured in the same process: reading the same volumes with nibabel.
 
-    python3 -m benchmarks.bench_review     (from the repository root; builds the demo study once)
+    python -m benchmarks review     (from the repository root; builds the demo study once)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 
+from benchmarks.common import report
 from localize.demo import demo_study
 from localize.export.nifti import read_nifti
 from localize.pipeline import run_study
@@ -103,6 +104,8 @@ def main() -> None:
     print(f"baseline: nibabel reads the volumes in {base:.2f} s")
     print(f"page ready  {page_s:6.2f} s  target {READY_TARGET_S:.0f} s  ratio to baseline {page_s / base:6.1f}")
     print(f"export      {reviewed_s:6.2f} s  target {EXPORT_TARGET_S:.0f} s  ratio to baseline {reviewed_s / base:6.1f}")
+    report("review page ready", page_s, "s", target=READY_TARGET_S, baseline=base)
+    report("reviewed export", reviewed_s, "s", target=EXPORT_TARGET_S, baseline=base)
 
 
 if __name__ == "__main__":

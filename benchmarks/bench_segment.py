@@ -14,7 +14,7 @@ positive is tallied by the truth organ it lies in (or "other"). ``--seeds`` and 
 phantom patients (seeds other than 1 were not used to tune the presets): the last lines pool every
 study per tracer into sensitivity and false positives per study.
 
-Run: python3 benchmarks/bench_segment.py [--ct-matrix 512] [--label-map] [--seeds 1 11 12] [--extent pelvis]
+Run: python -m benchmarks segment -- [--ct-matrix 512] [--label-map] [--seeds 1 11 12] [--extent pelvis]
          [--without liver bowel small_bowel colon spleen] [--erode-mm 8]
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import resource
 from collections import Counter
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,16 +31,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository first
-
-from localize.anatomy import build_anatomy, read_label_map  # noqa: E402
-from localize.anatomy.imported import masks_from_label_map  # noqa: E402
-from localize.detection.metrics import ball, lps_to_zyx, spacing_zyx_mm  # noqa: E402
-from localize.load.pet import load_pet  # noqa: E402
-from localize.detection.reference import reference_regions  # noqa: E402
-from localize.sample_data import StudySpec, make_study  # noqa: E402
-from localize.detection.segment import segment_lesions  # noqa: E402
-from localize.load.volume import load_series  # noqa: E402
+from benchmarks.common import report
+from localize.anatomy import build_anatomy, read_label_map
+from localize.anatomy.imported import masks_from_label_map
+from localize.detection.metrics import ball, lps_to_zyx, spacing_zyx_mm
+from localize.load.pet import load_pet
+from localize.detection.reference import reference_regions
+from localize.sample_data import StudySpec, make_study
+from localize.detection.segment import segment_lesions
+from localize.load.volume import load_series
 
 FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",
@@ -151,6 +149,8 @@ def main() -> None:
             print(f"{tracer:13s} {r['voxels'] / 1e6:.1f} Mvox  anatomy {r['anatomy_s']:.2f} s  reference "
                   f"{r['reference_s']:.2f} s  segment {r['segment_s']:.2f} s  total {total:.2f} s "
                   f"({total / r['baseline_s']:.0f}x baseline {r['baseline_s']:.3f} s)")
+            report(f"segment {extent} seed {seed} {tracer} anatomy + reference + segmentation", total, "s",
+                   target=10.0 if extent == "whole_body" else None, baseline=r["baseline_s"])
             print(f"{'':13s} sensitivity >=8 mm {r['sens_8mm']}, 5-8 mm {r['sens_5_8mm']}, missed {r['missed']}, "
                   f"FP {r['false_positives']} {dict(Counter(r['false_in']))}, target err median {r['target_err_median_mm']:.2f} mm, "
                   f"SUVmax err median {r['suvmax_err_median_pct']:.1f} %, reference err % {r['reference_err_pct']}")
@@ -171,6 +171,7 @@ def main() -> None:
                 for name, e in errors.items() if e))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak memory (whole process, incl. phantom generation) {peak_gb:.2f} GB")
+    report("segment peak memory (whole process, incl. phantom generation)", peak_gb, "GB", target=3.0)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -13,8 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 # folder first on sys.path, where `localize/` lacks the `localize.pipelines` and `localize.sample_data`
 # that an install maps in from the repository's top-level folders.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
-SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
-SHARED_CONTRACT = REPO.parent / "shared" / "contract"
+
+from helpers.data import SHARED_TESTDATA, build_small_archive  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,29 +43,6 @@ def phantom(tmp_path_factory):
         return built[spec]
 
     return build
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``root`` (to prove an input tree was not written)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def build_small_archive(root: Path) -> tuple[Path, Path]:
-    """Two patients' small PET/CT phantom studies (128 CT matrix, one nodal lesion each) under
-    ``root/archive``, and a fast pipeline file; returns (archive, pipeline)."""
-    import shutil
-
-    from localize.sample_data import LesionSpec, StudySpec, make_study
-
-    for seed in (31, 32):
-        built = root / f"phantom{seed}"
-        make_study(built, StudySpec(seed=seed, extent="pelvis", ct_matrix=128, with_mr=False,
-                                    lesions=(LesionSpec("obturator", 12, 8.0, "left"),)))
-        shutil.copytree(built / "dicom", root / "archive" / f"patient{seed}")
-    pipeline = root / "fast.yaml"
-    pipeline.write_text("extends: psma-salvage-rt\nexports: [findings, csv, rtstruct]\n")
-    return root / "archive", pipeline
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,7 @@ def test_mask_folder_and_rtstruct_masks_become_canonical_masks(tmp_path):
     assert anatomy.warnings  # no CT: said so
 
 
+@pytest.mark.slow
 def test_ct_heuristics_on_a_pelvis_phantom(phantom):
     root, truth = phantom(tracer="dcfpyl")
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
@@ -126,6 +127,7 @@ def test_ct_heuristics_on_a_pelvis_phantom(phantom):
     assert np.array_equal(combined.masks["urinary_bladder"], reference.masks["urinary_bladder"])
 
 
+@pytest.mark.slow
 def test_gas_mixed_stool_in_the_pelvis_is_not_lung(phantom):
     # a 6 x 6 x 10 cm colon of stool and gas bubbles (mottled -1000 / -50 HU, averaging about -600 HU on
     # the CT) just above the pelvic inlet: in the lung band (-960..-400 HU) and large, but not lung

@@ -15,7 +15,7 @@ import pytest
 import localize
 from localize.errors import DicomReadError, LocalizeError, StudyError
 
-from conftest import tree_digest
+from helpers.data import tree_digest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 HEAVY = ("numpy", "SimpleITK", "pydicom", "pandas", "matplotlib", "scipy", "skimage", "highdicom")
@@ -54,6 +54,7 @@ def test_docstring_examples_run(module):
         assert result.attempted > 0
 
 
+@pytest.mark.slow
 def test_open_study_picks_and_loads_pet_ct_and_mr(phantom):
     root, truth = phantom(with_mr=True, seed=5)
     before = tree_digest(root / "dicom")
@@ -73,6 +74,7 @@ def test_open_study_picks_and_loads_pet_ct_and_mr(phantom):
     assert tree_digest(root / "dicom") == before
 
 
+@pytest.mark.slow
 def test_open_study_tracer_override(phantom):
     root, _ = phantom()
     assert localize.open_study(root / "dicom", tracer="fluciclovine").tracer_family == "fluciclovine"
@@ -88,6 +90,7 @@ def test_open_study_bad_folders_raise_one_line_errors(tmp_path):
         assert isinstance(error, LocalizeError) and "\n" not in str(error) and str(tmp_path) in str(error)
 
 
+@pytest.mark.slow
 def test_analyse_study_finds_the_phantom_lesions_and_writes_nothing(phantom, tmp_path, monkeypatch):
     root, truth = phantom()
     monkeypatch.chdir(tmp_path)

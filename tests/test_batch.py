@@ -16,7 +16,10 @@ from localize.batch.run import BatchSettings, run_batch, run_study_process
 from localize.errors import LocalizeError
 from localize.sample_data import LesionSpec
 
-from conftest import tree_digest
+from helpers.data import tree_digest
+from helpers.tools import dciodvfy_errors
+
+pytestmark = pytest.mark.slow
 
 LESIONS = (LesionSpec("obturator", 12, 8.0, "left"), LesionSpec("bone_pelvis", 14, 12.0, "right"))
 
@@ -154,6 +157,5 @@ def test_every_dicom_output_passes_dciodvfy(first_batch):
     outputs = sorted((out / "studies").glob("*/*.dcm"))
     assert {p.name for p in outputs} >= {"rtstruct_ct.dcm", "rtstruct_mr.dcm", "registration.dcm"}
     for path in outputs:
-        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        errors = dciodvfy_errors(path)
         assert errors == [], (path.name, errors)

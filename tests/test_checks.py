@@ -9,7 +9,10 @@ from localize.anatomy.checks import check_anatomy, lung_problem
 from localize.anatomy.model import Anatomy
 from localize.classify import classify_lesions, infer_status, stage
 
-from test_classify import _box, _coords, _grid, _lesion
+from helpers.grid import box as _box
+from helpers.grid import coords as _coords
+from helpers.grid import grid as _grid
+from helpers.grid import lesion as _lesion
 
 X, Y, Z = _coords()
 Z_MM, X_MM = Z[:, 0, 0], X[0, 0, :]
@@ -211,6 +214,7 @@ def test_a_gland_is_gland_sized_round_behind_the_pubis_and_at_the_bladder_base()
     assert "outside 12-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)
 
 
+@pytest.mark.slow
 def test_gas_filled_colon_at_the_top_of_a_pelvis_field_is_not_lung(phantom):
     # ascending and descending colon distended with gas (-850 HU, 2 x 200 ml) reaching the field's top: a
     # lateral pair of aerated-looking volumes with nothing above them to judge by, but just above the hips

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from localize.anatomy.model import Anatomy
 from localize.classify import classify_lesions, expression_scores, stage
 from localize.findings import Lesion
 
-SPACING = 4.0
-ORIGIN = (-160.0, -160.0, -120.0)
-SIZE = (80, 80, 130)  # x, y, z voxels: x, y in [-160, 156], z in [-120, 396] mm
-
-
-def _grid() -> sitk.Image:
-    grid = sitk.Image(SIZE, sitk.sitkFloat32)
-    grid.SetSpacing((SPACING,) * 3)
-    grid.SetOrigin(ORIGIN)
-    return grid
-
-
-def _coords():
-    """LPS x, y, z of every voxel centre as z, y, x arrays (axial identity grid)."""
-    z, y, x = np.meshgrid(*(np.arange(n) * SPACING + o for n, o in zip(SIZE[::-1], ORIGIN[::-1])), indexing="ij")
-    return x, y, z
-
-
-def _box(lo, hi) -> np.ndarray:
-    x, y, z = _coords()
-    return (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
+from helpers.grid import SIZE
+from helpers.grid import box as _box
+from helpers.grid import coords as _coords
+from helpers.grid import grid as _grid
+from helpers.grid import lesion as _lesion
 
 
 def _anatomy(**extra_masks) -> Anatomy:
@@ -50,12 +33,6 @@ def _anatomy(**extra_masks) -> Anatomy:
         if name.startswith(("vertebrae_", "hip_", "rib_", "sacrum")):
             anatomy.masks["bone"] = anatomy.masks["bone"] | mask
     return anatomy
-
-
-def _lesion(x, y, z, suv_max=8.0, diameter=10.0) -> Lesion:
-    p = (float(x), float(y), float(z))
-    return Lesion(label=0, suv_max=suv_max, suv_peak=suv_max * 0.8, suv_mean=suv_max * 0.6, volume_ml=0.5,
-                  total_uptake=0.3, max_diameter_mm=diameter, peak_lps_mm=p, centroid_lps_mm=p, target_lps_mm=p)
 
 
 def _one(lesion, anatomy=None, status="post_prostatectomy", **kw) -> Lesion:

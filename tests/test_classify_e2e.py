@@ -22,6 +22,8 @@ from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
 from localize.load.volume import load_series
 
+pytestmark = pytest.mark.slow
+
 STUDIES = [
     dict(tracer="dcfpyl", status="post_prostatectomy"),
     dict(tracer="psma1007", status="post_prostatectomy"),

@@ -10,11 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_volume import FIELD, field_series, image_dataset, write_series
 
 from localize.cli import main
 from localize.export.convert import convert_folder
 from localize.errors import ConfigError
+from localize.sample_data.dicom_writer import save_series
+
+from helpers.field import FIELD, field_series, image_dataset
 
 
 def snapshot(folder):
@@ -31,14 +33,14 @@ def archive(tmp_path):
     root = tmp_path / "in"
     ct = field_series([(-4.0, -5.0, 3.0 * k) for k in range(5)], series_uid="1.2.3.4.1",
                       SeriesDescription="CT/abdomen ../..", SeriesNumber=2)
-    write_series(root / "a" / "b", ct, names=[f"z{k}" for k in (3, 0, 4, 1, 2)])
+    save_series(root / "a" / "b", ct, names=[f"z{k}" for k in (3, 0, 4, 1, 2)])
     echoes = [ds for echo in (1, 2) for ds in field_series([(0, 0, 2.0 * k) for k in range(3)], modality="MR",
                                                              series_uid="1.2.3.4.2", EchoNumbers=echo,
                                                              SeriesNumber=3, SeriesDescription="dual echo")]
-    write_series(root / "mr", echoes)
+    save_series(root / "mr", echoes)
     scout = image_dataset(np.ones((8, 8), np.int16), (0, 0, 0), series_uid="1.2.3.4.3", SeriesNumber=1)
     del scout.ImagePositionPatient, scout.ImageOrientationPatient
-    write_series(root / "scout", [scout])
+    save_series(root / "scout", [scout])
     (root / "notes.txt").write_text("not dicom")
     make_read_only(root)
     yield root

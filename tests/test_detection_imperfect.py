@@ -23,6 +23,8 @@ from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
 from localize.load.volume import load_series
 
+pytestmark = pytest.mark.slow
+
 FAMILY = {"dcfpyl": "psma_f18_renal"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney_", "pancreas",
            "parotid_", "submandibular_")

@@ -8,7 +8,8 @@ import SimpleITK as sitk
 
 from localize.export.dicom_seg import write_seg
 from localize.load.volume import load_series
-from test_rtstruct import dciodvfy_errors, findings_for, lesion_label_image, write_series
+from helpers.images import findings_for, lesion_label_image, volume_series
+from helpers.tools import dciodvfy_errors
 
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 
@@ -17,7 +18,7 @@ def _pet(tmp_path, labels: sitk.Image):
     """A PET series written by pydicom on exactly the label image's grid (axial, 4 mm)."""
     size = labels.GetSize()
     centre = labels.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in size])
-    return write_series(tmp_path / "pet", shape_zyx=size[::-1], pixel_spacing=(4.0, 4.0), slice_step_mm=4.0,
+    return volume_series(tmp_path / "pet", shape_zyx=size[::-1], pixel_spacing=(4.0, 4.0), slice_step_mm=4.0,
                         centre_lps_mm=centre, modality="PT", sop_class_uid=PET_IMAGE_STORAGE)
 
 

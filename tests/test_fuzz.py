@@ -22,9 +22,12 @@ from localize.load.index import index_folder
 from localize.load.pet import load_pet
 from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.volume import load_series
+from localize.sample_data.dicom_writer import save
 
-from test_limits import ct_slice, save
-from test_safe_names import rtstruct_for
+from helpers.images import rtstruct_for, small_ct_slice
+
+pytestmark = pytest.mark.slow
+
 
 EXAMPLES = int(os.environ.get("LOCALIZE_FUZZ_EXAMPLES", 1260))  # per target: four targets, > 5,000 inputs per run
 TRIED = {"inputs": 0}
@@ -49,7 +52,7 @@ BYTE_FLIPS = st.lists(st.tuples(st.integers(0, 4096), st.integers(0, 255)), max_
 
 def pet_slice(z_mm: float) -> Dataset:
     """A small PET slice with what SUV needs (Bq/ml, decay corrected to START, 18F)."""
-    ds = ct_slice(z_mm, modality="PT")
+    ds = small_ct_slice(z_mm, modality="PT")
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
     ds.Units, ds.DecayCorrection, ds.CorrectedImage = "BQML", "START", ["ATTN", "DECY"]
     ds.PatientWeight, ds.SeriesDate, ds.SeriesTime, ds.AcquisitionDate, ds.AcquisitionTime = 80, "20240101", "110000", "20240101", "110000"
@@ -123,7 +126,7 @@ def test_fuzz_index(tmp_path_factory, mutations, flips):
     base.mkdir(exist_ok=True)
 
     def build(folder):
-        ds = ct_slice()
+        ds = small_ct_slice()
         mutate(ds, mutations)
         return folder if write_mutated(ds, folder / "a.dcm", flips) else None
 
@@ -142,7 +145,7 @@ def two_slice_series(make_slice, mutations, flips):
     return build
 
 
-@pytest.mark.parametrize("name, make_slice, target", [("load", ct_slice, load_series), ("suv", pet_slice, load_pet)],
+@pytest.mark.parametrize("name, make_slice, target", [("load", small_ct_slice, load_series), ("suv", pet_slice, load_pet)],
                          ids=["load", "suv"])
 @seed(20240602)
 @fuzz_settings
@@ -160,7 +163,7 @@ def test_fuzz_rtstruct(tmp_path_factory, mutations, flips, roi_names):
     base = tmp_path_factory.getbasetemp() / "fuzz-rt"
     base.mkdir(exist_ok=True)
     if "volume" not in REFERENCE:
-        REFERENCE["volume"] = load_series([save(ct_slice(), base / "ct" / "1.dcm")])
+        REFERENCE["volume"] = load_series([save(small_ct_slice(), base / "ct" / "1.dcm")])
 
     def build(folder):
         try:

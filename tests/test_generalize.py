@@ -19,7 +19,9 @@ from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study
 from localize.sample_data.scoring import score
 from localize.load.volume import load_series
 
-from test_run_e2e import check_contract
+from helpers.contract import check_contract
+
+pytestmark = pytest.mark.slow
 
 CAPS = dict(ct_matrix_cap=256)
 

@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from localize.errors import StudyError
 from localize.load.index import Archive, format_index, index_folder
+from localize.sample_data.dicom_writer import one_slice, save
 
 REPO = Path(__file__).resolve().parents[1]
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -33,26 +34,17 @@ STORAGE = {"CT": CT_STORAGE, "PT": PET_STORAGE, "MR": MR_STORAGE}
 
 def _image(modality: str, patient: str, study_uid: str, series_uid: str, frame_uid: str,
            z_mm: float, *, orientation=(1, 0, 0, 0, 1, 0), series_number: int = 1) -> Dataset:
-    """A small single-frame image instance (4x4 pixels) of one series."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = STORAGE[modality]
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.PatientName, ds.PatientID = f"TEST^{patient}", patient
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-    ds.StudyDate, ds.StudyTime, ds.SeriesDate, ds.SeriesTime = "20240102", "100000", "20240102", "110000"
-    ds.Modality, ds.SeriesNumber, ds.SeriesDescription = modality, series_number, f"{modality} series"
-    ds.StudyID, ds.InstanceNumber = "1", 1
-    ds.ImageOrientationPatient = list(orientation)
+    """A small single-frame image instance (4x5 pixels) of one series."""
     row, col = np.array(orientation[:3], float), np.array(orientation[3:], float)
-    ds.ImagePositionPatient = [float(v) for v in np.cross(row, col) * z_mm + np.array([-10.0, -20.0, 0.0])]
-    ds.PixelSpacing, ds.SliceThickness = [2.0, 3.0], 2.5
-    ds.Rows, ds.Columns = 4, 5
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = np.zeros((4, 5), np.uint16).tobytes()
-    return ds
+    return one_slice(
+        np.zeros((4, 5), np.uint16), np.cross(row, col) * z_mm + np.array([-10.0, -20.0, 0.0]), modality=modality,
+        orientation=orientation, spacing_rc=(2.0, 3.0), SOPClassUID=STORAGE[modality],
+        PatientName=f"TEST^{patient}", PatientID=patient,
+        StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, FrameOfReferenceUID=frame_uid,
+        StudyDate="20240102", StudyTime="100000", SeriesDate="20240102", SeriesTime="110000",
+        SeriesNumber=series_number, SeriesDescription=f"{modality} series", StudyID="1", InstanceNumber=1,
+        ImageOrientationPatient=list(orientation), SliceThickness=2.5,
+    )
 
 
 def _psma_info() -> Dataset:
@@ -85,12 +77,6 @@ def _rtstruct(patient: str, study_uid: str, frame_uid: str, referenced_series_ui
     return ds
 
 
-def _save(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def _random_path(root: Path, rng: random.Random) -> Path:
     depth = rng.randint(0, 3)
     parts = [f"d{rng.randint(0, 3)}" for _ in range(depth)]
@@ -121,12 +107,12 @@ def tree(tmp_path_factory) -> dict:
                         orientation=orientation, series_number=number)
             if modality == "PT":
                 ds.RadiopharmaceuticalInformationSequence = [_psma_info()]
-            files.append(str(_save(ds, _random_path(root, rng))))
+            files.append(str(save(ds, _random_path(root, rng))))
         expected[series_uid] = {"modality": modality, "n": n, "files": sorted(files),
                                 "patient": patient, "study": study, "frame": frame}
     ct_uid = next(u for u, e in expected.items() if e["modality"] == "CT" and e["n"] == 9)
     rt = _rtstruct("P1", study_a, frame_a, ct_uid)
-    _save(rt, root / "rt" / "structures")
+    save(rt, root / "rt" / "structures")
     expected[rt.SeriesInstanceUID] = {"modality": "RTSTRUCT", "n": 1, "references": ct_uid}
     # a DICOMDIR written by pydicom's FileSet over a copy of two instances
     fs = FileSet()
@@ -150,7 +136,7 @@ def tree(tmp_path_factory) -> dict:
     (root / "d2" / "empty").write_bytes(b"")
     no_uid = _image("CT", "P9", generate_uid(), generate_uid(), generate_uid(), 0.0)
     del no_uid.SeriesInstanceUID
-    _save(no_uid, root / "d2" / "nouid.dcm")
+    save(no_uid, root / "d2" / "nouid.dcm")
     return {"root": root, "expected": expected, "dicomdir": str(expected_dicomdir)}
 
 
@@ -311,7 +297,7 @@ def test_mutated_headers_never_raise(tmp_path_factory, data):
     ds = _image("PT", "F", "1.2.3.1", "1.2.3.2", "1.2.3.3", 1.0)  # fixed UIDs: same length every run
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
     ds.RadiopharmaceuticalInformationSequence = [_psma_info()]
-    original = bytearray(_save(ds, root / "seed.dcm").read_bytes())
+    original = bytearray(save(ds, root / "seed.dcm").read_bytes())
     names = []
     for k in range(4):
         blob = bytearray(original)

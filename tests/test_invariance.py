@@ -21,6 +21,9 @@ from localize.load.pet import load_pet
 from localize.pipeline import analyse
 from localize.load.volume import load_series
 from localize.load.plan import single_plan
+from localize.sample_data.dicom_writer import save
+
+pytestmark = pytest.mark.slow
 
 SEED = 3
 POSITION_TOLERANCE_MM = 1.0
@@ -42,7 +45,7 @@ def _moved(source: Path, target: Path, dz_mm: float) -> Path:
         if "ImagePositionPatient" in ds:
             x, y, z = (float(v) for v in ds.ImagePositionPatient)
             ds.ImagePositionPatient = [x, y, z + dz_mm]
-            ds.save_as(path)
+            save(ds, path)
     return target
 
 

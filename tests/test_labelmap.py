@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from localize.export.labelmap import write_labelmap
-from test_rtstruct import findings_for, lesion_label_image
+from helpers.images import findings_for, lesion_label_image
 
 
 def _oblique_feet_first(labels: sitk.Image) -> sitk.Image:

@@ -10,55 +10,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (
-    CTImageStorage,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    generate_uid,
-)
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
 
 from localize.errors import LocalizeError, ResourceLimitError
 from localize.load.index import index_folder
 from localize.load.limits import DEFAULT_LIMITS, Limits, check_dataset, read_dataset
 from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.volume import load_series
+from localize.sample_data.dicom_writer import save
 
-
-def ct_slice(z_mm: float = 0.0, rows: int = 4, columns: int = 4, modality: str = "CT") -> Dataset:
-    """A small, valid CT slice (uncompressed, 16-bit)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = "1.2.3.4"
-    ds.SeriesInstanceUID = "1.2.3.4.5"
-    ds.FrameOfReferenceUID = "1.2.3.4.6"
-    ds.PatientID = "LIMITS"
-    ds.Modality = modality
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0.0, 0.0, z_mm]
-    ds.PixelSpacing = [1.0, 1.0]
-    ds.SliceThickness = 2.0
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = np.arange(rows * columns, dtype=np.int16).tobytes()
-    return ds
-
-
-def save(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+from helpers.images import small_ct_slice
 
 
 def max_rss_bytes() -> int:
@@ -76,14 +39,14 @@ def refused_everywhere(path: Path, words: str) -> None:
 
 
 def test_a_small_valid_series_is_within_the_default_ceilings(tmp_path):
-    paths = [save(ct_slice(z), tmp_path / f"{z}.dcm") for z in (0.0, 2.0, 4.0)]
+    paths = [save(small_ct_slice(z), tmp_path / f"{z}.dcm") for z in (0.0, 2.0, 4.0)]
     volume = load_series(paths)
     assert volume.image.GetSize() == (4, 4, 3)
     assert index_folder(tmp_path).unreadable == []
 
 
 def test_absurd_dimensions_are_refused_before_memory_is_spent(tmp_path):
-    ds = ct_slice()
+    ds = small_ct_slice()
     ds.Rows = ds.Columns = 65535
     ds.NumberOfFrames = 5000  # 65535^2 x 5000 x 2 bytes: 40 TiB declared, 32 bytes present
     path = save(ds, tmp_path / "in" / "absurd.dcm")
@@ -94,18 +57,18 @@ def test_absurd_dimensions_are_refused_before_memory_is_spent(tmp_path):
 
 
 def test_ceilings_are_configurable(tmp_path):
-    path = save(ct_slice(rows=8, columns=8), tmp_path / "s.dcm")
+    path = save(small_ct_slice(rows=8, columns=8), tmp_path / "s.dcm")
     load_series([path])  # 64 pixels: fine by default
     with pytest.raises(ResourceLimitError, match="per frame"):
         load_series([path], limits=Limits(max_frame_pixels=63))
     with pytest.raises(ResourceLimitError, match="voxels"):
-        load_series([path, save(ct_slice(2.0, 8, 8), tmp_path / "t.dcm")], limits=Limits(max_volume_voxels=100))
+        load_series([path, save(small_ct_slice(2.0, 8, 8), tmp_path / "t.dcm")], limits=Limits(max_volume_voxels=100))
     archive = index_folder(tmp_path, limits=Limits(max_pixel_bytes=100))
     assert len(archive.unreadable) == 2 and "ceiling" in archive.unreadable[0][1]
 
 
 def test_deflated_bomb_is_refused_by_streaming_the_inflation(tmp_path):
-    ds = ct_slice()
+    ds = small_ct_slice()
     ds.add_new(0x00091010, "OB", bytes(24 * 2**20))  # 24 MiB of zeros in a private element
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = save(ds, tmp_path / "in" / "deflated.dcm")
@@ -122,7 +85,7 @@ def j2k_slice(header_size: int, codestream_size: int) -> Dataset:
     """A JPEG 2000 slice whose codestream holds codestream_size^2 pixels, its header saying header_size^2."""
     from openjpeg import encode as encode_array
 
-    ds = ct_slice(rows=header_size, columns=header_size)
+    ds = small_ct_slice(rows=header_size, columns=header_size)
     ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
     ds.PixelData = encapsulate([encode_array(np.zeros((codestream_size,) * 2, np.int16), lossless=True)])
     ds["PixelData"].VR = "OB"
@@ -143,7 +106,7 @@ def test_a_compressed_frame_larger_than_its_header_is_refused_before_decoding(tm
 
 def deep_sequence_file(path: Path, depth: int, modality: str = "CT") -> Path:
     """A valid slice with ``depth`` nested undefined-length sequences appended (written byte by byte)."""
-    base = ct_slice(modality=modality)
+    base = small_ct_slice(modality=modality)
     del base.PixelData
     save(base, path)
     sq_open = struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)  # ReferencedSeriesSequence
@@ -168,7 +131,7 @@ def test_sequences_nested_thousands_deep_are_refused(tmp_path):
 
 
 def test_rtstruct_import_applies_the_same_ceilings(tmp_path):
-    reference = load_series([save(ct_slice(), tmp_path / "ct" / "1.dcm")])
+    reference = load_series([save(small_ct_slice(), tmp_path / "ct" / "1.dcm")])
     path = deep_sequence_file(tmp_path / "rt" / "deep.dcm", 3000, modality="RTSTRUCT")
     with pytest.raises(ResourceLimitError, match="nested"):
         rtstruct_to_masks(path, reference)
@@ -181,7 +144,7 @@ def test_rtstruct_import_applies_the_same_ceilings(tmp_path):
 
 
 def test_a_ten_gigabyte_file_is_refused_without_reading_it(tmp_path):
-    path = save(ct_slice(), tmp_path / "in" / "huge.dcm")
+    path = save(small_ct_slice(), tmp_path / "in" / "huge.dcm")
     with open(path, "r+b") as handle:
         handle.truncate(10 * 2**30)  # sparse: the header is real, the rest a hole
     before, started = max_rss_bytes(), time.perf_counter()
@@ -191,7 +154,7 @@ def test_a_ten_gigabyte_file_is_refused_without_reading_it(tmp_path):
 
 
 def test_malformed_dimension_values_are_localize_errors(tmp_path):
-    ds = ct_slice()
+    ds = small_ct_slice()
     ds.NumberOfFrames = "-3"
     path = save(ds, tmp_path / "neg.dcm")
     with pytest.raises(LocalizeError, match="NumberOfFrames"):

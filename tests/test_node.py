@@ -27,8 +27,10 @@ from localize.node.queue import NodeQueue
 from localize.export.privacy import pseudo_uid
 from localize.sample_data import LesionSpec
 
-from orthanc_server import Orthanc, free_port
-from test_rtstruct import dciodvfy_errors
+from helpers.orthanc import Orthanc, free_port
+from helpers.tools import dciodvfy_errors
+
+pytestmark = pytest.mark.slow
 
 NODE_AET = "LOCALIZE"
 # The smallest phantom the tests use (128 CT matrix, pelvis, one nodal lesion), with an MR so a registration goes out.

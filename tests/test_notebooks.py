@@ -12,6 +12,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_walkthrough.ipynb", "02_tracers.ipynb", "03_cohort.ipynb")
 CELL_TIMEOUT_S = 300

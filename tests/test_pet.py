@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from test_suv import (
+from helpers.pet_headers import (
     D0_BQ,
     FRAME_S,
     INJECTION,
@@ -16,11 +16,11 @@ from test_suv import (
     SCAN,
     T_F18,
     W_KG,
-    _set_all,
-    _tm,
-    _write,
     base_series,
+    set_all,
     tavg_s,
+    tm,
+    write_headers,
 )
 
 from localize.errors import SuvError
@@ -40,7 +40,7 @@ def test_worked_example_image(tmp_path):
     for ds in series:
         ds.RescaleSlope = 100.0
     stored = [np.full((ROWS, COLS), 100, np.uint16)] * N_SLICES
-    _, paths = _write(series, tmp_path, stored)
+    _, paths = write_headers(series, tmp_path, stored)
     pet = load_pet(paths)
     suv = sitk.GetArrayFromImage(pet.image)
     assert suv.dtype == np.float32 and suv.shape == (N_SLICES, ROWS, COLS)
@@ -55,12 +55,12 @@ def test_per_slice_slopes_and_times_in_shuffled_files(tmp_path):
     acq_times = []
     for k, ds in enumerate(series):
         acq = SCAN + timedelta(minutes=2 * k)
-        ds.AcquisitionTime = _tm(acq)
+        ds.AcquisitionTime = tm(acq)
         ds.RescaleSlope, ds.RescaleIntercept = [0.5, 3.0, 1.25, 10.0][k], [0, 2.0, 0, -5.0][k]
         acq_times.append(acq)
-    _set_all(series, DecayCorrection="NONE", CorrectedImage=["ATTN"])
+    set_all(series, DecayCorrection="NONE", CorrectedImage=["ATTN"])
     names = ["z.dcm", "a.dcm", "m.dcm", "b.dcm"]  # file order unrelated to position
-    _, paths = _write(series, tmp_path, [_pixels(k) for k in range(N_SLICES)], names)
+    _, paths = write_headers(series, tmp_path, [_pixels(k) for k in range(N_SLICES)], names)
     pet = load_pet(list(reversed(paths)))
     suv = sitk.GetArrayFromImage(pet.image)
     for k, ds in enumerate(series):  # slice k sits at z = 4k mm, so it is image slice k
@@ -77,8 +77,8 @@ def test_missing_slice_interpolates_factor(tmp_path):
     series[-1].StudyInstanceUID, series[-1].FrameOfReferenceUID = series[0].StudyInstanceUID, series[0].FrameOfReferenceUID
     series[-1].ImagePositionPatient = [0.0, 0.0, 24.0]  # slice at 16 and 20 mm missing
     series[-1].RescaleSlope = 1.0
-    _set_all(series, RescaleSlope=1.0)
-    _, paths = _write(series, tmp_path, [np.full((ROWS, COLS), 1000, np.uint16)] * len(series))
+    set_all(series, RescaleSlope=1.0)
+    _, paths = write_headers(series, tmp_path, [np.full((ROWS, COLS), 1000, np.uint16)] * len(series))
     pet = load_pet(paths)
     assert pet.image.GetSize()[2] == 7
     np.testing.assert_allclose(sitk.GetArrayFromImage(pet.image), 1000 * 3.158e-4, rtol=1e-3)
@@ -86,16 +86,16 @@ def test_missing_slice_interpolates_factor(tmp_path):
 
 def test_not_pet_refused(tmp_path):
     series = base_series()
-    _set_all(series, Modality="CT")
-    _, paths = _write(series, tmp_path)
+    set_all(series, Modality="CT")
+    _, paths = write_headers(series, tmp_path)
     with pytest.raises(SuvError, match="Modality is CT"):
         load_pet(paths)
 
 
 def test_missing_weight_refused_naming_file(tmp_path):
     series = base_series()
-    _set_all(series, PatientWeight=None)
-    _, paths = _write(series, tmp_path)
+    set_all(series, PatientWeight=None)
+    _, paths = write_headers(series, tmp_path)
     with pytest.raises(SuvError, match="PatientWeight is missing") as err:
         load_pet(paths)
     assert str(tmp_path) in str(err.value)

@@ -14,6 +14,8 @@ import SimpleITK as sitk
 from localize.sample_data import LesionSpec, StudySpec, StudyTruth
 from localize.load.tracer import identify_tracer
 
+pytestmark = pytest.mark.slow
+
 SMALL = dict(extent="pelvis", ct_matrix=128, with_mr=False)
 
 

@@ -16,6 +16,8 @@ import pytest
 from localize.findings import validate_findings
 from localize.export.privacy import pseudo_uid, pseudonym, scrub
 
+pytestmark = pytest.mark.slow
+
 KEY = "a secret the outputs must not hold"
 
 

@@ -9,7 +9,6 @@ SimpleITK's ImageSeriesReader, dcm2niix and an SUV computed here from its header
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,8 @@ from localize.errors import LocalizeError
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
+
+from helpers.tools import require_tool
 
 pytestmark = pytest.mark.testdata
 
@@ -118,9 +119,8 @@ def test_sts_pet_keeps_the_scanner_grid(sts_files):
     np.testing.assert_allclose(z_grid, volume.positions_lps_mm[:, 2], atol=0.33)
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix (Debian package) is not installed")
 def test_sts_pet_convert_grid_matches_dcm2niix(testdata, archive, converted, tmp_path):
-    subprocess.run(["dcm2niix", "-z", "y", "-f", "pet", "-o", str(tmp_path), str(testdata / STS_PET)],
+    subprocess.run([require_tool("dcm2niix"), "-z", "y", "-f", "pet", "-o", str(tmp_path), str(testdata / STS_PET)],
                    check=True, capture_output=True)
     theirs = nib.as_closest_canonical(nib.load(tmp_path / "pet.nii.gz"))
     uid = next(s.series_instance_uid for s in archive.all_series() if STS_PET in s.files[0])

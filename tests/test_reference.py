@@ -94,6 +94,7 @@ def _whole_body_regions(phantom, tracer: str, pet_noise: float, label_map: bool)
 
 @pytest.mark.parametrize("label_map", [False, True], ids=["ct-only", "label-map"])
 @pytest.mark.parametrize("tracer", ["dcfpyl", "fluciclovine"])
+@pytest.mark.slow
 def test_whole_body_reference_means_without_noise_within_5_percent(phantom, tracer, label_map):
     # noise-free PET: what is left is the placement and partial-volume bias of each VOI
     truth, regions = _whole_body_regions(phantom, tracer, 0.0, label_map)
@@ -108,6 +109,7 @@ def test_whole_body_reference_means_without_noise_within_5_percent(phantom, trac
         assert got.warning is None
 
 
+@pytest.mark.slow
 def test_whole_body_phantom_reference_means_with_noise(phantom):
     truth, regions = _whole_body_regions(phantom, "dcfpyl", 1.0, True)
     assert set(truth.reference_regions) == set(OURS)

@@ -7,7 +7,6 @@ MR -> CT matrix); nothing here is computed by the code under test.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -32,6 +31,10 @@ from localize.registration import (
 )
 from localize.registration.result import quality_reasons
 from localize.load.volume import load_series
+
+from helpers.tools import require_tool
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 OFFSET_1M = (1000.0, -400.0, 300.0)  # MR frame origin about a metre from the PET/CT frame's
@@ -151,11 +154,10 @@ def test_spatial_registration_object_reproduces_the_fusion(oblique_far, register
     assert other_study.StudyInstanceUID == mr.headers[0].StudyInstanceUID
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
 def test_spatial_registration_object_is_valid_dicom(oblique_far, registered, tmp_path):
     _, _, ct, mr, _ = oblique_far
     path = write_spatial_registration(registered, ct.headers, mr.headers, tmp_path / "reg.dcm")
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    report = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
     lines = (report.stdout + report.stderr).splitlines()
     assert any("SpatialRegistration" in line for line in lines), lines
     problems = [line for line in lines if line.startswith(("Error", "Warning"))]

@@ -6,17 +6,15 @@ import base64
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from matplotlib import image as mpimg
 
 from localize.export.report import write_report
-from test_rtstruct import findings_for, lesion_label_image
 
-CHROMIUM = Path("/usr/bin/chromium")
+from helpers.images import findings_for, lesion_label_image
+from helpers.tools import require_tool
 
 
 def synthetic_study():
@@ -69,8 +67,8 @@ def test_pet_mr_crops_and_no_lesion_study(tmp_path):
     assert "No lesion found." in html_path.read_text()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (Debian package chromium)")
 def test_page_renders_in_headless_chromium(tmp_path):
+    chromium = require_tool("chromium")
     findings, pet, ct = synthetic_study()
     _, html_path = write_report(tmp_path / "out", findings, pet, ct)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -81,7 +79,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
         "</body>", "<script>window.onload=()=>{const i=document.getElementById('figure');"
         "document.body.setAttribute('data-img',i.complete+':'+i.naturalWidth+'x'+i.naturalHeight);"
         "document.body.setAttribute('data-rows',document.querySelectorAll('#lesions tr').length);}</script></body>"))
-    dom = subprocess.run([str(CHROMIUM), *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=90).stdout
     width, height = map(int, re.search(r'data-img="true:(\d+)x(\d+)"', dom).groups())
     png = mpimg.imread(html_path.with_name("report.png"))
@@ -89,7 +87,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert re.search(r'data-rows="(\d+)"', dom).group(1) == str(1 + len(findings.lesions))
 
     shot = tmp_path / "shot.png"
-    subprocess.run([str(CHROMIUM), *flags, "--window-size=1280,1600", f"--screenshot={shot}", html_path.as_uri()],
+    subprocess.run([chromium, *flags, "--window-size=1280,1600", f"--screenshot={shot}", html_path.as_uri()],
                    capture_output=True, timeout=90)
     pixels = mpimg.imread(shot)
     assert pixels[..., :3].std() > 0.05  # the page painted more than a blank sheet

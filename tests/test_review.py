@@ -24,7 +24,10 @@ from selenium.webdriver.support.ui import Select
 from localize.pipeline import run_study
 from localize.review.server import ReviewServer
 
-from test_run_e2e import check_contract
+from helpers.contract import check_contract
+from helpers.tools import dciodvfy_errors, require_tool
+
+pytestmark = pytest.mark.slow
 
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -49,11 +52,11 @@ def reviewed(phantom, tmp_path_factory):
 def browser(reviewed, tmp_path_factory):
     out, server = reviewed
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = require_tool("chromium")
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = webdriver.Chrome(service=Service(require_tool("chromedriver")), options=options)
     driver.set_script_timeout(READY_TIMEOUT_S)
     driver.get(server.url)
     driver.execute_async_script("""const done = arguments[arguments.length - 1];
@@ -143,8 +146,7 @@ def test_reject_then_export_drops_the_roi(browser, reviewed):
     points = [np.asarray(c.ContourSequence[0].ContourData, float) for c in after.ROIContourSequence
               if "ContourSequence" in c and c.ContourSequence[0].ContourGeometricType == "POINT"]
     assert min(np.linalg.norm(p - rejected["target_lps_mm"]) for p in points) > 1.0
-    check = subprocess.run(["dciodvfy", str(out / "rtstruct_ct.dcm")], capture_output=True, text=True)
-    assert not [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+    assert dciodvfy_errors(out / "rtstruct_ct.dcm") == []
     doc = json.loads((out / "findings.json").read_text())
     check_contract(doc)
     assert len(doc["lesions"]) == len(automatic["lesions"]) - 1

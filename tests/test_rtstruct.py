@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,118 +9,18 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from localize.errors import DicomReadError, SeriesError
-from localize.findings import Findings, Lesion
 from localize.export.rtstruct import build_rtstruct, rtstruct_to_masks, write_rtstruct
+from localize.sample_data.dicom_writer import save
 
-HFS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-FFS = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # feet first: row direction towards patient right, slices run caudal
+from helpers.images import FFS, HFS, findings_for, lesion_label_image, volume_series
+from helpers.tools import dciodvfy_errors
 
 
 def _oblique(angle_deg: float) -> tuple[float, ...]:
     a = np.deg2rad(angle_deg)
     return (1.0, 0.0, 0.0, 0.0, float(np.cos(a)), float(np.sin(a)))
-
-
-def write_series(folder: Path, *, shape_zyx, pixel_spacing=(1.0, 1.0), slice_step_mm=2.0, iop=HFS,
-                 centre_lps_mm=(0.0, 0.0, 0.0), modality="CT", frame_uid=None, study_uid=None,
-                 pixels_zyx=None, sop_class_uid=CTImageStorage):
-    """Write an image series with pydicom and return it as a Volume-like value.
-
-    Slice k lies at ``IPP_k = IPP_0 + k·step·N`` (N = row × column direction), pixel
-    (row r, column c) at ``IPP_k + c·Δc·X + r·Δr·Y`` (DICOM PS3.3 C.7.6.2.1.1, docs/coordinates.md#dicom-patient-coordinates), the grid centred on
-    ``centre_lps_mm``. Returns image (float32, LPS), headers, sop_instance_uids,
-    positions_lps_mm and paths, in k order.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    nz, rows, cols = shape_zyx
-    x_dir, y_dir = np.array(iop[:3]), np.array(iop[3:])
-    normal = np.cross(x_dir, y_dir)
-    dr, dc = pixel_spacing
-    ipp0 = (np.asarray(centre_lps_mm) - (cols - 1) / 2 * dc * x_dir - (rows - 1) / 2 * dr * y_dir
-            - (nz - 1) / 2 * slice_step_mm * normal)
-    frame_uid = frame_uid or generate_uid()
-    study_uid = study_uid or generate_uid()
-    series_uid = generate_uid()
-    if pixels_zyx is None:
-        pixels_zyx = np.zeros(shape_zyx, dtype=np.int16)
-    paths, headers = [], []
-    for k in range(nz):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = sop_class_uid
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Exports", "EXP001", "", "M"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240102", "101500", "1", ""
-        ds.ReferringPhysicianName = ""
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 2, k + 1
-        ds.Manufacturer = "pydicom"
-        ds.PatientPosition = "FFS" if iop == FFS else "HFS"
-        ds.ImagePositionPatient = [float(v) for v in ipp0 + k * slice_step_mm * normal]
-        ds.ImageOrientationPatient = list(iop)
-        ds.PixelSpacing = [dr, dc]
-        ds.SliceThickness = slice_step_mm
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(pixels_zyx[k], dtype=np.int16).tobytes()
-        path = folder / f"slice_{k:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-        headers.append(pydicom.dcmread(path, stop_before_pixels=True))
-    image = sitk.GetImageFromArray(np.asarray(pixels_zyx, dtype=np.float32))
-    image.SetSpacing((dc, dr, slice_step_mm))
-    image.SetOrigin(tuple(ipp0))
-    image.SetDirection(tuple(np.column_stack([x_dir, y_dir, normal]).ravel()))
-    return SimpleNamespace(
-        image=image, headers=headers, sop_instance_uids=[h.SOPInstanceUID for h in headers],
-        positions_lps_mm=np.array([h.ImagePositionPatient for h in headers], dtype=float), paths=paths,
-        resampled=False,
-    )
-
-
-def lesion_label_image(spacing_mm=(4.0, 4.0, 4.0), size=(40, 40, 30), origin=(-78.0, -78.0, -58.0)):
-    """PET-grid label image (axial, LPS) with three lesions, drawn from analytic shapes.
-
-    1: sphere r = 9 mm at (-30, -20, 0); 2: ring (torus-like, 24 mm across with an
-    8 mm hole) at (25, 15, -10); 3: ellipsoid 12 x 8 x 6 mm semi-axes at (10, -35, 20).
-    """
-    image = sitk.Image(size, sitk.sitkUInt16)
-    image.SetSpacing(spacing_mm)
-    image.SetOrigin(origin)
-    z, y, x = np.meshgrid(*[origin[i] + spacing_mm[i] * np.arange(size[i]) for i in (2, 1, 0)], indexing="ij")
-    labels = np.zeros(z.shape, dtype=np.uint16)
-    labels[(x + 30) ** 2 + (y + 20) ** 2 + z ** 2 <= 9 ** 2] = 1
-    radial = np.hypot(x - 25, y - 15)
-    labels[(radial >= 5) & (radial <= 13) & (np.abs(z + 10) <= 6)] = 2
-    labels[((x - 10) / 12) ** 2 + ((y + 35) / 8) ** 2 + ((z - 20) / 6) ** 2 <= 1] = 3
-    out = sitk.GetImageFromArray(labels)
-    out.CopyInformation(image)
-    return out
-
-
-def findings_for(label_image: sitk.Image, regions=("nodal", "local", "distant")) -> Findings:
-    """Findings whose lesions carry the labels of ``label_image``, targets at the label centroids."""
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(label_image)
-    lesions = []
-    for i, value in enumerate(sorted(stats.GetLabels()), start=1):
-        c = stats.GetCentroid(value)
-        lesions.append(Lesion(
-            label=value, suv_max=20.0 - i, suv_peak=15.0 - i, suv_mean=8.0, volume_ml=stats.GetPhysicalSize(value) / 1000,
-            total_uptake=8.0, max_diameter_mm=20.0, peak_lps_mm=c, centroid_lps_mm=c, target_lps_mm=c,
-            n_voxels=stats.GetNumberOfPixels(value), id=i, region=regions[(i - 1) % 3], site="external_iliac",
-        ))
-    return Findings(study={"study_instance_uid": "1.2.3"}, frame_of_reference_uid="1.2.3.4",
-                    tracer={"family": "psma"}, series={}, lesions=lesions)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -135,13 +33,6 @@ def centroid_lps(mask_zyx: np.ndarray, image: sitk.Image) -> np.ndarray:
     ijk = np.stack([i, j, k]).mean(axis=1)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     return np.asarray(image.GetOrigin()) + direction @ (ijk * np.asarray(image.GetSpacing()))
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
-    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
 
 
 GEOMETRIES = {
@@ -161,7 +52,7 @@ def labels() -> sitk.Image:
 def test_contours_rebuild_the_lesion_masks(tmp_path, labels, geometry):
     options = GEOMETRIES[geometry]
     rows, cols = (110, 150) if options["pixel_spacing"] == (1.0, 1.0) else (130, 120)
-    ct = write_series(tmp_path / "ct", shape_zyx=(40, rows, cols), **options)
+    ct = volume_series(tmp_path / "ct", shape_zyx=(40, rows, cols), **options)
     findings = findings_for(labels)
     out = write_rtstruct(tmp_path / "out" / "rtstruct.dcm", findings, labels, ct)
 
@@ -180,7 +71,7 @@ def test_contours_rebuild_the_lesion_masks(tmp_path, labels, geometry):
 
 
 def test_header_references_and_encoding(tmp_path, labels):
-    ct = write_series(tmp_path / "ct", shape_zyx=(40, 110, 150), iop=FFS, slice_step_mm=2.0)
+    ct = volume_series(tmp_path / "ct", shape_zyx=(40, 110, 150), iop=FFS, slice_step_mm=2.0)
     findings = findings_for(labels)
     ds = pydicom.dcmread(write_rtstruct(tmp_path / "rs.dcm", findings, labels, ct))
     assert ds.Modality == "RTSTRUCT" and ds.ApprovalStatus == "UNAPPROVED" and ds.StructureSetLabel
@@ -232,7 +123,7 @@ def test_holes_and_islands_are_separate_contours(tmp_path):
     labels_zyx[1, 30:40, 35:55] = 2  # second island
     labels = sitk.GetImageFromArray(labels_zyx)
     labels.CopyInformation(grid)
-    ct = write_series(tmp_path / "ct", shape_zyx=(3, 50, 60), slice_step_mm=2.0, centre_lps_mm=(-0.5, -0.5, 0.0))
+    ct = volume_series(tmp_path / "ct", shape_zyx=(3, 50, 60), slice_step_mm=2.0, centre_lps_mm=(-0.5, -0.5, 0.0))
     ds = build_rtstruct(findings_for(labels), labels, ct)
     counts = {roi.ROIName: len(rc.ContourSequence) for roi, rc in zip(ds.StructureSetROISequence, ds.ROIContourSequence)
               if roi.ROIName.startswith("GTV")}
@@ -247,7 +138,7 @@ def test_holes_and_islands_are_separate_contours(tmp_path):
 
 def test_mr_frame_structure_set_through_a_transform(tmp_path, labels):
     """Second RTSTRUCT on an MR frame: MR points map to PET points by a known rigid transform."""
-    mr = write_series(tmp_path / "mr", shape_zyx=(30, 120, 120), pixel_spacing=(1.2, 1.2), slice_step_mm=3.0,
+    mr = volume_series(tmp_path / "mr", shape_zyx=(30, 120, 120), pixel_spacing=(1.2, 1.2), slice_step_mm=3.0,
                       iop=_oblique(10.0), modality="MR", sop_class_uid="1.2.840.10008.5.1.4.1.1.4")
     mr_to_pet = sitk.Euler3DTransform()
     mr_to_pet.SetRotation(0.0, 0.0, np.deg2rad(5.0))
@@ -270,7 +161,7 @@ def test_mr_frame_structure_set_through_a_transform(tmp_path, labels):
 
 
 def test_study_without_lesions_still_writes_a_valid_structure_set(tmp_path, labels):
-    ct = write_series(tmp_path / "ct", shape_zyx=(5, 40, 40))
+    ct = volume_series(tmp_path / "ct", shape_zyx=(5, 40, 40))
     empty = findings_for(labels)
     empty.lesions = []
     blank = sitk.Image(labels.GetSize(), sitk.sitkUInt16)
@@ -283,12 +174,12 @@ def test_study_without_lesions_still_writes_a_valid_structure_set(tmp_path, labe
 
 
 def test_reader_refuses_other_frames_and_missing_images(tmp_path, labels):
-    ct = write_series(tmp_path / "ct", shape_zyx=(40, 110, 150))
+    ct = volume_series(tmp_path / "ct", shape_zyx=(40, 110, 150))
     out = write_rtstruct(tmp_path / "rs.dcm", findings_for(labels), labels, ct)
-    other_frame = write_series(tmp_path / "ct2", shape_zyx=(40, 110, 150))
+    other_frame = volume_series(tmp_path / "ct2", shape_zyx=(40, 110, 150))
     with pytest.raises(SeriesError, match="frame of reference"):
         rtstruct_to_masks(out, other_frame)
-    same_frame_other_images = write_series(tmp_path / "ct3", shape_zyx=(40, 110, 150),
+    same_frame_other_images = volume_series(tmp_path / "ct3", shape_zyx=(40, 110, 150),
                                            frame_uid=ct.headers[0].FrameOfReferenceUID)
     with pytest.raises(SeriesError, match="not in the series"):
         rtstruct_to_masks(out, same_frame_other_images)
@@ -298,7 +189,7 @@ def test_reader_refuses_other_frames_and_missing_images(tmp_path, labels):
 
 def test_masks_onto_another_grid(tmp_path, labels):
     """Planning structures drawn on the CT, imported onto the PET grid of the same frame."""
-    ct = write_series(tmp_path / "ct", shape_zyx=(60, 150, 150), slice_step_mm=2.0)
+    ct = volume_series(tmp_path / "ct", shape_zyx=(60, 150, 150), slice_step_mm=2.0)
     out = write_rtstruct(tmp_path / "rs.dcm", findings_for(labels), labels, ct)
     masks = rtstruct_to_masks(out, ct, grid=labels)
     on_pet = sitk.GetArrayFromImage(masks["GTV_01_nodal"]).astype(bool)
@@ -337,7 +228,7 @@ def test_rt_utils_structure_sets(testdata, tmp_path):
     for roi in ds.StructureSetROISequence:
         roi.ReferencedFrameOfReferenceUID = ct.headers[0].FrameOfReferenceUID
     fixed = tmp_path / "rt_fixed.dcm"
-    ds.save_as(fixed)
+    save(ds, fixed)
     mask_zyx = sitk.GetArrayFromImage(rtstruct_to_masks(fixed, ct)["ROI-1"])
     assert mask_zyx[1].sum() == 0
     outer, inner = (np.asarray(c.ContourData, dtype=float).reshape(-1, 3) for c in ds.ROIContourSequence[0].ContourSequence)

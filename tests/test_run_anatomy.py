@@ -11,6 +11,8 @@ import pytest
 
 from localize.findings import validate_findings
 
+pytestmark = pytest.mark.slow
+
 NEAR_MM = 4.0  # a detection sits on its true lesion
 FAR_MM = 15.0  # farther than this from every true lesion: a false positive
 

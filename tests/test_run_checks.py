@@ -23,7 +23,9 @@ from localize.load.volume import load_series
 from localize.load.plan import single_plan
 from localize.export.table import lesion_table_from_doc
 
-from test_run_e2e import check_contract
+from helpers.contract import check_contract
+
+pytestmark = pytest.mark.slow
 
 
 def _analysed(folder: Path, *, with_ct: bool = True, status: str = "auto"):

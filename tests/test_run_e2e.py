@@ -13,14 +13,16 @@ import pytest
 
 from localize.config import load_pipeline
 from localize.errors import StudyError
-from localize.findings import validate_findings
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
 from localize.pipeline import analyse
 from localize.load.volume import load_series
 from localize.load.plan import single_plan
 
-from conftest import SHARED_CONTRACT, tree_digest
+from helpers.contract import check_contract
+from helpers.data import tree_digest
+
+pytestmark = pytest.mark.slow
 
 TARGET_TOLERANCE_MM = 4.0  # about one PET voxel: a detection must sit on its true lesion
 MR_TARGET_TOLERANCE_MM = 5.0  # target error plus registration error, both in the MR frame
@@ -28,15 +30,6 @@ MR_TARGET_TOLERANCE_MM = 5.0  # target error plus registration error, both in th
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "localize", *map(str, args)], capture_output=True, text=True)
-
-
-def check_contract(doc: dict) -> None:
-    validate_findings(doc)
-    contract = SHARED_CONTRACT / "findings.schema.json"
-    if contract.is_file():
-        import jsonschema
-
-        jsonschema.validate(doc, json.loads(contract.read_text()))
 
 
 def match(truth_lesions, lesions, key="target_lps_mm", truth_key="center_lps_mm"):

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+from pydicom.dataset import Dataset
 
 from localize.batch.run import run_study_process
 from localize.export.convert import convert_folder
@@ -20,8 +19,10 @@ from localize.safe_names import clean_label, safe_name, unique_name
 from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.volume import Volume, load_series
 from localize.load.plan import StudyPlan
+from localize.sample_data.dicom_writer import save
 
-from test_limits import ct_slice, save
+from helpers.images import rtstruct_for, small_ct_slice
+
 
 SAFE = re.compile(r"^[A-Za-z0-9+_][A-Za-z0-9._+-]*$")
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
@@ -91,7 +92,7 @@ def test_convert_names_files_safely_from_hostile_series_descriptions(tmp_path):
     archive, out = tmp_path / "in", tmp_path / "out"
     for n, description in enumerate(HOSTILE + ["same", "SAME"]):
         for z in (0.0, 2.0):
-            ds = ct_slice(z)
+            ds = small_ct_slice(z)
             ds.SeriesInstanceUID = f"1.2.3.4.5.{n}"
             ds.SeriesNumber = 1  # all share the number: only the description differs
             if description is not None:
@@ -111,6 +112,7 @@ def test_convert_names_files_safely_from_hostile_series_descriptions(tmp_path):
     assert sidecar["series_instance_uid"].startswith("1.2.3.4.5.")
 
 
+@pytest.mark.slow
 def test_batch_study_folders_are_safe_whatever_the_study_date(tmp_path):
     out = tmp_path / "out"
     plan = StudyPlan("patient", "1.2.3", "../../../etc/evil\x00")
@@ -125,38 +127,8 @@ def test_batch_study_folders_are_safe_whatever_the_study_date(tmp_path):
 
 def rtstruct_on(reference: Path, names: list[object]) -> tuple[Dataset, Volume]:
     """An RTSTRUCT with one square contour per ROI on a slice written at ``reference``, and that slice loaded."""
-    ref = load_series([save(ct_slice(), reference)])
+    ref = load_series([save(small_ct_slice(), reference)])
     return rtstruct_for(ref, names), ref
-
-
-def rtstruct_for(ref: Volume, names: list[object]) -> Dataset:
-    """An RTSTRUCT with one square contour per ROI on the first slice of ``ref``."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = RTStructureSetStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.Modality = "RTSTRUCT"
-    ds.StructureSetROISequence = Sequence()
-    ds.ROIContourSequence = Sequence()
-    for number, name in enumerate(names, start=1):
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = ref.headers[0].FrameOfReferenceUID
-        if name is not None:
-            roi.ROIName = name
-        ds.StructureSetROISequence.append(roi)
-        image = Dataset()
-        image.ReferencedSOPInstanceUID = ref.sop_instance_uids[0]
-        contour = Dataset()
-        contour.ContourGeometricType = "CLOSED_PLANAR"
-        contour.ContourImageSequence = Sequence([image])
-        contour.ContourData = [0.5, 0.5, 0, 2.5, 0.5, 0, 2.5, 2.5, 0, 0.5, 2.5, 0]
-        item = Dataset()
-        item.ReferencedROINumber = number
-        item.ContourSequence = Sequence([contour])
-        ds.ROIContourSequence.append(item)
-    return ds
 
 
 def test_hostile_roi_names_become_one_line_bounded_labels(tmp_path):

@@ -13,16 +13,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
+from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from localize.errors import LocalizeError, SuvError
 from localize.load.suv import (
@@ -33,105 +30,28 @@ from localize.load.suv import (
     suv_calibration,
 )
 
-# The base case is the worked example of docs/suv.md#definitions: 370 MBq 18F, 60 min, 80 kg.
-W_KG, H_M, D0_BQ = 80.0, 1.75, 370e6
-T_F18, T_GA68, T_ZR89 = 6586.2, 4062.6, 282276.0  # s; 89Zr 78.41 h
-INJECTION = datetime(2024, 1, 2, 9, 0, 0)
-SCAN = datetime(2024, 1, 2, 10, 0, 0)
-FRAME_S = 120.0
-N_SLICES = 4
-TARGET_SUV = [0.2, 1.0, 4.0, 1.0]  # the IBSI reference objects' SUVmin / median / max
-F0 = W_KG * 1000.0 / (D0_BQ * 2.0 ** (-3600.0 / T_F18))  # ml/Bq... g/Bq; 3.158e-4
-
-
-def tavg_s(duration_s: float, half_life_s: float) -> float:
-    """Average-count time of a frame (docs/suv.md#average-count-time), written out here for the expectations."""
-    lam = math.log(2) / half_life_s
-    return math.log(lam * duration_s / (1 - math.exp(-lam * duration_s))) / lam
-
-
-def _da(t: datetime) -> str:
-    return t.strftime("%Y%m%d")
-
-
-def _tm(t: datetime) -> str:
-    return t.strftime("%H%M%S.%f")
-
-
-def base_series() -> list[Dataset]:
-    """A 4-slice Siemens-style BQML START series, one header per slice."""
-    series_uid, study_uid, for_uid = generate_uid(), generate_uid(), generate_uid()
-    out = []
-    for k in range(N_SLICES):
-        ds = Dataset()
-        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
-        ds.SOPInstanceUID = generate_uid()
-        ds.Modality = "PT"
-        ds.Manufacturer = "SIEMENS"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, for_uid
-        ds.PatientWeight, ds.PatientSize, ds.PatientSex = W_KG, H_M, "M"
-        ds.Units, ds.DecayCorrection = "BQML", "START"
-        ds.CorrectedImage = ["NORM", "DTIM", "ATTN", "SCAT", "DECY", "RAN"]
-        ds.SeriesDate, ds.SeriesTime = _da(SCAN), _tm(SCAN)
-        ds.AcquisitionDate, ds.AcquisitionTime = _da(SCAN), _tm(SCAN)
-        ds.ActualFrameDuration = int(FRAME_S * 1000)
-        ds.FrameReferenceTime = round(tavg_s(FRAME_S, T_F18) * 1000, 3)
-        ds.ImagePositionPatient = [0.0, 0.0, 4.0 * k]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [4.0, 4.0]
-        ds.SliceThickness = 4.0
-        ds.RescaleSlope, ds.RescaleIntercept = 0.5 + k, 0
-        info = Dataset()
-        info.Radiopharmaceutical = "18F-DCFPyL"
-        info.RadiopharmaceuticalStartTime = _tm(INJECTION)
-        info.RadiopharmaceuticalStartDateTime = INJECTION.strftime("%Y%m%d%H%M%S")
-        info.RadionuclideTotalDose = D0_BQ
-        info.RadionuclideHalfLife = T_F18
-        ds.RadiopharmaceuticalInformationSequence = Sequence([info])
-        out.append(ds)
-    return out
-
-
-def _write(
-    datasets: list[Dataset], folder: Path, pixels: list[np.ndarray] | None = None, names: list[str] | None = None
-) -> tuple[list[Dataset], list[Path]]:
-    """Write real DICOM files (2x2 pixels of 100 unless given) and read their headers back."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k, ds in enumerate(datasets):
-        stored = np.full((2, 2), 100, np.uint16) if pixels is None else pixels[k].astype(np.uint16)
-        ds = Dataset(ds)
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.Rows, ds.Columns = stored.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = stored.tobytes()
-        path = folder / (names[k] if names else f"img{k:03d}.dcm")
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
-    return headers, paths
-
-
-def _info(ds: Dataset) -> Dataset:
-    return ds.RadiopharmaceuticalInformationSequence[0]
-
-
-def _set_all(series: list[Dataset], **values) -> None:
-    for ds in series:
-        for key, value in values.items():
-            if value is None:
-                delattr(ds, key) if key in ds else None
-            else:
-                setattr(ds, key, value)
-
-
-def _set_info(series: list[Dataset], **values) -> None:
-    _set_all([_info(ds) for ds in series], **values)
-
+from helpers.pet_headers import (
+    D0_BQ,
+    F0,
+    FRAME_S,
+    H_M,
+    INJECTION,
+    N_SLICES,
+    SCAN,
+    TARGET_SUV,
+    T_F18,
+    T_GA68,
+    T_ZR89,
+    W_KG,
+    base_series,
+    da,
+    info_of,
+    set_all,
+    set_info,
+    tavg_s,
+    tm,
+    write_headers,
+)
 
 def _philips(ds: Dataset, offset: int, value: float) -> None:
     ds.private_block(0x7053, "Philips PET Private Group", create=True).add_new(offset, "DS", f"{value:.8g}")
@@ -147,19 +67,19 @@ def _none_expectations(series: list[Dataset], half_life_s: float = T_F18) -> lis
     out = []
     for k, ds in enumerate(series):
         acq = SCAN + timedelta(minutes=2 * k)
-        ds.AcquisitionTime = _tm(acq)
+        ds.AcquisitionTime = tm(acq)
         dt = (acq - INJECTION).total_seconds() + tavg_s(FRAME_S, half_life_s)
         out.append(W_KG * 1000.0 / D0_BQ * 2.0 ** (dt / half_life_s))
-    _set_all(series, DecayCorrection="NONE", CorrectedImage=["NORM", "ATTN", "SCAT"])
+    set_all(series, DecayCorrection="NONE", CorrectedImage=["NORM", "ATTN", "SCAT"])
     return out
 
 
 def _multibed_series_after_acquisition(series: list[Dataset], manufacturer: str) -> None:
     """Series time 30 min after the scan; two beds; FrameReferenceTime points back to SCAN."""
-    _set_all(series, Manufacturer=manufacturer, SeriesTime=_tm(SCAN + timedelta(minutes=30)))
+    set_all(series, Manufacturer=manufacturer, SeriesTime=tm(SCAN + timedelta(minutes=30)))
     for k, ds in enumerate(series):
         bed_start_s = 120.0 * (k // 2)
-        ds.AcquisitionTime = _tm(SCAN + timedelta(seconds=bed_start_s))
+        ds.AcquisitionTime = tm(SCAN + timedelta(seconds=bed_start_s))
         ds.FrameReferenceTime = round((bed_start_s + tavg_s(FRAME_S, T_F18)) * 1000, 3)
 
 
@@ -184,7 +104,7 @@ def _gml(suv_type: str, sex: str) -> Callable[[list[Dataset]], list[float]]:
     norm = {"LBMJAMES128": _lbm_james, "IBW": _ibw, "LBMJANMA": _janma}[suv_type]
 
     def case(s: list[Dataset]) -> list[float]:
-        _set_all(s, Units="GML", SUVType=suv_type, PatientSex=sex)
+        set_all(s, Units="GML", SUVType=suv_type, PatientSex=sex)
         return [W_KG / norm(sex)] * N_SLICES
     return case
 
@@ -200,37 +120,37 @@ def _case_rescale(s):
 
 
 def _case_gml_bw(s):
-    _set_all(s, Units="GML", SUVType="BW")
+    set_all(s, Units="GML", SUVType="BW")
     return [1.0] * N_SLICES
 
 
 def _case_cm2ml(s):
-    _set_all(s, Units="CM2ML", SUVType="BSA")
+    set_all(s, Units="CM2ML", SUVType="BSA")
     bsa_m2 = 0.007184 * W_KG**0.425 * 175.0**0.725
     return [W_KG / (10 * bsa_m2)] * N_SLICES
 
 
 def _case_cnts_suv(s):
-    _set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
+    set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
     for k, ds in enumerate(s):
         _philips(ds, 0x00, 1e-5 * (k + 1))
     return [1e-5 * (k + 1) for k in range(N_SLICES)]
 
 
 def _case_cnts_activity(s):
-    _set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
+    set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
     for ds in s:
         _philips(ds, 0x09, 0.25)
     return [0.25 * F0] * N_SLICES
 
 
 def _case_dose_mbq(s):
-    _set_info(s, RadionuclideTotalDose=370)
+    set_info(s, RadionuclideTotalDose=370)
     return [F0] * N_SLICES
 
 
 def _case_admin(s):
-    _set_all(s, DecayCorrection="ADMIN")
+    set_all(s, DecayCorrection="ADMIN")
     return [W_KG * 1000 / D0_BQ] * N_SLICES
 
 
@@ -249,7 +169,7 @@ def _case_siemens_private(s):
 
 
 def _case_ge_private(s):
-    _set_all(s, Manufacturer="GE MEDICAL SYSTEMS", SeriesTime=_tm(SCAN + timedelta(minutes=30)),
+    set_all(s, Manufacturer="GE MEDICAL SYSTEMS", SeriesTime=tm(SCAN + timedelta(minutes=30)),
              FrameReferenceTime=0)
     for ds in s:
         ds.private_block(0x0009, "GEMS_PETD_01", create=True).add_new(0x0D, "DT", SCAN.strftime("%Y%m%d%H%M%S.00"))
@@ -258,14 +178,14 @@ def _case_ge_private(s):
 
 def _case_none(manufacturer):
     def case(s):
-        _set_all(s, Manufacturer=manufacturer)
+        set_all(s, Manufacturer=manufacturer)
         return _none_expectations(s)
     return case
 
 
 def _case_none_philips_cnts(s):
     expected = _none_expectations(s)
-    _set_all(s, Manufacturer="Philips Medical Systems", Units="CNTS")
+    set_all(s, Manufacturer="Philips Medical Systems", Units="CNTS")
     for ds, f in zip(s, expected, strict=True):
         _philips(ds, 0x09, 0.4)
         _philips(ds, 0x00, 0.4 * f)
@@ -274,44 +194,44 @@ def _case_none_philips_cnts(s):
 
 def _case_series_equals_acquisition(manufacturer):
     def case(s):
-        _set_all(s, Manufacturer=manufacturer, FrameReferenceTime=0)
+        set_all(s, Manufacturer=manufacturer, FrameReferenceTime=0)
         return [F0] * N_SLICES
     return case
 
 
 def _case_start_datetime_only(s):
-    _set_info(s, RadiopharmaceuticalStartTime=None)
+    set_info(s, RadiopharmaceuticalStartTime=None)
     return [F0] * N_SLICES
 
 
 def _case_start_time_only(s):
-    _set_info(s, RadiopharmaceuticalStartDateTime=None)
+    set_info(s, RadiopharmaceuticalStartDateTime=None)
     return [F0] * N_SLICES
 
 
 def _midnight(s, start_datetime: bool, anonymised_acquisition_date: bool = False):
     scan = datetime(2024, 1, 2, 0, 30)
     injection = scan - timedelta(hours=1)
-    _set_all(s, SeriesDate=_da(scan), SeriesTime=_tm(scan), AcquisitionDate=_da(scan), AcquisitionTime=_tm(scan))
+    set_all(s, SeriesDate=da(scan), SeriesTime=tm(scan), AcquisitionDate=da(scan), AcquisitionTime=tm(scan))
     if anonymised_acquisition_date:
-        _set_all(s, AcquisitionDate="19000101")
-    _set_info(s, RadiopharmaceuticalStartTime=_tm(injection),
+        set_all(s, AcquisitionDate="19000101")
+    set_info(s, RadiopharmaceuticalStartTime=tm(injection),
               RadiopharmaceuticalStartDateTime=injection.strftime("%Y%m%d%H%M%S") if start_datetime else None)
     return [F0] * N_SLICES
 
 
 def _zr89(s, start_datetime: str | None):
-    _set_info(s, RadionuclideHalfLife=T_ZR89, Radiopharmaceutical="89Zr-antibody",
-              RadiopharmaceuticalStartTime=_tm(INJECTION), RadiopharmaceuticalStartDateTime=start_datetime)
+    set_info(s, RadionuclideHalfLife=T_ZR89, Radiopharmaceutical="89Zr-antibody",
+              RadiopharmaceuticalStartTime=tm(INJECTION), RadiopharmaceuticalStartDateTime=start_datetime)
     scan = INJECTION + timedelta(hours=72)
-    _set_all(s, SeriesDate=_da(scan), SeriesTime=_tm(scan), AcquisitionDate=_da(scan), AcquisitionTime=_tm(scan),
+    set_all(s, SeriesDate=da(scan), SeriesTime=tm(scan), AcquisitionDate=da(scan), AcquisitionTime=tm(scan),
              FrameReferenceTime=0)
     return [W_KG * 1000 / (D0_BQ * 2 ** (-72 * 3600 / T_ZR89))] * N_SLICES
 
 
 def _case_ga68(s):
-    _set_info(s, RadionuclideHalfLife=T_GA68, Radiopharmaceutical="68Ga-PSMA-11")
-    _set_all(s, FrameReferenceTime=0)
+    set_info(s, RadionuclideHalfLife=T_GA68, Radiopharmaceutical="68Ga-PSMA-11")
+    set_all(s, FrameReferenceTime=0)
     return [W_KG * 1000 / (D0_BQ * 2 ** (-3600 / T_GA68))] * N_SLICES
 
 
@@ -375,7 +295,7 @@ DRO_RULES = {
 def test_ibsi_valid_case(case, tmp_path):
     series = base_series()
     expected = DRO_CASES[case](series)
-    headers, paths = _write(series, tmp_path)
+    headers, paths = write_headers(series, tmp_path)
     cal = suv_calibration(headers, paths)
     for ds, want, target in zip(headers, expected, TARGET_SUV, strict=True):
         rescaled = target / want  # the value a scanner would store for this SUV
@@ -389,35 +309,35 @@ def test_ibsi_valid_case(case, tmp_path):
 
 def _err_sex(value):
     def case(s):
-        _set_all(s, Units="GML", SUVType="IBW", PatientSex=value)
+        set_all(s, Units="GML", SUVType="IBW", PatientSex=value)
     return case
 
 
 def _err_cnts(s):
-    _set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
+    set_all(s, Units="CNTS", Manufacturer="Philips Medical Systems")
 
 
 def _err_frame_duration(s):
-    _set_all(s, ActualFrameDuration=None, Manufacturer="Philips Medical Systems")
+    set_all(s, ActualFrameDuration=None, Manufacturer="Philips Medical Systems")
 
 
 DRO_ERRORS: dict[str, tuple[Callable[[list[Dataset]], None], str]] = {
-    "DRO_error_2_0": (lambda s: _set_all(s, PatientWeight=None), "PatientWeight"),
-    "DRO_error_2_1": (lambda s: _set_all(s, PatientWeight=0), "PatientWeight"),
+    "DRO_error_2_0": (lambda s: set_all(s, PatientWeight=None), "PatientWeight"),
+    "DRO_error_2_1": (lambda s: set_all(s, PatientWeight=0), "PatientWeight"),
     "DRO_error_2_2": (_err_sex(None), "PatientSex"),
     "DRO_error_2_3": (_err_sex("X"), "PatientSex"),
-    "DRO_error_2_4": (lambda s: _set_all(s, Units="GML", SUVType="IBW", PatientSize=None), "PatientSize"),
-    "DRO_error_2_5": (lambda s: _set_all(s, Units="GML", SUVType="IBW", PatientSize=0), "PatientSize"),
+    "DRO_error_2_4": (lambda s: set_all(s, Units="GML", SUVType="IBW", PatientSize=None), "PatientSize"),
+    "DRO_error_2_5": (lambda s: set_all(s, Units="GML", SUVType="IBW", PatientSize=0), "PatientSize"),
     "DRO_error_2_6": (_err_cnts, "7053,1000"),
-    "DRO_error_2_7": (lambda s: _set_all(s, Units="PROPCNTS"), "Units"),
-    "DRO_error_3_0": (lambda s: _set_info(s, RadionuclideTotalDose=None), "RadionuclideTotalDose"),
-    "DRO_error_3_1": (lambda s: _set_info(s, RadionuclideTotalDose=-370e6), "RadionuclideTotalDose"),
+    "DRO_error_2_7": (lambda s: set_all(s, Units="PROPCNTS"), "Units"),
+    "DRO_error_3_0": (lambda s: set_info(s, RadionuclideTotalDose=None), "RadionuclideTotalDose"),
+    "DRO_error_3_1": (lambda s: set_info(s, RadionuclideTotalDose=-370e6), "RadionuclideTotalDose"),
     "DRO_error_3_2": (_err_frame_duration, "ActualFrameDuration"),
-    "DRO_error_4_0": (lambda s: _set_info(s, RadiopharmaceuticalStartTime=None,
+    "DRO_error_4_0": (lambda s: set_info(s, RadiopharmaceuticalStartTime=None,
                                           RadiopharmaceuticalStartDateTime=None), "RadiopharmaceuticalStartTime"),
     "DRO_error_4_1": (lambda s: _zr89(s, None), "RadiopharmaceuticalStartDateTime"),
     "DRO_error_4_2": (lambda s: _zr89(s, "19000101090000"), "uptake time"),
-    "DRO_error_5_0": (lambda s: _set_info(s, RadionuclideHalfLife=None), "RadionuclideHalfLife"),
+    "DRO_error_5_0": (lambda s: set_info(s, RadionuclideHalfLife=None), "RadionuclideHalfLife"),
 }
 
 
@@ -426,7 +346,7 @@ def test_ibsi_error_case(case, tmp_path):
     series = base_series()
     mutate, keyword = DRO_ERRORS[case]
     mutate(series)
-    headers, paths = _write(series, tmp_path)
+    headers, paths = write_headers(series, tmp_path)
     with pytest.raises(SuvError) as err:
         suv_calibration(headers, paths)
     message = str(err.value)
@@ -457,14 +377,14 @@ def test_any_order_gives_same_factors():
 
 def test_start_datetime_preferred_over_start_time():
     headers = base_series()
-    _set_info(headers, RadiopharmaceuticalStartTime="083000")  # disagrees; the DateTime wins
+    set_info(headers, RadiopharmaceuticalStartTime="083000")  # disagrees; the DateTime wins
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
     assert cal.injection_datetime == INJECTION
 
 
 def test_philips_bqml_ignores_private_suv_factor():
     headers = base_series()
-    _set_all(headers, Manufacturer="Philips Medical Systems")
+    set_all(headers, Manufacturer="Philips Medical Systems")
     for ds in headers:
         _philips(ds, 0x00, 0.000027)
         _philips(ds, 0x09, 0.159)
@@ -474,7 +394,7 @@ def test_philips_bqml_ignores_private_suv_factor():
 
 def test_philips_private_without_creator_read_by_tag():
     headers = base_series()
-    _set_all(headers, Units="CNTS", Manufacturer="Philips Medical Systems")
+    set_all(headers, Units="CNTS", Manufacturer="Philips Medical Systems")
     for ds in headers:
         ds.add(pydicom.DataElement(Tag(0x7053, 0x1009), "UN", b"0.25"))
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
@@ -485,7 +405,7 @@ def test_philips_private_without_creator_read_by_tag():
 @pytest.mark.parametrize(("suv_factor_scale", "warned"), [(1.0, False), (1.05, True)])
 def test_philips_both_paths_compared(suv_factor_scale, warned):
     headers = base_series()
-    _set_all(headers, Units="CNTS", Manufacturer="Philips Medical Systems")
+    set_all(headers, Units="CNTS", Manufacturer="Philips Medical Systems")
     for ds in headers:
         _philips(ds, 0x09, 0.25)
         _philips(ds, 0x00, 0.25 * F0 * suv_factor_scale)
@@ -497,7 +417,7 @@ def test_philips_both_paths_compared(suv_factor_scale, warned):
 
 def test_ge_private_without_creator_is_used_with_warning():
     headers = base_series()
-    _set_all(headers, Manufacturer="GE MEDICAL SYSTEMS", SeriesTime=_tm(SCAN + timedelta(minutes=30)))
+    set_all(headers, Manufacturer="GE MEDICAL SYSTEMS", SeriesTime=tm(SCAN + timedelta(minutes=30)))
     for ds in headers:
         ds.add(pydicom.DataElement(Tag(0x0009, 0x100D), "UN", SCAN.strftime("%Y%m%d%H%M%S").encode()))
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
@@ -508,7 +428,7 @@ def test_ge_private_without_creator_is_used_with_warning():
 
 def test_earliest_acquisition_when_no_frame_reference():
     headers = base_series()
-    _set_all(headers, SeriesTime=_tm(SCAN + timedelta(minutes=30)), FrameReferenceTime=0)
+    set_all(headers, SeriesTime=tm(SCAN + timedelta(minutes=30)), FrameReferenceTime=0)
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
     assert cal.decay_reference_rule == "4:earliest_acquisition_datetime"
     assert list(cal.factors.values()) == [pytest.approx(F0, rel=1e-9)] * N_SLICES
@@ -518,7 +438,7 @@ def test_none_mode_without_decy_accepted_start_without_decy_refused():
     headers = base_series()
     _none_expectations(headers)
     assert suv_calibration(headers, ["a", "b", "c", "d"]).decay_correction == "NONE"
-    _set_all(headers, DecayCorrection="START")
+    set_all(headers, DecayCorrection="START")
     with pytest.raises(SuvError, match="CorrectedImage lacks DECY"):
         suv_calibration(headers, ["a", "b", "c", "d"])
 
@@ -533,7 +453,7 @@ def test_inconsistent_slices_refused():
 def test_several_injections_refused():
     headers = base_series()
     for ds in headers:
-        ds.RadiopharmaceuticalInformationSequence.append(Dataset(_info(ds)))
+        ds.RadiopharmaceuticalInformationSequence.append(Dataset(info_of(ds)))
     with pytest.raises(SuvError, match="several injections"):
         suv_calibration(headers, ["a", "b", "c", "d"])
 
@@ -545,8 +465,8 @@ def test_several_injections_refused():
 def test_short_uptake_warning_is_tracer_aware(text, uptake_min, warned):
     headers = base_series()
     scan = INJECTION + timedelta(minutes=uptake_min)
-    _set_all(headers, SeriesTime=_tm(scan), AcquisitionTime=_tm(scan))
-    _set_info(headers, Radiopharmaceutical=text)
+    set_all(headers, SeriesTime=tm(scan), AcquisitionTime=tm(scan))
+    set_info(headers, Radiopharmaceutical=text)
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
     assert cal.uptake_s == uptake_min * 60
     assert any("uptake time" in w for w in cal.warnings) is warned
@@ -554,7 +474,7 @@ def test_short_uptake_warning_is_tracer_aware(text, uptake_min, warned):
 
 def test_body_size_ratios_and_height_in_cm():
     headers = base_series()
-    _set_all(headers, PatientSize=175)  # centimetres by mistake
+    set_all(headers, PatientSize=175)  # centimetres by mistake
     cal = suv_calibration(headers, ["a", "b", "c", "d"])
     assert cal.height_m == pytest.approx(1.75)
     assert any("centimetres" in w for w in cal.warnings)
@@ -612,11 +532,11 @@ def _raw_element(tag: int, vr: str, value: bytes) -> RawDataElement:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_headers_raise_only_suv_errors(mutations, units):
     headers = base_series()
-    _set_all(headers, Units=units)
+    set_all(headers, Units=units)
     for slice_index, (tag, vr), value in mutations:
         targets = headers if slice_index == N_SLICES else [headers[slice_index]]
         for ds in targets:
-            where = _info(ds) if (tag, vr) in _INFO_TAGS else ds
+            where = info_of(ds) if (tag, vr) in _INFO_TAGS else ds
             if value is None:
                 if Tag(tag) in where:
                     del where[tag]

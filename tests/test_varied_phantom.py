@@ -21,6 +21,8 @@ from localize.sample_data.patient import draw_patient
 from localize.sample_data.varied import draw_scan, stream
 from localize.load.tracer import HALF_LIFE_S
 
+pytestmark = pytest.mark.slow
+
 SMALL = dict(ct_matrix_cap=96, pet_matrix_cap=64)
 SEEDS = range(300)  # training seeds: all below VALIDATION_SEED_START
 

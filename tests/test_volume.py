@@ -1,6 +1,6 @@
 """Series -> image: sorting, rescale, gaps, tilt, multi-frame, compression, geometry vs SimpleITK.
 
-Every series here is written with pydicom in the test or read in place from
+Every series here is written with localize.sample_data.dicom_writer in the test or read in place from
 ../shared/testdata. Expected values come from the stored pixels, from a linear
 "physical field" written into the slices (value = a . P_lps, so any correct
 geometry, and linear interpolation, reproduces it exactly), or from an
@@ -20,105 +20,28 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image as PILImage
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
-    CTImageStorage,
     EnhancedCTImageStorage,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
-    MRImageStorage,
     RLELossless,
-    generate_uid,
 )
 
 from localize.errors import DicomReadError, SeriesError
 from localize.export.nifti import affine_ras
 from localize.load.volume import load_series, split_series
+from localize.sample_data.dicom_writer import save_series
+
+from helpers.field import FIELD, field_series, image_dataset
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-FIELD = np.array([3.0, 5.0, 7.0])  # value = FIELD . P_lps (per mm), a linear physical field
 
 
-# ---------------------------------------------------------------- writing series
-
-
-def image_dataset(
-    pixels: np.ndarray,
-    position: Sequence[float],
-    *,
-    orientation: Sequence[float] = AXIAL,
-    spacing_rc: Sequence[float] = (0.8, 0.7),
-    slope: float = 1.0,
-    intercept: float = -1024.0,
-    modality: str = "CT",
-    series_uid: str = "1.2.3.4",
-    **attributes,
-) -> Dataset:
-    """One single-frame image with stored values ``pixels`` (rows x columns, int16 or uint16)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    sop_class = CTImageStorage if modality == "CT" else MRImageStorage
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientID = "P1"
-    ds.PatientName = "Test^Patient"
-    ds.StudyInstanceUID = "1.2.3"
-    ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = "1.2.3.9"
-    ds.Modality = modality
-    ds.SeriesNumber = 1
-    ds.SeriesDescription = "test series"
-    ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
-    ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
-    ds.PixelSpacing = [f"{v:.4f}" for v in spacing_rc]
-    ds.SliceThickness = "2.0"
-    ds.RescaleSlope = f"{slope:.6g}"
-    ds.RescaleIntercept = f"{intercept:.6g}"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0 if pixels.dtype == np.uint16 else 1
-    for key, value in attributes.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels.tobytes()
-    return ds
-
-
-def write_series(folder: Path, datasets: Sequence[Dataset], names: Sequence[str] | None = None) -> list[Path]:
-    """Save ``datasets`` into ``folder`` (file names ``names`` or im0000.dcm ...)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k, ds in enumerate(datasets):
-        path = folder / (names[k] if names else f"im{k:04d}.dcm")
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def field_slice(position, orientation, spacing_rc, shape, slope=0.1, intercept=0.0) -> np.ndarray:
-    """Stored int16 values of one slice sampling the linear field FIELD . P at each pixel centre."""
-    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    r, c = np.mgrid[0 : shape[0], 0 : shape[1]]
-    points = np.asarray(position) + c[..., None] * spacing_rc[1] * row + r[..., None] * spacing_rc[0] * col
-    return np.round((points @ FIELD - intercept) / slope).astype(np.int16)
-
-
-def field_series(positions, orientation=AXIAL, spacing_rc=(0.8, 0.7), shape=(12, 10), **attrs) -> list[Dataset]:
-    return [
-        image_dataset(field_slice(p, orientation, spacing_rc, shape), p, orientation=orientation,
-                      spacing_rc=spacing_rc, slope=0.1, intercept=0.0, InstanceNumber=k + 1, **attrs)
-        for k, p in enumerate(positions)
-    ]
+# ---------------------------------------------------------------- checking images
 
 
 def assert_field(image: sitk.Image, tolerance: float = 0.06, rows: slice = slice(None)) -> None:
@@ -157,7 +80,7 @@ def test_shuffled_files_sorted_by_position_and_geometry_equals_simpleitk(tmp_pat
     random.Random(3).shuffle(order)
     for k, ds in enumerate(datasets):  # instance numbers and names say nothing about position
         ds.InstanceNumber = order[k] + 1
-    paths = write_series(tmp_path / "ct", datasets, names=[f"x{o:02d}.dcm" for o in order])
+    paths = save_series(tmp_path / "ct", datasets, names=[f"x{o:02d}.dcm" for o in order])
     volume = load_series(random.Random(5).sample(paths, len(paths)))
     assert_same_geometry(volume.image, simpleitk_series(tmp_path / "ct"))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.image),
@@ -173,7 +96,7 @@ def test_feet_first_series_reversed_numbering(tmp_path):
     # with InstanceNumber; sorting along the normal (here -z... row x col) must still work
     orientation = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     positions = [(40.0, -30.0, 50.0 - 3.0 * k) for k in range(6)]
-    paths = write_series(tmp_path / "ff", field_series(positions, orientation))
+    paths = save_series(tmp_path / "ff", field_series(positions, orientation))
     volume = load_series(paths[::-1])
     assert_same_geometry(volume.image, simpleitk_series(tmp_path / "ff"))
     normal = np.cross(orientation[:3], orientation[3:])
@@ -186,7 +109,7 @@ def test_per_slice_rescale_slopes(tmp_path):
     slopes, intercepts = [0.5, 2.0, 7.25], [-1024.0, 0.0, 12.5]
     datasets = [image_dataset(stored, (0, 0, 4.0 * k), slope=s, intercept=b)
                 for k, (s, b) in enumerate(zip(slopes, intercepts))]
-    volume = load_series(write_series(tmp_path, datasets))
+    volume = load_series(save_series(tmp_path, datasets))
     values = sitk.GetArrayFromImage(volume.image)
     assert volume.image.GetPixelID() == sitk.sitkFloat32
     for k, (s, b) in enumerate(zip(slopes, intercepts)):
@@ -201,7 +124,7 @@ def test_oblique_mr_written_here(tmp_path):
     rot = rz @ rx
     orientation = tuple(rot[:, 0]) + tuple(rot[:, 1])
     positions = [tuple(np.array([-20.0, 10.0, 5.0]) + 3.0 * k * rot[:, 2]) for k in range(5)]
-    paths = write_series(tmp_path / "mr", field_series(positions, orientation, modality="MR"))
+    paths = save_series(tmp_path / "mr", field_series(positions, orientation, modality="MR"))
     volume = load_series(paths)
     assert_same_geometry(volume.image, simpleitk_series(tmp_path / "mr"))
     assert_field(volume.image)
@@ -212,7 +135,7 @@ def test_oblique_mr_written_here(tmp_path):
 
 def test_missing_slice_warns_with_gap_and_strict_refuses(tmp_path):
     zs = [0.0, 2.0, 4.0, 8.0, 10.0]  # the slice at 6 mm is missing
-    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    paths = save_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
     volume = load_series(paths)
     assert len(volume.warnings) == 1 and "missing" in volume.warnings[0]
     assert "4.0) mm" in volume.warnings[0] and "gap 4.00 mm" in volume.warnings[0]
@@ -226,7 +149,7 @@ def test_missing_slice_warns_with_gap_and_strict_refuses(tmp_path):
 def test_bed_overlap_spacing_is_one_grid_at_the_mean(tmp_path):
     # steps of 3.19 and 3.29 mm as bed overlaps leave them: the source's slice count at the mean step
     zs = np.cumsum([0.0, 3.29, 3.19, 3.29, 3.29, 3.19, 3.29])
-    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    paths = save_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
     volume = load_series(paths)
     assert volume.image.GetSize()[2] == 7 and not volume.resampled
     assert volume.image.GetSpacing()[2] == pytest.approx(zs[-1] / 6)
@@ -237,7 +160,7 @@ def test_bed_overlap_spacing_is_one_grid_at_the_mean(tmp_path):
 def test_missing_bed_named_with_its_position(tmp_path):
     # 3.27 mm steps with a 30 mm hole (a bed not written): named at the slice before it
     zs = [0.0, 3.27, 6.54, 9.81, 39.81, 43.08, 46.35]
-    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    paths = save_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
     volume = load_series(paths)
     assert len(volume.warnings) == 1
     assert "missing after the slice at LPS (-4.0, -4.0, 9.8) mm (gap 30.00 mm)" in volume.warnings[0]
@@ -246,7 +169,7 @@ def test_missing_bed_named_with_its_position(tmp_path):
 
 def test_non_uniform_spacing_resampled_to_smallest_step(tmp_path):
     zs = [0.0, 1.5, 3.0, 6.0, 10.0]
-    paths = write_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
+    paths = save_series(tmp_path, field_series([(-4.0, -4.0, z) for z in zs]))
     volume = load_series(paths)
     assert "varies from 1.500 to 4.000 mm" in volume.warnings[0]
     assert volume.image.GetSpacing()[2] == pytest.approx(1.5)
@@ -260,7 +183,7 @@ def test_gantry_tilt_written_here_is_untilted(tmp_path):
     tilt = np.radians(15.0)
     orientation = (1.0, 0.0, 0.0, 0.0, np.cos(tilt), -np.sin(tilt))  # GE-style tilted planes
     positions = [(-5.0, -8.0, 3.0 * k) for k in range(6)]  # table moves along z only
-    paths = write_series(tmp_path, field_series(positions, orientation, shape=(40, 12)))
+    paths = save_series(tmp_path, field_series(positions, orientation, shape=(40, 12)))
     volume = load_series(paths)
     assert "15.00 deg" in volume.warnings[0]
     normal = np.cross(orientation[:3], orientation[3:])
@@ -306,7 +229,7 @@ def test_siemens_tilt_and_ge_missing_slice_from_dicom2nifti_failing_cases(testda
 def test_duplicate_positions_refused_with_split_attribute(tmp_path):
     datasets = [ds for echo in (1, 2) for ds in field_series([(0, 0, 2.0 * k) for k in range(4)],
                                                              modality="MR", EchoNumbers=echo)]
-    paths = write_series(tmp_path, datasets)
+    paths = save_series(tmp_path, datasets)
     with pytest.raises(SeriesError, match="split the series by EchoNumbers"):
         load_series(paths)
     groups = split_series(paths)
@@ -358,7 +281,7 @@ def enhanced_ct(tmp_path: Path, zs: Sequence[float], slopes: Sequence[float]) ->
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
     ds.PixelData = stored.tobytes()
-    path = write_series(tmp_path, [ds], names=["enhanced.dcm"])[0]
+    path = save_series(tmp_path, [ds], names=["enhanced.dcm"])[0]
     return path, stored
 
 
@@ -414,10 +337,10 @@ def test_lossless_compressed_series_equal_uncompressed(tmp_path, syntax):
     packed = [image_dataset(s, (0, 0, 3.0 * k), slope=1.0, intercept=-1024.0) for k, s in enumerate(stored)]
     for ds in packed:
         ds.compress(syntax)
-    assert pydicom.dcmread(write_series(tmp_path / "c", packed)[0]).file_meta.TransferSyntaxUID == syntax
+    assert pydicom.dcmread(save_series(tmp_path / "c", packed)[0]).file_meta.TransferSyntaxUID == syntax
     ours = sitk.GetArrayFromImage(load_series(sorted((tmp_path / "c").glob("*.dcm"))).image)
     np.testing.assert_array_equal(ours, np.stack(stored).astype(np.float32) - 1024.0)
-    reference = sitk.GetArrayFromImage(load_series(write_series(tmp_path / "p", plain)).image)
+    reference = sitk.GetArrayFromImage(load_series(save_series(tmp_path / "p", plain)).image)
     np.testing.assert_array_equal(ours, reference)
 
 
@@ -437,7 +360,7 @@ def test_jpeg_baseline_decoded_like_pillow(tmp_path):
         ds.PixelData = encapsulate([buffer.getvalue()])
         ds["PixelData"].VR = "OB"
         slices.append(ds)
-    values = sitk.GetArrayFromImage(load_series(write_series(tmp_path, slices)).image)
+    values = sitk.GetArrayFromImage(load_series(save_series(tmp_path, slices)).image)
     assert np.abs(values - np.stack(expected)).max() <= 2
 
 
@@ -468,12 +391,12 @@ def test_sagittal_mr_geometry_equals_simpleitk(testdata):
 
 
 def test_single_slice_and_scout_without_geometry(tmp_path):
-    one = load_series(write_series(tmp_path / "one", [image_dataset(np.ones((4, 4), np.int16), (1, 2, 3))]))
+    one = load_series(save_series(tmp_path / "one", [image_dataset(np.ones((4, 4), np.int16), (1, 2, 3))]))
     assert one.image.GetSize() == (4, 4, 1) and one.image.GetSpacing()[2] == pytest.approx(2.0)
     scout = image_dataset(np.ones((4, 4), np.int16), (0, 0, 0))
     del scout.ImagePositionPatient, scout.ImageOrientationPatient
     with pytest.raises(SeriesError, match="not a volume image"):
-        load_series(write_series(tmp_path / "scout", [scout]))
+        load_series(save_series(tmp_path / "scout", [scout]))
 
 
 def test_unreadable_and_truncated_files_raise_localize_errors(tmp_path):
@@ -481,7 +404,7 @@ def test_unreadable_and_truncated_files_raise_localize_errors(tmp_path):
     junk.write_bytes(b"not dicom at all" * 10)
     with pytest.raises(DicomReadError, match="junk.dcm"):
         load_series([junk])
-    good = write_series(tmp_path / "t", [image_dataset(np.ones((64, 64), np.int16), (0, 0, 0))])[0]
+    good = save_series(tmp_path / "t", [image_dataset(np.ones((64, 64), np.int16), (0, 0, 0))])[0]
     truncated = tmp_path / "truncated.dcm"
     truncated.write_bytes(good.read_bytes()[:-3000])
     with pytest.raises(DicomReadError, match="truncated.dcm"):

@@ -24,6 +24,8 @@ from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
 from localize.load.volume import load_series
 
+pytestmark = pytest.mark.slow
+
 HALF_VERTEBRA_MM = 12.0  # a lumbar body is ~25 mm tall in the phantom (and in an adult)
 
 

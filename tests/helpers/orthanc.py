@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+from helpers.tools import require_file, require_tool
 
 
 def free_port() -> int:
@@ -21,9 +20,7 @@ def free_port() -> int:
 
 
 def orthanc_binary() -> str:
-    found = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
-    assert found, "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb; .ci/run does)"
-    return found
+    return require_tool("Orthanc")
 
 
 class Orthanc:
@@ -39,12 +36,12 @@ class Orthanc:
 
     def start(self) -> Orthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
-        assert DICOMWEB_PLUGIN.exists(), f"{DICOMWEB_PLUGIN} missing (apt-get install orthanc-dicomweb)"
+        plugin = require_file("orthanc-dicomweb")
         config = {
             "Name": self.aet, "DicomAet": self.aet, "DicomPort": self.dicom_port, "HttpPort": self.http_port,
             "StorageDirectory": str(self.folder / "storage"), "IndexDirectory": str(self.folder / "index"),
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomModalities": self.modalities,
-            "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "Plugins": [str(plugin)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "DicomScuTimeout": 10, "HttpTimeout": 30,
         }
         (self.folder / "orthanc.json").write_text(json.dumps(config, indent=2))
