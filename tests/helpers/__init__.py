@@ -5,7 +5,7 @@
 - ``helpers.contract``: findings.json against the package's own schema;
 - ``helpers.data``: repository paths, tree digests, the small two-patient archive;
 - ``helpers.images``: small CT slices, label images, findings and RTSTRUCTs built in memory;
-- ``helpers.pet_headers``: the SUV test case's PET headers (DOMAIN.md §1.1's worked example).
+- ``helpers.pet_headers``: the SUV test case's PET headers (the worked example of docs/suv.md#definitions).
 
 DICOM files themselves are built with ``localize.sample_data.dicom_writer`` (``one_slice``,
 ``image_series``, ``save`` ...), the one writer shared by the phantom, the tests and the benchmarks.

@@ -1,4 +1,4 @@
-"""PET headers of the SUV tests: DOMAIN.md §1.1's worked example (370 MBq 18F, 60 min, 80 kg),
+"""PET headers of the SUV tests: the worked example of docs/suv.md#definitions (370 MBq 18F, 60 min, 80 kg),
 one header per slice, and helpers to change them and write them as DICOM files."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 
 from localize.sample_data.dicom_writer import save, set_pixels
 
-# The base case is DOMAIN.md §1.1's worked example: 370 MBq 18F, 60 min, 80 kg.
+# The base case is the worked example of docs/suv.md#definitions: 370 MBq 18F, 60 min, 80 kg.
 W_KG, H_M, D0_BQ = 80.0, 1.75, 370e6
 T_F18, T_GA68, T_ZR89 = 6586.2, 4062.6, 282276.0  # s; 89Zr 78.41 h
 INJECTION = datetime(2024, 1, 2, 9, 0, 0)
@@ -27,7 +27,7 @@ F0 = W_KG * 1000.0 / (D0_BQ * 2.0 ** (-3600.0 / T_F18))  # ml/Bq... g/Bq; 3.158e
 
 
 def tavg_s(duration_s: float, half_life_s: float) -> float:
-    """Average-count time of a frame (DOMAIN.md §1.5), written out here for the expectations."""
+    """Average-count time of a frame (docs/suv.md#average-count-time), written out here for the expectations."""
     lam = math.log(2) / half_life_s
     return math.log(lam * duration_s / (1 - math.exp(-lam * duration_s))) / lam
 
