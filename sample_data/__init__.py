@@ -6,8 +6,14 @@ under ``out_root/dicom`` and its ground truth under ``out_root/truth``;
 table, field of view, scanner), seeds >= ``VALIDATION_SEED_START`` being the validation split.
 """
 
-from localize.sample_data.spec import (GENERATOR_VERSION, HARD_CASES, VALIDATION_SEED_START, LesionSpec, StudySpec,
-                                       VariedSpec)
+from localize.sample_data.spec import (
+                                       GENERATOR_VERSION,
+                                       HARD_CASES,
+                                       VALIDATION_SEED_START,
+                                       LesionSpec,
+                                       StudySpec,
+                                       VariedSpec,
+)
 from localize.sample_data.study import make_study
 from localize.sample_data.truth import LesionTruth, StudyTruth
 

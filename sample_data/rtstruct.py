@@ -6,9 +6,9 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from skimage.measure import approximate_polygon, find_contours
 

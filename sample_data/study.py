@@ -16,8 +16,16 @@ from localize.sample_data import anatomy as an
 from localize.sample_data import dicom_writer as dw
 from localize.sample_data import scanner
 from localize.sample_data.geometry import Grid, paint
-from localize.sample_data.imaging import (LesionVoxels, add_pet_noise, ct_hu, mr_t2, paint_lesions, pet_suv,
-                                          suv_table, UPTAKE)
+from localize.sample_data.imaging import (
+    UPTAKE,
+    LesionVoxels,
+    add_pet_noise,
+    ct_hu,
+    mr_t2,
+    paint_lesions,
+    pet_suv,
+    suv_table,
+)
 from localize.sample_data.lesions import LABELS, Placement, place
 from localize.sample_data.rtstruct import write_rtstruct
 from localize.sample_data.spec import StudySpec, VariedSpec

@@ -16,10 +16,18 @@ import numpy as np
 from scipy.ndimage import binary_erosion
 
 from localize.sample_data import anatomy as an
-from localize.sample_data.geometry import Ellipsoid, Grid, paint, tube
-from localize.sample_data.imaging import (LesionVoxels, add_pet_noise, ct_hu, drawn_hu, drawn_uptake, metal_streaks,
-                                          paint_lesions, pet_suv)
-from localize.sample_data.lesions import LABELS, Placement, Where, place
+from localize.sample_data.geometry import Grid, paint, tube
+from localize.sample_data.imaging import (
+    LesionVoxels,
+    add_pet_noise,
+    ct_hu,
+    drawn_hu,
+    drawn_uptake,
+    metal_streaks,
+    paint_lesions,
+    pet_suv,
+)
+from localize.sample_data.lesions import Placement, Where, place
 from localize.sample_data.patient import Patient, draw_patient, ureter_path
 from localize.sample_data.spec import HARD_CASES, TRACERS, VENDORS, LesionSpec, VariedSpec
 from localize.sample_data.study import LANDMARKS, Plan
