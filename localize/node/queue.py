@@ -191,6 +191,7 @@ class NodeQueue(SqliteState):
             db.execute("UPDATE studies SET state='running' WHERE study_uid=?", (uid,))
             cursor = db.execute("INSERT INTO runs (study_uid, n_instances, status, started)"
                                 " VALUES (?, ?, 'running', ?)", (uid, n, time.time()))
+            assert cursor.lastrowid is not None  # sqlite3 sets it after an INSERT
             return uid, folder, cursor.lastrowid
 
     def finish_run(self, run_id: int, *, status: str, duration_s: float = 0.0, reason: str | None = None,
