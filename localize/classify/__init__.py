@@ -1,4 +1,6 @@
-"""Lesion classification and study staging (docs/detection.md#mipsma-expression-score, docs/classification.md; the contract's vocabulary).
+"""Lesion classification and study staging, in the contract's vocabulary.
+
+See docs/classification.md and, for the scores, docs/detection.md#mipsma-expression-score.
 
 ``classify_lesions`` labels each lesion local / nodal / distant with its site,
 PROMISE category, laterality and named bone; ``expression_scores`` sets the

@@ -21,9 +21,11 @@ from localize.anatomy.model import Anatomy
 from localize.detection.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
 
 # Top of L5 + half a disc above the L5 centre (adult lumbar body ~27 mm tall, disc ~10 mm [R]):
-# the L4/L5 disc, the fallback for the aortic bifurcation when L4 is out of view (docs/classification.md#landmark-levels).
+# the L4/L5 disc, the fallback for the aortic bifurcation when L4 is out of view
+# (docs/classification.md#landmark-levels).
 L5_CENTRE_TO_L4_L5_DISC_MM = 18.0
-NAMED_BONES = ("vertebrae_", "sacrum", "hip_", "femur_", "rib_", "sternum", "scapula_", "clavicula_", "humerus_", "skull")
+NAMED_BONES = ("vertebrae_", "sacrum", "hip_", "femur_", "rib_", "sternum", "scapula_", "clavicula_", "humerus_",
+               "skull")
 
 
 @dataclass
@@ -36,6 +38,13 @@ class Landmarks:
 
     def mask(self, name: str) -> np.ndarray | None:
         return self._derived.get(name, self.anatomy.masks.get(name))
+
+    def _present(self, name: str) -> np.ndarray:
+        """Mask ``name``, which the caller knows is there (KeyError otherwise)."""
+        mask = self.mask(name)
+        if mask is None:
+            raise KeyError(name)
+        return mask
 
     @cached_property
     def spacing(self) -> np.ndarray:
@@ -56,13 +65,13 @@ class Landmarks:
     def at(self, name: str, point_lps_mm) -> bool:
         """Whether the voxel nearest the point lies in mask ``name``."""
         ijk = self.index(point_lps_mm)
-        return ijk is not None and self.has(name) and bool(self.mask(name)[ijk])
+        return ijk is not None and self.has(name) and bool(self._present(name)[ijk])
 
     def points(self, name: str) -> np.ndarray:
         """LPS mm centres (N, 3) of the voxels of mask ``name`` (empty when absent)."""
         if not self.has(name):
             return np.empty((0, 3))
-        return zyx_to_lps(self.anatomy.grid, np.argwhere(self.mask(name)).astype(float))
+        return zyx_to_lps(self.anatomy.grid, np.argwhere(self._present(name)).astype(float))
 
     def distance_mm(self, name: str, point_lps_mm) -> float:
         """Distance from the point to the nearest voxel centre of mask ``name`` (inf when absent)."""
@@ -76,7 +85,7 @@ class Landmarks:
         """Distance from a point inside mask ``name`` to the nearest voxel centre on its surface."""
         key = f"{name}/surface"
         if key not in self._trees:
-            mask = self.mask(name)
+            mask = self._present(name)
             surface = mask & ~ndimage.binary_erosion(mask)
             pts = zyx_to_lps(self.anatomy.grid, np.argwhere(surface).astype(float))
             self._trees[key] = cKDTree(pts) if len(pts) else None
@@ -90,11 +99,11 @@ class Landmarks:
             return 0.0
         half = np.maximum(np.ceil(radius_mm / self.spacing).astype(int), 1)
         lo = np.maximum(np.array(ijk) - half, 0)
-        hi = np.minimum(np.array(ijk) + half + 1, self.mask(name).shape)
+        hi = np.minimum(np.array(ijk) + half + 1, self._present(name).shape)
         grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
         dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, ijk, self.spacing))
         ball = dist2 <= radius_mm**2
-        crop = self.mask(name)[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        crop = self._present(name)[tuple(slice(a, b) for a, b in zip(lo, hi))]
         return float(crop[ball].mean()) if ball.any() else 0.0
 
     def level(self, name: str) -> float | None:
@@ -140,22 +149,27 @@ class Landmarks:
         vertebrae do not count."""
         names = ("L1", "L2", "L3", "L4", "L5", "aortic_bifurcation", "common_iliac_bifurcation", "pelvic_inlet",
                  "symphysis_top", "no_lung_below")
-        found = [self.level(n) for n in names if self.level(n) is not None]
+        found = [z for n in names if (z := self.level(n)) is not None]
         return max(found) if found else None
 
     @cached_property
     def aortic_bifurcation_z_mm(self) -> float | None:
-        """Lowest slice of the aorta mask, else the L4/L5 disc level, else ~L5 centre + 18 mm (docs/classification.md#landmark-levels)."""
+        """Lowest slice of the aorta mask, else the L4/L5 disc level, else ~L5 centre + 18 mm.
+
+        See docs/classification.md#landmark-levels."""
         if self.has("aorta") and self.has("iliac_artery_left"):
             return float(self.points("aorta")[:, 2].min())
         if self.level("aortic_bifurcation") is not None:
             return self.level("aortic_bifurcation")
-        if self.level("L5") is not None:
-            return self.level("L5") + L5_CENTRE_TO_L4_L5_DISC_MM
+        l5 = self.level("L5")
+        if l5 is not None:
+            return l5 + L5_CENTRE_TO_L4_L5_DISC_MM
         return None
 
     def ci_bifurcation_z_mm(self, side: str) -> float | None:
-        """Common-iliac bifurcation of ``side`` from the iliac artery mask, else the L5/S1 disc level (docs/classification.md#landmark-levels)."""
+        """Common-iliac bifurcation of ``side`` from the iliac artery mask, else the L5/S1 disc level.
+
+        See docs/classification.md#landmark-levels."""
         split = self._iliac_branches(side)
         if split is not None:
             return split[0]
@@ -201,7 +215,9 @@ def _split_iliac(marks: Landmarks, side: str) -> tuple[float, np.ndarray, np.nda
     grid = marks.anatomy.grid
     slices = np.flatnonzero(mask.any((1, 2)))
     z_of = {int(k): float(zyx_to_lps(grid, np.array([k, 0, 0], float))[2]) for k in slices}
-    ext, inn, seps = [], [], []
+    ext: list[np.ndarray] = []
+    inn: list[np.ndarray] = []
+    seps: list[tuple[float, float]] = []
     for k in sorted(slices, key=lambda k: -z_of[int(k)]):  # top down
         labels, n = ndimage.label(mask[k])
         if n < 2:  # above the bifurcation (one lumen), or only one branch in this slice

@@ -57,7 +57,8 @@ BOUNDARY_MARGIN_MM = 10.0  # docs/classification.md#boundary-margin
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
 PRESACRAL_HALF_WIDTH_MM = 25.0
 PRESACRAL_DEPTH_MM = 30.0
-# RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010;76:361-368; [REC] approximation, docs/classification.md#prostate-bed)
+# RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010;76:361-368; [REC] approximation,
+# docs/classification.md#prostate-bed)
 BED_BELOW_SYMPHYSIS_MM = 15.0
 BED_ABOVE_SYMPHYSIS_MM = 40.0
 BED_HALF_WIDTH_MM = 25.0
@@ -68,7 +69,8 @@ PROSTATE_TOLERANCE_MM = 5.0
 THIGH_BELOW_SYMPHYSIS_MM = 100.0
 # Femoral-head top ~3 cm above the symphysis top in adults [REC]: acetabular roof when no femur mask.
 ROOF_ABOVE_SYMPHYSIS_MM = 30.0
-OTHER_ORGANS = ("adrenal_gland_left", "adrenal_gland_right", "kidney_left", "kidney_right", "spleen", "pancreas", "brain")
+OTHER_ORGANS = ("adrenal_gland_left", "adrenal_gland_right", "kidney_left", "kidney_right", "spleen", "pancreas",
+                "brain")
 
 # contract site -> (region, PROMISE V2 lesion category); local categories depend on the gland
 _NODE_SITES = {
@@ -132,7 +134,8 @@ def _gland_evidence(anatomy: Anatomy, suv: np.ndarray | None) -> str:
     masks, levels = anatomy.masks, anatomy.levels_z_mm
     gland = masks["prostate"]
     centre = zyx_to_lps(anatomy.grid, np.argwhere(gland).mean(0))
-    text = (f"a prostate ({anatomy.sources.get('prostate', 'imported')}) of {gland.sum() * voxel_volume_ml(anatomy.grid):.0f} ml "
+    volume_ml = gland.sum() * voxel_volume_ml(anatomy.grid)
+    text = (f"a prostate ({anatomy.sources.get('prostate', 'imported')}) of {volume_ml:.0f} ml "
             f"centred at LPS ({', '.join(f'{v:.0f}' for v in centre)}) mm")
 
     def z_of(mask: np.ndarray) -> np.ndarray:
@@ -245,7 +248,8 @@ def classify_lesions(
 
 
 def _missing_levels(marks: Landmarks) -> list[str]:
-    """Names of the levels (docs/classification.md#landmark-levels) that neither the image nor an imported structure gave."""
+    """Names of the levels (docs/classification.md#landmark-levels) that neither the image nor an imported structure
+    gave."""
     levels = {"diaphragm": marks.diaphragm_z_mm, "aortic bifurcation": marks.aortic_bifurcation_z_mm,
               "common iliac bifurcation": next((z for z in map(marks.ci_bifurcation_z_mm, ("left", "right"))
                                                 if z is not None), None),
@@ -279,7 +283,8 @@ def _laterality(midline_x_mm: float, point: np.ndarray, voxels: np.ndarray | Non
 def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu) -> tuple[list[Call], str | None]:
     radius = max(lesion.max_diameter_mm / 2.0, float(marks.spacing.max()))
     mask = marks.bone_mask_name
-    in_bone = marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5 or _on_rib(marks, point)
+    in_bone = (marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5
+               or _on_rib(marks, point))
     bone_call = replace(site_call("bone"), bone=_bone_name(marks, point)) if in_bone else None
     if bone_call is not None and (ct_hu is None or _hu_at(marks, ct_hu, point) >= BONE_HU):
         return [bone_call], bone_call.bone
@@ -349,7 +354,8 @@ def _organ(marks: Landmarks, point: np.ndarray, radius: float) -> Call | None:
 
 
 def _bed_box(marks: Landmarks) -> tuple[np.ndarray, np.ndarray] | None:
-    """(low, high) LPS corners of the prostate-fossa envelope (docs/classification.md#prostate-bed), None without a pubic symphysis."""
+    """(low, high) LPS corners of the prostate-fossa envelope (docs/classification.md#prostate-bed), None without a
+    pubic symphysis."""
     top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
     if top is None or bottom is None or pubis_y is None:
         return None
@@ -377,7 +383,8 @@ def _bed_signed_distance(marks: Landmarks, point: np.ndarray) -> float | None:
 def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, status: str) -> tuple[Call, float] | None:
     """(call, depth inside the local region in mm) or None when the lesion is not local.
 
-    After prostatectomy, and when the status is unknown, the prostate bed (docs/classification.md#prostate-bed) decides."""
+    After prostatectomy, and when the status is unknown, the prostate bed (docs/classification.md#prostate-bed)
+    decides."""
     if status != "post_radiotherapy":
         depth = _bed_signed_distance(marks, point)
         if depth is not None and (depth >= 0 or (marks.has("prostate_bed") and depth > -PROSTATE_TOLERANCE_MM)):
@@ -405,7 +412,8 @@ def _intact_category(marks: Landmarks, voxels: np.ndarray | None) -> str:
 
 
 def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Call]:
-    """Nodal site by level (docs/classification.md#assignment-rules), with the alternative when within 10 mm of a level boundary."""
+    """Nodal site by level (docs/classification.md#assignment-rules), with the alternative when within 10 mm of a level
+    boundary."""
     z = float(point[2])
     mid = marks.anatomy.midline_x_mm or 0.0
     dx = float(point[0] - mid)
@@ -449,7 +457,8 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
 
 
 def _inguinal(marks: Landmarks, point: np.ndarray, dx: float) -> bool:
-    """Below the symphysis top, lateral and in front of the pubis: the femoral triangle (docs/classification.md#node-regions)."""
+    """Below the symphysis top, lateral and in front of the pubis: the femoral triangle
+    (docs/classification.md#node-regions)."""
     top, bottom, pubis_y = marks.level("symphysis_top"), marks.level("symphysis_bottom"), marks.pubis_y_mm
     if top is None or abs(dx) <= 45.0:
         return False
@@ -459,7 +468,8 @@ def _inguinal(marks: Landmarks, point: np.ndarray, dx: float) -> bool:
 
 
 def _pelvic_site(marks: Landmarks, point: np.ndarray, dx: float) -> str:
-    """Regional pelvic node site (docs/classification.md#node-regions): presacral / other pelvic near the midline, else iliac / obturator."""
+    """Regional pelvic node site (docs/classification.md#node-regions): presacral / other pelvic near the midline,
+    else iliac / obturator."""
     if abs(dx) < PRESACRAL_HALF_WIDTH_MM:
         return "presacral" if _in_front_of_sacrum(marks, point) else "other_pelvic"
     side = "left" if dx > 0 else "right"
@@ -497,4 +507,6 @@ def _acetabular_roof_z_mm(marks: Landmarks, side: str) -> float:
     for name in (f"femoral_head_{side}", f"femur_{side}"):
         if marks.has(name):
             return float(marks.points(name)[:, 2].max())
-    return marks.level("symphysis_top") + ROOF_ABOVE_SYMPHYSIS_MM  # _node checks that the symphysis was found
+    symphysis_top = marks.level("symphysis_top")
+    assert symphysis_top is not None  # _node checks that the symphysis was found
+    return symphysis_top + ROOF_ABOVE_SYMPHYSIS_MM

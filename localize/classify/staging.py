@@ -27,7 +27,7 @@ _M1A_ORDER = ("CI", "RP", "OE", "SD")
 
 
 def _code(lesion: Lesion) -> str:
-    code = NODE_CODES[lesion.site]
+    code = NODE_CODES[lesion.site or ""]  # only nodal lesions have a code
     if code in _SIDED and lesion.laterality in ("left", "right"):
         code += "-L" if lesion.laterality == "left" else "-R"
     return code
