@@ -44,11 +44,12 @@ class TracerProfile:
 # catch gross errors (a wrong weight, dose or time).
 GENERIC_PLAUSIBLE_SUV = (0.3, 40.0)
 
-# Descending thoracic aorta (PERCIST, docs/detection.md#reference-regions): beside T8 when the vertebrae are named, else the diaphragm.
+# Descending thoracic aorta (PERCIST, docs/detection.md#reference-regions): beside T8 when the vertebrae are named, else
+# the diaphragm.
 _THORACIC_BLOOD_POOL = ("T8", "diaphragm")
 
-# Bowel and an intact prostate take up the tracer diffusely (docs/detection.md#physiological-uptake-psma), the heart holds the blood
-# pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
+# Bowel and an intact prostate take up the tracer diffusely (docs/detection.md#physiological-uptake-psma), the heart
+# holds the blood pool: a hot spot there is kept when it clearly exceeds the organ's own uptake, so a recurrence in the
 # gland or a node against a bowel loop or the heart stays detectable [REC].
 _PSMA_RENAL: dict[str, SettingValue] = {
     "method": "fixed_suv",
@@ -112,7 +113,8 @@ PROFILES: Mapping[str, TracerProfile] = MappingProxyType({p.family: p for p in (
         segmentation={**_PSMA_RENAL, "reference_region": "liver"},
         plausible_suv={"liver": (1.5, 12.0)},  # [REC]
         blood_pool_levels=_THORACIC_BLOOD_POOL,
-        mipsma_organ="liver",  # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
+        # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
+        mipsma_organ="liver",
         default_pipeline="psma-salvage-rt",
     ),
     _profile(
@@ -121,15 +123,17 @@ PROFILES: Mapping[str, TracerProfile] = MappingProxyType({p.family: p for p in (
         agents=("DCFPyL", "rhPSMA-7.3", "DCFBC"),
         preset="psma_f18_renal",
         segmentation={**_PSMA_RENAL, "reference_region": "liver"},
-        # liver: mean +- 3 SD of 5.1 +- 0.7 (Li et al. J Nucl Med 2017;58:942-6, PMC5450367; docs/detection.md#reference-regions)
+        # liver: mean +- 3 SD of 5.1 +- 0.7 (Li et al. J Nucl Med 2017;58:942-6, PMC5450367;
+        # docs/detection.md#reference-regions)
         plausible_suv={"liver": (2.9, 7.1)},
         blood_pool_levels=_THORACIC_BLOOD_POOL,
-        mipsma_organ="liver",  # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
+        # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
+        mipsma_organ="liver",
         default_pipeline="psma-salvage-rt",
     ),
     # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (PROMISE V2) of the segmentation and of
-    # miPSMA; its unspecific marrow uptake (docs/detection.md#physiological-uptake-psma) sets the bone threshold, PERCIST-style against the lumbar
-    # marrow [REC].
+    # miPSMA; its unspecific marrow uptake (docs/detection.md#physiological-uptake-psma) sets the bone threshold,
+    # PERCIST-style against the lumbar marrow [REC].
     _profile(
         family="psma_f18_hepatobiliary",
         contract_family="psma",
@@ -141,9 +145,10 @@ PROFILES: Mapping[str, TracerProfile] = MappingProxyType({p.family: p for p in (
         mipsma_organ="spleen",
         default_pipeline="psma-1007",
     ),
-    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine (docs/detection.md#physiological-uptake-fluciclovine). Soft tissue above the
-    # aortic blood pool, bone above the marrow (docs/detection.md#fluciclovine-criteria), PERCIST-style mean x 1.5 + 2 SD [REC]; growth
-    # floor above the skeletal-muscle background (docs/detection.md#physiological-uptake-fluciclovine) [REC].
+    # Fluciclovine: liver, pancreas, marrow, muscle; little early urine
+    # (docs/detection.md#physiological-uptake-fluciclovine). Soft tissue above the aortic blood pool, bone above the
+    # marrow (docs/detection.md#fluciclovine-criteria), PERCIST-style mean x 1.5 + 2 SD [REC]; growth floor above the
+    # skeletal-muscle background (docs/detection.md#physiological-uptake-fluciclovine) [REC].
     _profile(
         family="fluciclovine",
         contract_family="fluciclovine",

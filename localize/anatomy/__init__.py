@@ -47,8 +47,8 @@ def build_anatomy(
     ``label_names`` (value -> class name): a multilabel image such as
     TotalSegmentator's. Imported structures override the CT heuristics; the
     label map overrides the RTSTRUCT. Each structure left from the CT then checks
-    itself against its neighbours (``checks``); one that fails is dropped with a warning. ``pet_patterns``: organs to find on the PET
-    alone where no other source gave them (see ``pet_organs``).
+    itself against its neighbours (``checks``); one that fails is dropped with a warning. ``pet_patterns``: organs to
+    find on the PET alone where no other source gave them (see ``pet_organs``).
     """
     anatomy = Anatomy(grid=pet)
     suv = sitk.GetArrayViewFromImage(pet).astype(np.float32)
@@ -91,7 +91,8 @@ def _derive(anatomy: Anatomy) -> None:
     """Fill the combined masks and levels that imported structures imply (bone, levels, midline)."""
     masks = anatomy.masks
     vertebrae = {name: m for name, m in masks.items() if name.startswith("vertebrae_")}
-    imported_bones = [m for name, m in masks.items() if anatomy.sources.get(name) != "ct" and (name in _BONES or name in vertebrae or name.startswith("rib_"))]
+    imported_bones = [m for name, m in masks.items() if anatomy.sources.get(name) != "ct"
+                      and (name in _BONES or name in vertebrae or name.startswith("rib_"))]
     if imported_bones:
         bone = np.logical_or.reduce(imported_bones)
         masks["bone"] = masks["bone"] | bone if "bone" in masks else bone

@@ -64,7 +64,8 @@ def aorta_mask(ctx: CTContext, spine: np.ndarray, starts_z_mm: dict[str, float],
 
 def _track(soft: np.ndarray, spacing: np.ndarray, y_mm: np.ndarray, x_mm: np.ndarray, slices: np.ndarray, k0: int,
            start: tuple[float, float, float], out: np.ndarray) -> None:
-    """Follow the tube found at slice ``k0`` (``start`` = y, x, radius mm) up and down ``slices``; draw it into ``out``."""
+    """Follow the tube found at slice ``k0`` (``start`` = y, x, radius mm) up and down ``slices``; draw it into
+    ``out``."""
     yy, xx = y_mm[:, None], x_mm[None, :]
     for direction in (1, -1):
         centre, radius, merged = start[:2], start[2], 0

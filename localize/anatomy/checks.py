@@ -202,7 +202,8 @@ def _lungs_vs_organs(g: _Geometry, _name: str):
     if not lungs:
         return
     lung_z = float(np.mean([g.centre(n)[2] for n in lungs]))
-    why = next((f"the lungs' centre lies no higher than the {organ}'s" for organ in ("liver", "kidney_left", "kidney_right")
+    why = next((f"the lungs' centre lies no higher than the {organ}'s"
+                for organ in ("liver", "kidney_left", "kidney_right")
                 if g.present(organ) and g.centre(organ)[2] >= lung_z), None)
     hips = [g.z_range(n)[1] for n in ("hip_left", "hip_right") if g.present(n)]
     if why is None and hips:
@@ -219,7 +220,7 @@ def _vertebrae(g: _Geometry, _name: str):
     from localize.anatomy.ct_heuristics import VERTEBRA_NAMES  # bottom up
 
     named = [(n, g.z_range(f"vertebrae_{n}")) for n in VERTEBRA_NAMES if g.ct(f"vertebrae_{n}")]
-    for k, (name, (z0, z1)) in enumerate(named):
+    for k, (name, _) in enumerate(named):
         why = _vertebra_problem([(b - a, (a + b) / 2) for _, (a, b) in named[max(k - 2, 0):k + 1]])
         if why:
             yield f"vertebrae_{name}", why

@@ -42,7 +42,9 @@ from localize.anatomy.grids import bounding_box
 from localize.anatomy.spine import spine_segments
 from localize.detection.metrics import zyx_to_lps
 
-_SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
+_SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                   [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                   [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 BONE_HU = 150.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
@@ -125,7 +127,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     segments = spine_segments(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))
     lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
     found.add(_spine_and_pelvis(ctx, segments, lung_bottom))
-    if lungs.any():
+    if lung_bottom is not None:
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
         if lung_bottom > float(z_mm.min()):
@@ -203,9 +205,9 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
 # Marrow cavities in an axial slice are smaller than this (adult lumbar body ~14 cm², femoral head
 # ~18 cm² including cortex); the pelvic cavity inside the pelvic ring is over 80 cm² [REC].
 MARROW_HOLE_MM2 = 2500.0
-# Bowel uptake (docs/detection.md#physiological-uptake-psma: small bowel and colon take up PSMA ligands) [REC]: a connected region of
-# at least BOWEL_MIN_ML above BOWEL_BACKGROUND_FACTOR x the soft-tissue median SUV whose 95th percentile is
-# at most BOWEL_FLATNESS x its median: a plateau many centimetres long, unlike a node (a blurred sphere
+# Bowel uptake (docs/detection.md#physiological-uptake-psma: small bowel and colon take up PSMA ligands) [REC]: a
+# connected region of at least BOWEL_MIN_ML above BOWEL_BACKGROUND_FACTOR x the soft-tissue median SUV whose 95th
+# percentile is at most BOWEL_FLATNESS x its median: a plateau many centimetres long, unlike a node (a blurred sphere
 # whose region at that level is mostly its own tail: small, and peaked).
 BOWEL_MIN_ML = 15.0
 BOWEL_BACKGROUND_FACTOR = 2.5
@@ -385,7 +387,8 @@ def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_
         masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
         levels[name] = (z0 + z1) / 2
     if len(above) >= 1:
-        levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2  # L5/S1 disc (docs/classification.md#landmark-levels)
+        # L5/S1 disc (docs/classification.md#landmark-levels)
+        levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2
     if len(above) >= 2:
         # "typically at L4 (L4-L5)" (docs/classification.md#landmark-levels): the lower quarter of L4 [REC]
         l4_bottom, l4_top = above[1]
@@ -481,7 +484,8 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     left, offset = x_mm > midline_x, np.abs(x_mm - midline_x)
     posterior = y_mm > _body_centre_y(body, y_mm)
-    spine_y = float(y_mm[np.argwhere(masks["spine"])[:, 1]].mean()) if "spine" in masks and masks["spine"].any() else None
+    spine = masks.get("spine")
+    spine_y = float(y_mm[np.argwhere(spine)[:, 1]].mean()) if spine is not None and spine.any() else None
     any_y = np.ones_like(y_mm, bool)
     # kidneys first: under PSMA ligands they are the hottest organ of the liver's and spleen's boxes
     boxes = {}
@@ -589,12 +593,12 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
     parts, _ = ndimage.label(rim & zone)
     boxes = ndimage.find_objects(parts)
     for lab in np.unique(parts[ndimage.binary_dilation(across) & rim & zone]):
-        near = _grown(boxes[lab - 1], 1, parts.shape)  # the part and its neighbours
-        part = parts[near] == lab
-        beside = ndimage.binary_dilation(part) & bone[near]
+        box = _grown(boxes[lab - 1], 1, parts.shape)  # the part and its neighbours
+        part = parts[box] == lab
+        beside = ndimage.binary_dilation(part) & bone[box]
         if (part.sum() <= POLE_FRACTION * organ.sum()
-                and not (beside.any() and suv[near][beside].max() > suv[near][part].max())):
-            organ[near] |= part
+                and not (beside.any() and suv[box][beside].max() > suv[box][part].max())):
+            organ[box] |= part
     return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
 
 
@@ -613,8 +617,9 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
     Each side's kidney is the largest avid soft-tissue component beside the spine (30-140 mm off the
     midline, its centre no more anterior than the vertebral bodies), above the inlet less
     ``KIDNEY_BELOW_INLET_MM``, either of kidney volume or cut by the field's top slice (a lower pole,
-    then at least ``KIDNEY_POLE_MIN_ML``), grown through the zone down to ``EDGE_FRACTION`` of it. Avid: at least half the side's 99.5th centile SUV and
-    ``KIDNEY_OVER_SOFT`` x the median soft tissue. No lungs, no diaphragm: liver and spleen are not sought.
+    then at least ``KIDNEY_POLE_MIN_ML``), grown through the zone down to ``EDGE_FRACTION`` of it. Avid: at least half
+    the side's 99.5th centile SUV and ``KIDNEY_OVER_SOFT`` x the median soft tissue. No lungs, no diaphragm: liver and
+    spleen are not sought.
     """
     suv, spacing, voxel_ml = ctx.suv, ctx.spacing, ctx.voxel_ml
     z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
@@ -664,11 +669,11 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
     return kidneys
 
 
-# The pancreas where it is avid (fluciclovine, more so than the liver: docs/detection.md#physiological-uptake-fluciclovine): uptake above
-# PANCREAS_OVER_LIVER x the liver's median between the levels of T10 and L3 [R: Gray's Anatomy, body
-# at L1-L2], at least PANCREAS_MIN_ML, PANCREAS_MIN_LENGTH_MM long and PANCREAS_ELONGATION x longer
-# than thick, its long axis within 30 degrees of the axial plane [REC: adult pancreas ~15 cm long,
-# 2-3 cm thick, lying across the spine; a liver metastasis or a node is round, a para-aortic chain
+# The pancreas where it is avid (fluciclovine, more so than the liver:
+# docs/detection.md#physiological-uptake-fluciclovine): uptake above PANCREAS_OVER_LIVER x the liver's median between
+# the levels of T10 and L3 [R: Gray's Anatomy, body at L1-L2], at least PANCREAS_MIN_ML, PANCREAS_MIN_LENGTH_MM long and
+# PANCREAS_ELONGATION x longer than thick, its long axis within 30 degrees of the axial plane [REC: adult pancreas ~15
+# cm long, 2-3 cm thick, lying across the spine; a liver metastasis or a node is round, a para-aortic chain
 # runs along the spine].
 PANCREAS_OVER_LIVER = 1.15
 PANCREAS_MIN_ML = 5.0
@@ -726,9 +731,9 @@ def _heart_and_aorta(ctx: CTContext, lungs: np.ndarray, masks: Mapping[str, np.n
         heart = heart_mask(ctx, lungs, levels["diaphragm"])
         if heart is not None:
             out["heart"] = heart
-    starts = {window: next((levels[name] for name in names if name in levels), None)
-              for window, names in (("thoracic", ("T8", "T9", "T7")), ("abdominal", ("L3", "L2", "L4", "L1", "T12")))}
-    starts = {window: z for window, z in starts.items() if z is not None}
+    windows = (("thoracic", ("T8", "T9", "T7")), ("abdominal", ("L3", "L2", "L4", "L1", "T12")))
+    starts = {window: next(levels[name] for name in names if name in levels)
+              for window, names in windows if any(name in levels for name in names)}
     if not starts or "spine" not in masks:
         return out
     bottom = levels.get("aortic_bifurcation", float(z_mm.min()))

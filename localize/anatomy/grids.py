@@ -74,8 +74,9 @@ def masks_to_grid(masks: dict[str, np.ndarray], source: sitk.Image, grid: sitk.I
         moved = sitk.GetArrayViewFromImage(on_grid)
         for bit, name in enumerate(chunk):
             out[name] = np.zeros(shape, bool)
-            if boxes[name] is not None:
-                box = _box_on(boxes[name], source, grid)
+            source_box = boxes[name]
+            if source_box is not None:
+                box = _box_on(source_box, source, grid)
                 out[name][box] = (moved[box] & np.uint64(1 << bit)) != 0
     return out
 

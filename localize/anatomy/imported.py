@@ -56,8 +56,10 @@ def masks_from_label_map(label_map: sitk.Image, label_names: dict[int, str], gri
     return out
 
 
-def read_label_map(path: str | Path, label_names: dict[int, str] | str | Path | None = None) -> tuple[sitk.Image, dict[int, str]]:
-    """Read a multilabel NIfTI and its names: ``label_names`` (dict or JSON file) or the TotalSegmentator XML header extension."""
+def read_label_map(path: str | Path, label_names: dict[int, str] | str | Path | None = None
+                   ) -> tuple[sitk.Image, dict[int, str]]:
+    """Read a multilabel NIfTI and its names: ``label_names`` (dict or JSON file) or the TotalSegmentator XML header
+    extension."""
     path = Path(path)
     try:
         image = sitk.ReadImage(str(path))
@@ -104,7 +106,7 @@ def _xml_names(path: Path) -> dict[int, str]:
     except Exception:  # nibabel raises many kinds on a file SimpleITK could read; no names then
         return {}
     names: dict[int, str] = {}
-    for extension in header.extensions:
+    for extension in getattr(header, "extensions", ()):  # NIfTI headers have them, not every nibabel header
         content = extension.get_content()
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
         if "<Label" not in text:

@@ -70,7 +70,9 @@ def pet_organs(pet_suv: sitk.Image, *,
     level = float(np.median(smooth[body]))
     grid_z = zyx_to_lps(pet_suv, np.stack([np.arange(suv.shape[0]), np.zeros(suv.shape[0]), np.zeros(suv.shape[0])], 1))
     z_mm = grid_z[:, 2]
-    x_lps = zyx_to_lps(pet_suv, np.stack([np.zeros(suv.shape[2]), np.zeros(suv.shape[2]), np.arange(suv.shape[2])], 1))[:, 0]
+    columns = np.arange(suv.shape[2], dtype=float)
+    zeros = np.zeros_like(columns)
+    x_lps = zyx_to_lps(pet_suv, np.stack([zeros, zeros, columns], 1))[:, 0]
     centre_x, width_mm = _central_part(body, x_lps, spacing)
     # the head lies above the trunk's widest slice (+z is superior); below it, a narrow central part is a leg
     above_trunk = z_mm > z_mm[int(np.argmax(width_mm))]
