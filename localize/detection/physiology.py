@@ -3,8 +3,8 @@
 PSMA ligands are taken up by the salivary glands, kidneys, liver, spleen and
 bowel and excreted in urine (kidneys -> ureters -> bladder), docs/detection.md#physiological-uptake-psma;
 18F-PSMA-1007 is mainly hepatobiliary. 18F-fluciclovine shows liver, pancreas,
-marrow and muscle uptake with little early urine (docs/detection.md#physiological-uptake-fluciclovine). Masks are numpy bool
-arrays (z, y, x) on the PET grid.
+marrow and muscle uptake with little early urine (docs/detection.md#physiological-uptake-fluciclovine). Masks are numpy
+bool arrays (z, y, x) on the PET grid.
 
 Three kinds of suppression:
 
@@ -67,12 +67,13 @@ ORGAN_GROUPS: dict[str, tuple[str, ...]] = {
 class Suppression:
     """Physiology masks on the PET grid (z, y, x) and what each one means."""
 
+    detection: np.ndarray  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
+    significant: np.ndarray  # False where a halo voxel does not stand out of the spill-over noise
     organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
     excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV map a lesion must reach
-    halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # residual SD map (0 outside), background SUV
+    # residual SD map (0 outside), background SUV
+    halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     urine: dict[str, float] = field(default_factory=dict)  # median SUV of each halo organ (its urine level)
-    detection: np.ndarray | None = None  # SUV with the spill-over of halo organs flattened (see ``flatten_halo``)
-    significant: np.ndarray | None = None  # False where a halo voxel does not stand out of the spill-over noise
     walls: np.ndarray | None = None  # the voxels just outside halo organs (their wall on the PET grid)
 
     def any_organ(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -104,8 +105,8 @@ def _dilate(mask: np.ndarray, radius_mm: float, spacing_zyx: np.ndarray) -> np.n
 
 
 # A ureter on PET: urine in a tube ~3-7 mm wide running from the renal pelvis down to the bladder,
-# often in boluses with empty stretches between them (peristalsis, docs/detection.md#physiological-uptake-psma: tubular high-uptake
-# tracks connecting kidneys to bladder). A piece of it is a hot run along z whose axial cross-sections
+# often in boluses with empty stretches between them (peristalsis, docs/detection.md#physiological-uptake-psma: tubular
+# high-uptake tracks connecting kidneys to bladder). A piece of it is a hot run along z whose axial cross-sections
 # stay narrow; pieces whose ends lie within URETER_GAP_MM in z and URETER_STEP_MM across of each other are
 # one ureter. A round hot spot (a node: as tall as wide) is never a piece, so nodes are not chained [REC].
 URETER_GAP_MM = 30.0
@@ -214,8 +215,8 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
 
 
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
-# pairs (docs/detection.md#physiological-uptake-psma); a gland whose mask is missing is as focal as a node. A hot spot above the lung
-# apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
+# pairs (docs/detection.md#physiological-uptake-psma); a gland whose mask is missing is as focal as a node. A hot spot
+# above the lung apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
 # maximum within PAIR_MM of the mirrored point within PAIR_SUV_RATIO of its own) is a gland, whether or not
 # its partner was found as a hot spot or masked as an organ; a cervical node has no such twin. This holds
 # for every tracer: fluciclovine's fainter glands pass a lower threshold as lone foci too [REC].
@@ -256,7 +257,7 @@ def suppression_for(
     """Build the physiology masks for one study from its anatomy ``masks`` and SUV array (z, y, x;
     ``spacing_zyx`` mm) with the organ and halo settings of ``settings``; ureters are tracked at
     ``ureter_threshold_suv`` (None: not)."""
-    out = Suppression(detection=suv.copy())
+    out = Suppression(detection=suv.copy(), significant=np.ones(suv.shape, bool))
     for group in settings.suppress_organs:
         mask = group_mask(masks, group)
         if mask is not None and mask.any():
@@ -279,10 +280,9 @@ def suppression_for(
         wall = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3))) & ~mask
         out.walls = wall if out.walls is None else out.walls | wall
     # in a halo, only what stands out of the spill-over noise of its patch counts
-    significant = np.ones(suv.shape, bool)
     for noise, background in out.halo.values():
-        significant &= (noise == 0) | (out.detection - background >= settings.halo_sd_factor * noise)
-    out.significant = significant
+        out.significant &= (noise == 0) | (out.detection - background >= settings.halo_sd_factor * noise)
+    significant = out.significant
     if ureter_threshold_suv is not None:
         tracks = ureter_tracks(
             np.where(significant, out.detection, 0.0),

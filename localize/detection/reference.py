@@ -99,7 +99,8 @@ def reference_regions(
             vois[name] = voi & ~exclude if exclude is not None else voi
     if "vertebrae_L3" in masks:
         vois["marrow_l3"] = vertebral_body(masks["vertebrae_L3"], spacing)
-    lumbar = [f"vertebrae_L{k}" for k in (3, 4, 2, 5, 1) if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]
+    lumbar = [f"vertebrae_L{k}" for k in (3, 4, 2, 5, 1)
+              if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]
     if lumbar:  # marrow of the lumbar vertebra nearest L3 in the field of view
         vois["marrow"] = vertebral_body(masks[lumbar[0]], spacing)
     out = {}
@@ -133,7 +134,8 @@ def _union(masks: list[np.ndarray]) -> np.ndarray:
 
 
 def _dilated(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """``mask`` (bool z, y, x) dilated by ``structure``, worked out on its bounding box grown by the structure's reach."""
+    """``mask`` (bool z, y, x) dilated by ``structure``, worked out on its bounding box grown by the structure's
+    reach."""
     box = bounding_box(mask, pad=max(structure.shape) // 2)
     out = np.zeros(mask.shape, bool)
     if box is not None:
@@ -151,7 +153,8 @@ def _without_outliers(values: np.ndarray, k: float = 3.0) -> np.ndarray:
 
 
 def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
-    """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata et al. PLoS One 2014;9:e105682)."""
+    """3 cm sphere inside ``liver`` placed where the SUV coefficient of variation is least (Hirata et al. PLoS One
+    2014;9:e105682)."""
     crop = bounding_box(liver)
     if crop is None:
         return None
@@ -179,7 +182,8 @@ def liver_sphere(suv: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> np.
     return out & liver
 
 
-def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray, level_z_mm: float | None) -> np.ndarray | None:
+def aorta_cylinder(pet_suv: sitk.Image, aorta: np.ndarray, spacing: np.ndarray,
+                   level_z_mm: float | None) -> np.ndarray | None:
     """Blood-pool VOI: 1 cm x 6 cm cylinder on the aorta centreline, 2 mm inside the wall, centred at ``level_z_mm``
     (None: the middle of the aorta); None when the aorta has no such core there."""
     core = _eroded(aorta, ball(AORTA_WALL_MM, spacing)) if np.count_nonzero(aorta) > 50 else aorta

@@ -12,6 +12,7 @@ body-weight SUV.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +23,19 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from localize.anatomy.model import Anatomy
+from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
+from localize.detection.physiology import (
+    PAIR_MM,
+    URINE_EDGE,
+    Suppression,
+    group_mask,
+    mirrored_glands,
+    robust_mean_sd,
+    suppression_for,
+)
+from localize.detection.reference import ReferenceRegion, reference_regions
 from localize.errors import ConfigError
 from localize.findings import Candidate, Lesion, number_lesions
-from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
-from localize.detection.physiology import PAIR_MM, URINE_EDGE, Suppression, mirrored_glands, group_mask, robust_mean_sd, suppression_for
-from localize.detection.reference import ReferenceRegion, reference_regions
 from localize.tracers import GENERIC_PRESET, PROFILES
 
 METHODS = ("fixed_suv", "percent_max", "percist", "qpsma")
@@ -48,7 +57,9 @@ class SegmentationSettings:
     """
 
     method: str = "fixed_suv"
-    detect_suv: float = 3.0  # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4, docs/detection.md#threshold-families)
+    # fixed threshold, or floor of the reference-based ones (MUST-segmenter 2.5/3/4,
+    # docs/detection.md#threshold-families)
+    detect_suv: float = 3.0
     bone_suv: float | None = None  # threshold inside the bone mask; None: as soft tissue
     bone_reference_region: str | None = None  # in marrow-bearing bone: at least factors x this region's statistics
     reference_region: str = "liver"
@@ -101,7 +112,8 @@ class SegmentationSettings:
 # Mol Imaging 2008;35:1989-99): at 41 % of SUVmax a focus 1.5 x an avid gland would take the whole gland.
 ORGAN_DELINEATION = 0.5
 
-# Tracer presets (docs/detection.md#physiological-uptake-psma): each tracer family's profile gives its preset's settings.
+# Tracer presets (docs/detection.md#physiological-uptake-psma): each tracer family's profile gives its preset's
+# settings.
 PRESETS: dict[str, dict[str, Any]] = {p.preset: dict(p.segmentation) for p in PROFILES.values()}
 
 
@@ -110,7 +122,8 @@ def preset_for(tracer_family: str) -> str:
     return tracer_family if tracer_family in PRESETS else GENERIC_PRESET
 
 
-def settings_for(tracer_family: str, overrides: SegmentationSettings | dict[str, Any] | None = None) -> SegmentationSettings:
+def settings_for(tracer_family: str,
+                 overrides: SegmentationSettings | dict[str, Any] | None = None) -> SegmentationSettings:
     """The preset of ``tracer_family`` updated with ``overrides`` (unknown keys -> ConfigError)."""
     if isinstance(overrides, SegmentationSettings):
         return _checked(overrides)
@@ -158,7 +171,8 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
     if s.method in ("percist", "qpsma") and s.reference_region not in unused:
         ref = references.get(s.reference_region)
         if ref is None:
-            raise ConfigError(f"method {s.method} needs the {s.reference_region} reference region, not found in this study")
+            raise ConfigError(f"method {s.method} needs the {s.reference_region} reference region, "
+                              "not found in this study")
         if s.method == "percist":
             soft = max(s.detect_suv, s.reference_mean_factor * ref.suv_mean + s.reference_sd_factor * ref.suv_sd)
         else:
@@ -378,8 +392,10 @@ def _hot_spots(suv: np.ndarray, spacing: np.ndarray, s: SegmentationSettings) ->
     return coords[keep]
 
 
-def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression, audit_min_suv: float) -> list[Candidate]:
-    """The hottest voxel of each suppressed organ (each connected part) and of each spill-over halo, for the audit list."""
+def _organ_hot_spots(pet_suv: sitk.Image, suv: np.ndarray, physio: Suppression,
+                     audit_min_suv: float) -> list[Candidate]:
+    """The hottest voxel of each suppressed organ (each connected part) and of each spill-over halo, for the audit
+    list."""
     out = []
     for name, (noise, _) in physio.halo.items():
         spill = (noise > 0) & ~physio.significant
@@ -424,7 +440,8 @@ URINE_EDGE_RATIO = 2.0
 URINE_HOT = 3.0
 
 
-def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression, threshold: float) -> str | None:
+def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression,
+                threshold: float) -> str | None:
     """The urine organ whose edge the hot spot ``seed`` (grown to ``mask``; detection ``threshold``) is, or None."""
     at = tuple(seed)
     own = float(suv[at])
@@ -460,7 +477,9 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> s
 SHELL_MM = (10.0, 20.0)
 SHELL_QUANTILE = 0.75
 MIN_TISSUE_VOXELS = 20  # a hot spot's own tissue is its background when the first shell holds this many of it
-PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than any lesion grown (the growth cap, docs/detection.md#segmentation-pipeline)
+# a half-maximum region reaching this far is wider than any lesion grown (the growth cap,
+# docs/detection.md#segmentation-pipeline)
+PLATEAU_REACH_MM = 30.0
 
 # A lesion is focal: its half-maximum region (above the local background) is a blob, blurred rounder by
 # the scanner's resolution. A tube (ureter, vessel, bowel wall) or a sheet (the rim of the urine) is not.
@@ -472,8 +491,8 @@ PLATEAU_REACH_MM = 30.0  # a half-maximum region reaching this far is wider than
 MIN_COMPACTNESS = 0.1
 
 
-def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: list[np.ndarray] = (),
-                     organs: list[np.ndarray] = (), organ_sd: float = 4.0,
+def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exclude: Sequence[np.ndarray] = (),
+                     organs: Sequence[np.ndarray] = (), organ_sd: float = 4.0,
                      tissue: np.ndarray | None = None) -> tuple[float, float]:
     """(local background SUV, its robust SD) around the hot spot ``seed`` of ``suv`` (z, y, x).
 
@@ -516,7 +535,7 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
 
 
 def focal_compactness(suv: np.ndarray, seed: np.ndarray, background: float, spacing: np.ndarray,
-                      organs: list[np.ndarray] = (), exclude: list[np.ndarray] = ()) -> float:
+                      organs: Sequence[np.ndarray] = (), exclude: Sequence[np.ndarray] = ()) -> float:
     """Compactness (``compactness``) of the hot spot ``seed`` of ``suv`` (z, y, x): its connected region
     above half-way from ``background`` to its value, within ``PLATEAU_REACH_MM``, outside ``exclude``
     and outside the ``organs`` beside it whose median uptake there reaches that level (a node against
