@@ -25,7 +25,8 @@ def help_text(*args: str) -> str:
 
 def main_page() -> str:
     parts = [HEADER, f"```text\n{help_text()}\n```\n"]
-    for name in ("index", "convert", "run", "batch", "demo", "pipelines", "fetch", "review", "export", "node", "node status"):
+    for name in ("index", "convert", "run", "batch", "demo", "pipelines", "fetch", "review", "export", "node",
+                 "node status"):
         parts.append(f"## `localize {name}`\n\n```text\n{help_text(*name.split())}\n```\n")
     return "\n".join(parts)
 

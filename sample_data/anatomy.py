@@ -15,7 +15,8 @@ import numpy as np
 
 from localize.sample_data.geometry import Ellipsoid, Grid, Shape, paint, tube
 
-# Vertebral bodies: name -> (z_bottom, z_top) mm. Aortic bifurcation sits at L4 (docs/classification.md#landmark-levels).
+# Vertebral bodies: name -> (z_bottom, z_top) mm. Aortic bifurcation sits at L4
+# (docs/classification.md#landmark-levels).
 VERTEBRAE: dict[str, tuple[float, float]] = {"vertebrae_L5": (147, 172), "vertebrae_L4": (179, 204),
     "vertebrae_L3": (211, 236), "vertebrae_L2": (243, 268), "vertebrae_L1": (275, 300),
     "vertebrae_T12": (306, 328)}
@@ -81,9 +82,11 @@ def _varied_tissues() -> list[Tissue]:
     t = [Tissue(f"small_bowel_loop_{k}", 35, 0.5, "small_bowel", "small_bowel") for k in range(1, N_LOOPS + 1)]
     t += [Tissue(f"colon_segment_{k}", 35, 0.35, "colon", "colon") for k in range(1, N_COLON_SEGMENTS + 1)]
     for organ in ("small_bowel", "colon", "stomach"):
-        t += [Tissue(f"{organ}_gas", -900, 0.02, "air", organ), Tissue(f"{organ}_fluid", 10, 0.95, "bowel_content", organ),
+        t += [Tissue(f"{organ}_gas", -900, 0.02, "air", organ),
+              Tissue(f"{organ}_fluid", 10, 0.95, "bowel_content", organ),
               Tissue(f"{organ}_contents", 25, 0.4, "bowel_content", organ)]
-    t += [Tissue("colon_stool", -20, 0.3, "bowel_content", "colon"), Tissue("duodenum", 35, 0.5, "duodenum", "duodenum"),
+    t += [Tissue("colon_stool", -20, 0.3, "bowel_content", "colon"),
+          Tissue("duodenum", 35, 0.5, "duodenum", "duodenum"),
           Tissue("gallbladder", 10, 0.95, "bile", "gallbladder"), Tissue("brain", 35, 0.55, "brain", "brain"),
           Tissue("skull", 900, 0.03, "bone", "skull"), Tissue("hip_implant", 3000, 0.0, "air", "hip_implant")]
     t += [Tissue(f"vertebrae_C{k}", 900, 0.03, "bone", f"vertebrae_C{k}") for k in (3, 2, 1)]
@@ -234,7 +237,7 @@ def vessel_paths() -> dict[str, np.ndarray]:
                             (10, 12, 300), (8, 8, Z_AORTIC_BIFURCATION)], float),
          "inferior_vena_cava": np.array([(-25, 0, 400), (-22, 12, 330), (-20, 14, 182)], float)}
     for sign, side in ((1, "left"), (-1, "right")):
-        m = lambda q: _mirror(q, sign)  # noqa: E731
+        m = lambda q, sign=sign: _mirror(q, sign)  # noqa: E731
         p[f"common_iliac_artery_{side}"] = np.array([(8, 8, Z_AORTIC_BIFURCATION), m((40, 15, Z_CI_BIFURCATION))])
         p[f"common_iliac_vein_{side}"] = np.array([(-12, 16, 180), m((36, 26, Z_CI_BIFURCATION - 4))])
         p[f"external_iliac_artery_{side}"] = np.array([m((40, 15, Z_CI_BIFURCATION)), m((62, 0, 70)),
@@ -289,13 +292,14 @@ def _fixed_soft_tissues() -> list[tuple[str, Shape]]:
     """Muscles, lungs, salivary glands and heart: the same in every man (the warp makes them differ)."""
     s: list[tuple[str, Shape]] = []
     for sign, side in ((1, "left"), (-1, "right")):
-        m = lambda q: _mirror(q, sign)  # noqa: E731
+        m = lambda q, sign=sign: _mirror(q, sign)  # noqa: E731
         s += [(f"autochthon_{side}", c) for c in tube([m((32, 95, 60)), m((35, 90, 300)), m((35, 100, 600))], 24)]
         s += [(f"iliopsoas_{side}", c) for c in tube([m((35, 30, 300)), m((52, 28, 170)), m((72, 0, 70)),
                                                       m((86, -32, 5)), m((105, -10, -60))], [8, 20, 22, 17, 12])]
         s.append((f"gluteus_maximus_{side}", Ellipsoid(m((95, 78, 10)), (60, 32, 85))))
         s.append(("muscle", Ellipsoid(m((72, 2, 25)), (10, 38, 32))))  # obturator internus
-        s.append((f"lung_{side}", Ellipsoid(m((85, 15, 485)), (65, 80, 125), clip_lo=(-200, -200, Z_DIAPHRAGM - 20 * (1 + sign)))))
+        s.append((f"lung_{side}", Ellipsoid(m((85, 15, 485)), (65, 80, 125),
+                                            clip_lo=(-200, -200, Z_DIAPHRAGM - 20 * (1 + sign)))))
         s.append((f"parotid_gland_{side}", Ellipsoid(m((50, 20, 695)), (14, 20, 25))))
         s.append((f"submandibular_gland_{side}", Ellipsoid(m((35, -30, 660)), (11, 12, 11))))
     s.append(("heart", Ellipsoid((20, -30, 450), (62, 52, 62))))
@@ -306,7 +310,7 @@ def standard_viscera() -> tuple[tuple[str, Shape], ...]:
     """The standard man's kidneys, ureters and abdominal and pelvic organs, in painting order."""
     s: list[tuple[str, Shape]] = []
     for sign, side in ((1, "left"), (-1, "right")):
-        m = lambda q: _mirror(q, sign)  # noqa: E731
+        m = lambda q, sign=sign: _mirror(q, sign)  # noqa: E731
         s.append((f"kidney_{side}", Ellipsoid(m((75, 55, 270 - 10 * (sign < 0))), (30, 27, 55))))
         s += [(f"ureter_{side}", c) for c in tube([m((55, 45, 255)), m((45, 45, 150)), m((42, 30, 60)),
                                                    m((25, -10, 35))], 3)]
@@ -350,8 +354,9 @@ def _vessels() -> list[tuple[str, Shape]]:
 
 PROSTATE = Ellipsoid((0, -25, -18), (22, 17, 18))
 SEMINAL_VESICLES = (Ellipsoid((20, 5, 12), (16, 7, 8)), Ellipsoid((-20, 5, 12), (16, 7, 8)))
-# Prostate fossa after prostatectomy, after the RTOG consensus (Michalski et al. 2010, docs/classification.md#prostate-bed): from ~10 mm below the
-# vesicourethral anastomosis to ~3-4 cm above the top of the symphysis, behind pubis and bladder, before rectum.
+# Prostate fossa after prostatectomy, after the RTOG consensus (Michalski et al. 2010,
+# docs/classification.md#prostate-bed): from ~10 mm below the vesicourethral anastomosis to ~3-4 cm above the
+# top of the symphysis, behind pubis and bladder, before rectum.
 PROSTATE_BED = Ellipsoid((0, -12, 5), (20, 17, 32))
 VUA = (0.0, -30.0, -12.0)
 

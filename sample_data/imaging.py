@@ -18,7 +18,8 @@ from localize.sample_data.geometry import Ellipsoid, Grid, paint
 # Noise-free SUVbw of each uptake class per tracer. DCFPyL organ values: Li et al. J Nucl Med 2017;58:942-6 (PMC5450367:
 # liver 5.0, spleen 4.0, kidney ~20, parotid 9.0, submandibular 9.5). Excretion routes and the
 # shifted biodistribution of PSMA-11, PSMA-1007 (hepatobiliary: high liver/spleen, little bladder) and
-# fluciclovine (pancreas, liver, marrow, muscle; little early bladder) follow docs/suv.md#tracers and docs/detection.md (physiological uptake);
+# fluciclovine (pancreas, liver, marrow, muscle; little early bladder) follow docs/suv.md#tracers and
+# docs/detection.md (physiological uptake);
 # the numbers for those three are the phantom's own plausible choices, not literature means.
 _BASE = {"air": 0.0, "fat": 0.25, "muscle": 0.6, "lung": 0.35, "blood": 1.5, "liver": 5.0, "spleen": 4.0,
          "stomach": 1.5, "pancreas": 2.0, "kidney": 20.0, "small_bowel": 4.0, "colon": 1.5, "bladder": 40.0,

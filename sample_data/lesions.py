@@ -1,8 +1,8 @@
 """Where each lesion site sits in the phantom, and its PROMISE V2 labels (contract vocabulary).
 
 Sites follow docs/classification.md#node-regions (node regions along the named vessels; common iliac between the
-aortic and common-iliac bifurcations is distant, miM1a) and docs/classification.md#prostate-bed (prostate bed, vesicourethral
-anastomosis). Positions are LPS mm in the PET/CT frame.
+aortic and common-iliac bifurcations is distant, miM1a) and docs/classification.md#prostate-bed (prostate bed,
+vesicourethral anastomosis). Positions are LPS mm in the PET/CT frame.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def place(spec: LesionSpec, rng: np.random.Generator, where: Where = Where()) ->
         c = np.array(an.VUA) + (8, 6, -4)
     elif site == "prostate_bed_bladder":
         # on the bladder base: centre one radius below the lowest bladder point, touching its wall
-        c, jitter, touches = np.array([where.bladder.center[0], where.bladder.center[1], base - r + 0.5]), 0 * jitter, True
+        c, jitter, touches = (np.array([where.bladder.center[0], where.bladder.center[1], base - r + 0.5]),
+                              0 * jitter, True)
     elif site == "prostate_bladder":
         # in the prostate base, touching the bladder neck above it
         c, jitter, touches = np.array([where.bladder.center[0] + sign * 4, -26.0, base - r + 0.5]), 0 * jitter, True
@@ -122,7 +123,8 @@ def place(spec: LesionSpec, rng: np.random.Generator, where: Where = Where()) ->
         bone = f"rib_{side}_8"
         z = an.VERTEBRAE["vertebrae_T8"][0] - 12
         a = np.interp(z, an.BodyOutline._Z, an.BodyOutline._A) - 20.5
-        c, jitter = np.array([sign * a * 0.94, 0.34 * np.interp(z, an.BodyOutline._Z, an.BodyOutline._B), z]), 0 * jitter
+        c, jitter = (np.array([sign * a * 0.94, 0.34 * np.interp(z, an.BodyOutline._Z, an.BodyOutline._B), z]),
+                     0 * jitter)
     elif site == "lung":
         c = np.array([sign * 85.0, 10.0, 500.0])
     elif site == "liver":

@@ -89,7 +89,8 @@ def _stretch(rng: np.random.Generator, height_m: float) -> ZStretch:
         above.append((previous, z0, h * rng.normal(1, 0.15 if previous > 0 else 0.04)))  # a disc, or the sacrum
         above.append((z0, z1, h * rng.normal(1, 0.06)))
         previous = z1
-    above += [(previous, an.Z_SKULL_BASE, h * rng.normal(1, 0.05)), (an.Z_SKULL_BASE, Z_VERTEX, h * rng.normal(1, 0.04))]
+    above += [(previous, an.Z_SKULL_BASE, h * rng.normal(1, 0.05)),
+              (an.Z_SKULL_BASE, Z_VERTEX, h * rng.normal(1, 0.04))]
     knots, z = [(0.0, 0.0)], 0.0  # the symphysis stays at z = 0
     for a, b, f in reversed(below):
         z -= (b - a) * f
@@ -198,7 +199,7 @@ def _arms(rng: np.random.Generator, up: bool, habitus: an.Habitus) -> list[tuple
     fat = max(6.0, 10 + 0.6 * habitus.lateral_mm)
     parts: list[tuple[str, Shape, Shape | None]] = []
     for sign, side in ((1, "left"), (-1, "right")):
-        def out_of(z: float) -> float:
+        def out_of(z: float, sign: int = sign) -> float:
             a = float(np.interp(z, an.BodyOutline._Z, an.BodyOutline._A)) + max(habitus.lateral_mm, 0)
             return sign * (a + rng.uniform(2, 12))
         r_up, r_fore = 38 + 0.5 * fat, 30 + 0.4 * fat
@@ -250,7 +251,8 @@ def _head() -> list[tuple[str, Shape, Shape | None]]:
     parts: list[tuple[str, Shape, Shape | None]] = [("fat", head, None), ("muscle", head.shrunk(3), None)]
     skull = Ellipsoid(head.center, tuple(s - 4 for s in head.semi_mm), clip_lo=(-999, -999, 765))
     parts.append(("skull", an.Shell(skull, skull.shrunk(7)), an.Shell(skull.shrunk(2.5), skull.shrunk(4.5))))
-    parts.append(("brain", Ellipsoid(head.center, tuple(s - 11 for s in head.semi_mm), clip_lo=(-999, -999, 772)), None))
+    parts.append(("brain", Ellipsoid(head.center, tuple(s - 11 for s in head.semi_mm), clip_lo=(-999, -999, 772)),
+                  None))
     for sign, side in ((1, "left"), (-1, "right")):
         parts.append((f"lacrimal_gland_{side}", Ellipsoid((sign * 30.0, -62.0, 826.0), (8.0, 5.0, 4.0)), None))
     for k, z0 in ((3, 718.0), (2, 738.0), (1, 758.0)):
@@ -290,7 +292,8 @@ def draw_patient(rng: np.random.Generator) -> Patient:
     right = Ellipsoid((-70 + rng.normal(0, 6), 5 + rng.normal(0, 5), 365 + rng.normal(0, 10)),
                       tuple(float(v) for v in np.array([95, 85, 75]) * scale), clip_hi=(-5, 200, 999))
     left_size = rng.uniform(0.6, 1.4)
-    left = Ellipsoid((-10, -30, 385), (65 * left_size, 40 * left_size**0.5, 45), clip_hi=(-10 + 65 * left_size, 200, 999))
+    left = Ellipsoid((-10, -30, 385), (65 * left_size, 40 * left_size**0.5, 45),
+                     clip_hi=(-10 + 65 * left_size, 200, 999))
     viscera += [("liver", right), ("liver", left)]
     if rng.random() < 0.10:
         viscera.append(("liver", Ellipsoid((right.center[0] - 45, right.center[1] + 5, right.center[2] - 80),
@@ -299,7 +302,8 @@ def draw_patient(rng: np.random.Generator) -> Patient:
         tilt = Rotation.from_euler("x", rng.uniform(20, 45), degrees=True).as_matrix()
         viscera.append(("gallbladder", OrientedEllipsoid((-50 + rng.normal(0, 6), -38 + rng.normal(0, 6),
                                                            right.center[2] - 0.62 * right.semi_mm[2]),
-                                                          (rng.uniform(11, 17), rng.uniform(11, 17), rng.uniform(30, 45)),
+                                                          (rng.uniform(11, 17), rng.uniform(11, 17),
+                                                           rng.uniform(30, 45)),
                                                           tuple(map(tuple, tilt)))))
     spleen_ml = _lognormal(rng, 200, 0.4, 80, 480)  # 80-480 ml, normal up to ~300 [R]
     spleen = _scaled(Ellipsoid((95, 45, 375), (32, 42, 55)), spleen_ml, rng, 8)

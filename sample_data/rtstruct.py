@@ -39,7 +39,7 @@ def _slice_contours(mask2d: np.ndarray, grid: Grid, z_mm: float) -> list[np.ndar
 
 def write_rtstruct(path: Path, structures: dict[str, np.ndarray], grid: Grid, ct_base: Dataset,
                    when: datetime) -> None:
-    """Write ``structures`` (TG-263 name -> z, y, x mask on the CT ``grid``) referencing the CT series in ``ct_base``."""
+    """Write ``structures`` (TG-263 name -> z, y, x mask on CT ``grid``) referencing the CT series in ``ct_base``."""
     ds = Dataset()
     for key in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
                 "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID"):

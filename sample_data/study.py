@@ -42,7 +42,8 @@ PELVIS_CENTER = np.array([0.0, 0.0, 30.0])
 LANDMARKS = {"femoral_head_center_left": (90, 0, 15), "femoral_head_center_right": (-90, 0, 15),
              "symphysis_top": (0, -60, 0), "symphysis_bottom": (0, -60, -38), "bladder_center": (0, -30, 40),
              "bladder_base": (0, -30, 5), "vesicourethral_anastomosis": an.VUA,
-             "ci_bifurcation_left": (40, 15, an.Z_CI_BIFURCATION), "ci_bifurcation_right": (-40, 15, an.Z_CI_BIFURCATION),
+             "ci_bifurcation_left": (40, 15, an.Z_CI_BIFURCATION),
+             "ci_bifurcation_right": (-40, 15, an.Z_CI_BIFURCATION),
              "aortic_bifurcation": (8, 8, an.Z_AORTIC_BIFURCATION), "s1_center": (0, an.sacrum_center_y(135), 135),
              "sacrum_tip": (0, an.sacrum_center_y(5), 5), "l5_center": an.vertebra_center("vertebrae_L5"),
              "greater_trochanter_left": (125, 15, -15), "greater_trochanter_right": (-125, 15, -15),
@@ -179,7 +180,8 @@ def _standard_plan(spec: StudySpec) -> Plan:
     levels = {"aortic_bifurcation": an.Z_AORTIC_BIFURCATION, "ci_bifurcation_left": an.Z_CI_BIFURCATION,
               "ci_bifurcation_right": an.Z_CI_BIFURCATION, "pelvic_inlet": an.Z_PELVIC_INLET,
               "symphysis_top": 0.0, "diaphragm": an.Z_DIAPHRAGM}
-    lesions = [(f"L{i + 1:02d}_{les.site}", les.site, p, vox) for i, ((les, p), vox) in enumerate(zip(placed, lesion_vox))]
+    lesions = [(f"L{i + 1:02d}_{les.site}", les.site, p, vox)
+               for i, ((les, p), vox) in enumerate(zip(placed, lesion_vox))]
     return Plan(key=spec.key(), seed=spec.seed, tracer=spec.tracer, vendor=spec.vendor, status=spec.status,
                 extent=spec.extent, patient_position=spec.patient_position, weight_kg=WEIGHT_KG, height_m=HEIGHT_M,
                 ct_grid=ct_grid, pet_grid=pet_grid, labels=labels, marrow=marrow, lesion_ids=lesion_ids, hu=hu,
@@ -189,11 +191,12 @@ def _standard_plan(spec: StudySpec) -> Plan:
                 random_names=spec.random_names, shuffle=spec.shuffle, defect=spec.defect)
 
 
-def make_study(out_root: Path, spec: StudySpec | VariedSpec = StudySpec()) -> StudyTruth:
+def make_study(out_root: Path, spec: StudySpec | VariedSpec | None = None) -> StudyTruth:
     """Write the study's DICOM under ``out_root/dicom`` and its truth under ``out_root/truth``; return the truth.
 
     A ``StudySpec`` gives the standard man (the demo study by default), a ``VariedSpec`` a man drawn from its seed.
     """
+    spec = StudySpec() if spec is None else spec
     out_root = Path(out_root)
     for sub in ("dicom", "truth"):
         shutil.rmtree(out_root / sub, ignore_errors=True)
@@ -238,7 +241,8 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
     pet_dir = dicom / "PETCT" / "PET" if nested else dicom
     mr_dir = dicom / "MR_PELVIS" / "T2_TSE" if nested else dicom
 
-    def geom(grid: Grid, direction=np.eye(3), origin=None) -> dw.Geometry:
+    def geom(grid: Grid, direction=None, origin=None) -> dw.Geometry:
+        direction = np.eye(3) if direction is None else direction
         g = dw.Geometry(np.asarray(grid.origin_mm if origin is None else origin, float), direction, grid.spacing_mm)
         return g.feet_first(grid.size_xyz[0]) if plan.patient_position == "FFS" else g
 
@@ -311,7 +315,8 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
     if plan.defect != "no_pet":
         series_dirs["PT"] = str(pet_dir.relative_to(out_root))
     landmarks = {n: plan.scanner_point(p) for n, p in plan.landmarks.items()}
-    non_lesions = [{**item, "center_lps_mm": list(plan.scanner_point(item["center_lps_mm"]))} for item in plan.non_lesions]
+    non_lesions = [{**item, "center_lps_mm": list(plan.scanner_point(item["center_lps_mm"]))}
+                   for item in plan.non_lesions]
     truth = StudyTruth(
         tracer=plan.tracer, vendor=plan.vendor, status=plan.status,
         patient={"weight_kg": plan.weight_kg, "height_m": plan.height_m, "sex": "M", "dose_bq": dose,

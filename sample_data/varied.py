@@ -164,10 +164,12 @@ class _StandardMap:
         k = int(np.ceil(radius_mm / MAP_MM)) + 1
         sl = tuple(slice(max(0, int(round(idx[a])) - k), int(round(idx[a])) + k + 1) for a in (2, 1, 0))
         z, y, x = (self.grid.axis_mm(a)[s] for a, s in zip((2, 1, 0), sl))
-        d2 = (z[:, None, None] - centre[2]) ** 2 + (y[None, :, None] - centre[1]) ** 2 + (x[None, None, :] - centre[0]) ** 2
+        d2 = ((z[:, None, None] - centre[2]) ** 2 + (y[None, :, None] - centre[1]) ** 2
+              + (x[None, None, :] - centre[0]) ** 2)
         return self.labels[sl][d2 <= radius_mm**2]
 
-    def random_point(self, rng, names: tuple[str, ...], inset_mm: float, marrow: bool, within=None) -> np.ndarray | None:
+    def random_point(self, rng, names: tuple[str, ...], inset_mm: float, marrow: bool,
+                     within=None) -> np.ndarray | None:
         """A voxel centre inside the named tissues, at least ``inset_mm`` from their edge (None if there is none)."""
         mask = np.isin(self.labels, [an.LABEL[n] for n in names])
         if marrow:
@@ -197,8 +199,9 @@ def _where(site: str, side: str, r: float, rng, std_map: _StandardMap, patient: 
     """Free choices of a lesion's place in this patient (None when his anatomy has no room for it)."""
     sign = 1 if side == "left" else -1
     if site in ("external_iliac", "internal_iliac", "common_iliac", "retroperitoneal"):
+        # >= 10 mm from the bifurcations (docs/classification.md#boundary-margin)
         ranges = {"external_iliac": (0.04, 0.28), "internal_iliac": (0.45, 0.95), "common_iliac": (0.25, 0.75),
-                  "retroperitoneal": (0.70, 0.93)}  # >= 10 mm from the bifurcations (docs/classification.md#boundary-margin)
+                  "retroperitoneal": (0.70, 0.93)}
         return Where(fraction=float(rng.uniform(*ranges[site])), bladder=patient.bladder)
     if site == "presacral":
         return Where(level_mm=float(rng.uniform(70, 125)), bladder=patient.bladder)
@@ -274,7 +277,6 @@ def _draw_lesions(spec: VariedSpec, scan: Scan, patient: Patient, std_map: _Stan
             continue
         for _ in range(40):
             side = ("left", "right")[int(rng.integers(2))]
-            sign = 1 if side == "left" else -1
             if case == "node_beside_ureter":  # the ureter will run in front of this node, 2.5 mm off it
                 d = rng.uniform(8, 14)
                 where = Where(fraction=float(rng.uniform(0.45, 0.85)), medial=True, bladder=patient.bladder)
@@ -376,7 +378,8 @@ def _ureters(patient: Patient, scan: Scan, lesions: list[_Lesion], waypoints, up
             s0, s1 = max(0.0, centre_s - length / 2), min(arc[-1], centre_s + length / 2)
             pts = np.array([[np.interp(s, arc, path[:, a]) for a in range(3)] for s in np.linspace(s0, s1, 6)])
             parts += [(f"ureter_bolus_{side}", seg, None) for seg in tube(pts, r)]
-            non_lesions.append({"kind": "ureter_bolus", "node_like": kind == "node_like", "beside_node": kind == "beside_node",
+            non_lesions.append({"kind": "ureter_bolus", "node_like": kind == "node_like",
+                                "beside_node": kind == "beside_node",
                                 "side": side, "center_std": pts[len(pts) // 2], "length_mm": round(float(s1 - s0), 1),
                                 "diameter_mm": round(2 * float(r), 1),
                                 "suv": round(uptake["urine"] * factors[f"ureter_bolus_{side}"], 2)})
@@ -401,12 +404,14 @@ def varied_plan(spec: VariedSpec) -> Plan:
     keep_out: list = []
     lesion_rng = stream(spec.seed, "lesions")
     lesions, waypoints, loops = _draw_lesions(spec, scan, patient, std_map, lesion_rng, keep_out)
-    ureter_parts, bolus_items, factors = _ureters(patient, scan, lesions, waypoints, uptake, stream(spec.seed, "ureters"))
+    ureter_parts, bolus_items, factors = _ureters(patient, scan, lesions, waypoints, uptake,
+                                                  stream(spec.seed, "ureters"))
     viscera = list(patient.viscera)
     factors = {**patient.factors, **factors}
     for k, (path, radius) in enumerate(loops):
         label = f"small_bowel_loop_{an.N_LOOPS - k}"
-        viscera += [(label, s) for s in tube(path, radius)] + [("small_bowel_fluid", s) for s in tube(path, radius - 2.5)]
+        viscera += ([(label, s) for s in tube(path, radius)]
+                    + [("small_bowel_fluid", s) for s in tube(path, radius - 2.5)])
         factors[label] = 2.0  # a hot loop in front of the sacrum
     body = an.Body(patient.habitus, tuple(viscera), tuple(patient.parts + ureter_parts))
     ct_grid, pet_grid = _grids(scan, patient)
@@ -426,7 +431,7 @@ def varied_plan(spec: VariedSpec) -> Plan:
     suv_of = np.array([uptake[t.uptake] * factors.get(t.name, 1.0) for t in an.TISSUES], np.float32)
     labels, marrow = labels_on(ct_grid)
     wanted = []
-    for les, p in placed:
+    for les, _p in placed:
         bg = float(suv_of[std_map.labels[tuple(int(round(v)) for v in std_map.grid.world_to_index(
             les.placement.center_mm)[::-1])]]) if not les.site.startswith("bone") else uptake["marrow"]
         wanted.append(max(les.spec.suv_max, 1.6 * bg))  # a lesion is at least 1.6x its organ's uptake [REC]
@@ -441,8 +446,10 @@ def varied_plan(spec: VariedSpec) -> Plan:
     lesion_ids = paint_lesions(ct_grid, lesion_vox)
     liver_fat = noise_rng.random() < float(np.clip(0.1 + 0.025 * (patient.bmi - 25), 0.05, 0.45))  # steatosis [R]
     table = drawn_hu(noise_rng, scan.contrast, scan.oral_contrast, liver_fat)
-    lesion_hu = {"bone": float(noise_rng.choice([noise_rng.uniform(350, 900), noise_rng.uniform(150, 300)], p=[0.7, 0.3])),
-                 "lung": 30.0, "liver": 30.0 + (50 if scan.contrast else 0), "soft": 38.0 + (40 if scan.contrast else 0)}
+    lesion_hu = {"bone": float(noise_rng.choice([noise_rng.uniform(350, 900), noise_rng.uniform(150, 300)],
+                                                p=[0.7, 0.3])),
+                 "lung": 30.0, "liver": 30.0 + (50 if scan.contrast else 0),
+                 "soft": 38.0 + (40 if scan.contrast else 0)}
     marrow_hu = float(noise_rng.uniform(120, 280))  # lower with age and osteopenia [R]
     hu = ct_hu(labels, marrow, lesion_ids, lesion_vox, noise_rng, table, marrow_hu, lesion_hu, scan.ct_noise_hu,
                scan.ct_grain_px)
@@ -463,7 +470,8 @@ def varied_plan(spec: VariedSpec) -> Plan:
     refs = {"liver": (patient.liver_point, uptake["liver"]), "aortic_blood_pool": ((28, 34, 430), uptake["blood"]),
             "parotid": ((50, 20, 695), uptake["parotid"]), "spleen": (patient.spleen_point, uptake["spleen"]),
             "l3_marrow": (an.vertebra_center("vertebrae_L3"), uptake["marrow"])}
-    levels = {"aortic_bifurcation": (8, 8, an.Z_AORTIC_BIFURCATION), "ci_bifurcation_left": (40, 15, an.Z_CI_BIFURCATION),
+    levels = {"aortic_bifurcation": (8, 8, an.Z_AORTIC_BIFURCATION),
+              "ci_bifurcation_left": (40, 15, an.Z_CI_BIFURCATION),
               "ci_bifurcation_right": (-40, 15, an.Z_CI_BIFURCATION), "pelvic_inlet": (0, 40, an.Z_PELVIC_INLET),
               "symphysis_top": (0, -60, 0), "diaphragm": (-60, 20, an.Z_DIAPHRAGM)}
     non_lesions = [{**{k: v for k, v in item.items() if k != "center_std"},
