@@ -10,7 +10,7 @@ from localize.anatomy import pet_organs
 from localize.detection.metrics import voxel_volume_ml, zyx_to_lps
 from localize.load.pet import load_pet
 
-pytestmark = [pytest.mark.testdata, pytest.mark.slow]
+pytestmark = pytest.mark.testdata
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from scipy import ndimage
 from localize.anatomy import build_anatomy
 from localize.load.volume import load_series
 
-pytestmark = [pytest.mark.testdata, pytest.mark.slow]
+pytestmark = pytest.mark.testdata
 
 FOLDER = "ct/totalsegmentator-example"
 PELVIS = ("sacrum", "hip_left", "hip_right", "pubic_symphysis", "urinary_bladder", "prostate", "seminal_vesicles")
