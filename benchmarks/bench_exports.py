@@ -22,12 +22,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from benchmarks.common import report
-from localize.findings import Findings, Lesion
+from localize.export.dicom_seg import write_seg
 from localize.export.labelmap import write_labelmap
 from localize.export.report import write_report
 from localize.export.rtstruct import write_rtstruct
-from localize.export.dicom_seg import write_seg
 from localize.export.table import write_csv
+from localize.findings import Findings, Lesion
 
 
 def header_series(size_xyz, spacing_xyz, origin, modality, sop_class_uid, frame_uid, study_uid) -> SimpleNamespace:

@@ -31,6 +31,7 @@ from benchmarks.common import report
 from localize.load.index import index_folder
 from localize.sample_data.dicom_writer import one_slice, save
 
+
 def _series_template(modality: str, patient: str, study_uid: str, frame_uid: str) -> Dataset:
     """The first instance of one series: 8x8 pixels and full PET/CT headers."""
     attributes = dict(

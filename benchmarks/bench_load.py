@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from benchmarks.common import report
 from localize.load.volume import load_series
 from localize.sample_data.dicom_writer import CT_STORAGE, PET_STORAGE, image_series

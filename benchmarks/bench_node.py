@@ -27,9 +27,15 @@ from pathlib import Path
 
 import pydicom
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import (CTImageStorage, MRImageStorage, PositronEmissionTomographyImageStorage,
-                                  RTStructureSetStorage, SegmentationStorage, SpatialRegistrationStorage,
-                                  Verification)
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    PositronEmissionTomographyImageStorage,
+    RTStructureSetStorage,
+    SegmentationStorage,
+    SpatialRegistrationStorage,
+    Verification,
+)
 
 from benchmarks.common import report
 from localize.node.scp import send_without_delay

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import report
-from localize.batch.run import BatchSettings, run_batch
 from localize.batch.catalog import Catalog
+from localize.batch.run import BatchSettings, run_batch
 from localize.sample_data import LesionSpec, StudySpec, make_study
 
 SMALL_LESIONS = (LesionSpec("obturator", 12, 8.0, "left"), LesionSpec("bone_pelvis", 14, 12.0, "right"))

@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmarks.common import report
+from localize.load.volume import load_series
 from localize.registration import mr_to_pet_points, register_mr
 from localize.registration.initialise import initial_alignment
 from localize.registration.masks import body_mask, downsample
@@ -30,7 +31,6 @@ from localize.registration.mr import COARSE_SPACING_MM
 from localize.registration.optimise import itk_threads
 from localize.registration.result import linear_matrix
 from localize.sample_data import StudySpec, make_study
-from localize.load.volume import load_series
 
 
 def _to_itk(image: sitk.Image):

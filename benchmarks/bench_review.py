@@ -17,19 +17,19 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from urllib3.exceptions import ReadTimeoutError
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from urllib3.exceptions import ReadTimeoutError
 
 from benchmarks.common import report
 from localize.demo import demo_study
 from localize.export.nifti import read_nifti
+from localize.load.volume import load_series
 from localize.pipeline import run_study
 from localize.review.actions import Review
 from localize.review.server import ReviewServer
 from localize.review.volumes import MR_FILE, PET_FILE, write_volumes
-from localize.load.volume import load_series
 
 READY_TARGET_S, EXPORT_TARGET_S = 3.0, 5.0
 READY_LIMIT_S = 900.0  # reported as "inf" beyond this

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import resource
-from collections import Counter
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +35,11 @@ from benchmarks.common import report
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.imported import masks_from_label_map
 from localize.detection.metrics import ball, lps_to_zyx, spacing_zyx_mm
-from localize.load.pet import load_pet
 from localize.detection.reference import reference_regions
-from localize.sample_data import StudySpec, make_study
 from localize.detection.segment import segment_lesions
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
+from localize.sample_data import StudySpec, make_study
 
 FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.data import tree_digest
 
 import localize
 from localize.errors import DicomReadError, LocalizeError, StudyError
-
-from helpers.data import tree_digest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 HEAVY = ("numpy", "SimpleITK", "pydicom", "pandas", "matplotlib", "scipy", "skimage", "highdicom")

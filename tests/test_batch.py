@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.data import tree_digest
+from helpers.tools import dciodvfy_errors
 
 from localize.batch.run import BatchSettings, run_batch, run_study_process
 from localize.errors import LocalizeError
 from localize.sample_data import LesionSpec
-
-from helpers.data import tree_digest
-from helpers.tools import dciodvfy_errors
 
 pytestmark = pytest.mark.slow
 

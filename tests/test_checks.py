@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from localize.anatomy.checks import check_anatomy, lung_problem
-from localize.anatomy.model import Anatomy
-from localize.classify import classify_lesions, infer_status, stage
-
 from helpers.grid import box as _box
 from helpers.grid import coords as _coords
 from helpers.grid import grid as _grid
 from helpers.grid import lesion as _lesion
+
+from localize.anatomy.checks import check_anatomy, lung_problem
+from localize.anatomy.model import Anatomy
+from localize.classify import classify_lesions, infer_status, stage
 
 X, Y, Z = _coords()
 Z_MM, X_MM = Z[:, 0, 0], X[0, 0, :]

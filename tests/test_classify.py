@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from localize.anatomy.model import Anatomy
-from localize.classify import classify_lesions, expression_scores, stage
-from localize.findings import Lesion
-
 from helpers.grid import SIZE
 from helpers.grid import box as _box
 from helpers.grid import coords as _coords
 from helpers.grid import grid as _grid
 from helpers.grid import lesion as _lesion
+
+from localize.anatomy.model import Anatomy
+from localize.classify import classify_lesions, expression_scores, stage
+from localize.findings import Lesion
 
 
 def _anatomy(**extra_masks) -> Anatomy:

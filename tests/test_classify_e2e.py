@@ -16,11 +16,11 @@ import pytest
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import ct_on_grid
 from localize.classify import classify_lesions, stage
-from localize.load.pet import load_pet
 from localize.detection.reference import reference_regions
-from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
+from localize.sample_data import StudySpec
 
 pytestmark = pytest.mark.slow
 

@@ -3,12 +3,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers.contract import SCHEMA
+from helpers.data import REPO
 
 from localize import __version__
 from localize.findings import Findings, Lesion, findings_schema, number_lesions, validate_findings
-
-from helpers.contract import SCHEMA
-from helpers.data import REPO
 
 
 def run_cli(*args):

@@ -10,13 +10,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers.field import FIELD, field_series, image_dataset
 
 from localize.cli import main
-from localize.export.convert import convert_folder
 from localize.errors import ConfigError
+from localize.export.convert import convert_folder
 from localize.sample_data.dicom_writer import save_series
-
-from helpers.field import FIELD, field_series, image_dataset
 
 
 def snapshot(folder):

@@ -18,9 +18,9 @@ import pytest
 import SimpleITK as sitk
 
 from localize.anatomy import build_anatomy, read_label_map
-from localize.load.pet import load_pet
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
 
 pytestmark = pytest.mark.slow

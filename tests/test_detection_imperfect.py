@@ -17,11 +17,11 @@ from scipy import ndimage
 
 from localize.anatomy import build_anatomy
 from localize.detection.metrics import ball, spacing_zyx_mm
-from localize.load.pet import load_pet
 from localize.detection.reference import reference_regions
-from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
+from localize.sample_data import StudySpec
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from helpers.images import findings_for, lesion_label_image, volume_series
+from helpers.tools import dciodvfy_errors
 
 from localize.export.dicom_seg import write_seg
 from localize.load.volume import load_series
-from helpers.images import findings_for, lesion_label_image, volume_series
-from helpers.tools import dciodvfy_errors
 
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 

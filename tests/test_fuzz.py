@@ -13,18 +13,17 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers.images import rtstruct_for, small_ct_slice
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from localize.errors import LocalizeError
+from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
-from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.volume import load_series
 from localize.sample_data.dicom_writer import save
-
-from helpers.images import rtstruct_for, small_ct_slice
 
 pytestmark = pytest.mark.slow
 

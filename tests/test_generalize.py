@@ -10,16 +10,15 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers.contract import check_contract
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy
 from localize.load.pet import load_pet
+from localize.load.volume import load_series
 from localize.pipeline import run_study
 from localize.sample_data import VALIDATION_SEED_START, VariedSpec, make_study
 from localize.sample_data.scoring import score
-from localize.load.volume import load_series
-
-from helpers.contract import check_contract
 
 pytestmark = pytest.mark.slow
 

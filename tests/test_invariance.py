@@ -18,9 +18,9 @@ import pytest
 from localize.config import load_pipeline
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
-from localize.pipeline import analyse
-from localize.load.volume import load_series
 from localize.load.plan import single_plan
+from localize.load.volume import load_series
+from localize.pipeline import analyse
 from localize.sample_data.dicom_writer import save
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ import json
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from helpers.images import findings_for, lesion_label_image
 
 from localize.export.labelmap import write_labelmap
-from helpers.images import findings_for, lesion_label_image
 
 
 def _oblique_feet_first(labels: sitk.Image) -> sitk.Image:

@@ -10,18 +10,17 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from helpers.images import small_ct_slice
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
 
 from localize.errors import LocalizeError, ResourceLimitError
+from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.index import index_folder
 from localize.load.limits import DEFAULT_LIMITS, Limits, check_dataset, read_dataset
-from localize.export.rtstruct import rtstruct_to_masks
 from localize.load.volume import load_series
 from localize.sample_data.dicom_writer import save
-
-from helpers.images import small_ct_slice
 
 
 def max_rss_bytes() -> int:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from localize.detection.metrics import PEAK_RADIUS_MM, ball, lps_to_zyx, max_diameter_mm, measure_lesion, suv_peaks, zyx_to_lps
+from localize.detection.metrics import (
+    PEAK_RADIUS_MM,
+    ball,
+    lps_to_zyx,
+    max_diameter_mm,
+    measure_lesion,
+    suv_peaks,
+    zyx_to_lps,
+)
 
 
 def _image(array_zyx: np.ndarray, spacing_xyz, origin=(0.0, 0.0, 0.0), direction=None) -> sitk.Image:

@@ -16,19 +16,18 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
+from helpers.orthanc import Orthanc, free_port
+from helpers.tools import dciodvfy_errors
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from localize.cli import main
+from localize.export.privacy import pseudo_uid
 from localize.node.config import load_node_config
 from localize.node.queue import NodeQueue
-from localize.export.privacy import pseudo_uid
 from localize.sample_data import LesionSpec
-
-from helpers.orthanc import Orthanc, free_port
-from helpers.tools import dciodvfy_errors
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from localize.sample_data import LesionSpec, StudySpec, StudyTruth
 from localize.load.tracer import identify_tracer
+from localize.sample_data import LesionSpec, StudySpec, StudyTruth
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +185,8 @@ def test_whole_body_reference_regions(phantom):
     root, truth = phantom(StudySpec(extent="whole_body", ct_matrix=128, ct_slice_mm=5.0, with_mr=False,
                                     pet_noise=0.0, lesions=(LesionSpec("liver", 15, 12.0),)))
     vol, z_pos, ds = _suv_volume(_series(root, "PT"))
-    expected = {"liver": 5.0, "spleen": 4.0}  # DCFPyL SUVmean, Li et al. JNM 2017 (docs/detection.md#physiological-uptake-psma)
+    # DCFPyL SUVmean, Li et al. JNM 2017 (docs/detection.md#physiological-uptake-psma)
+    expected = {"liver": 5.0, "spleen": 4.0}
     for name, value in expected.items():
         ref = truth.reference_regions[name]
         assert ref["suv_mean"] == value

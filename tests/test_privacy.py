@@ -13,8 +13,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from localize.findings import validate_findings
 from localize.export.privacy import pseudo_uid, pseudonym, scrub
+from localize.findings import validate_findings
 
 pytestmark = pytest.mark.slow
 

@@ -18,14 +18,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from helpers.tools import require_tool
 
-from localize.export.convert import NON_IMAGE_MODALITIES, convert_folder
 from localize.errors import LocalizeError
+from localize.export.convert import NON_IMAGE_MODALITIES, convert_folder
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
-
-from helpers.tools import require_tool
 
 pytestmark = pytest.mark.testdata
 

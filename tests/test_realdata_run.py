@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers.contract import check_contract
+from helpers.tools import dciodvfy_errors
 from scipy import ndimage
 
 from localize.detection.metrics import lps_to_zyx
-from localize.load.pet import load_pet
 from localize.export.rtstruct import rtstruct_to_masks
-from helpers.contract import check_contract
-from helpers.tools import dciodvfy_errors
+from localize.load.pet import load_pet
 
 pytestmark = [pytest.mark.testdata, pytest.mark.slow]
 

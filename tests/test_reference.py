@@ -9,10 +9,17 @@ from scipy import ndimage
 
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.model import Anatomy
-from localize.load.pet import load_pet
 from localize.detection.metrics import ball
-from localize.detection.reference import (BLOOD_POOL_CLEARANCE_MM, _dilated, _eroded, aorta_cylinder, clear_of, liver_sphere,
-                                reference_regions)
+from localize.detection.reference import (
+    BLOOD_POOL_CLEARANCE_MM,
+    _dilated,
+    _eroded,
+    aorta_cylinder,
+    clear_of,
+    liver_sphere,
+    reference_regions,
+)
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
 
 
@@ -99,7 +106,8 @@ def test_whole_body_reference_means_without_noise_within_5_percent(phantom, trac
     # noise-free PET: what is left is the placement and partial-volume bias of each VOI
     truth, regions = _whole_body_regions(phantom, tracer, 0.0, label_map)
     expected = {name: v for name, v in truth.reference_regions.items() if OURS[name] in regions}
-    # fluciclovine reads blood pool and marrow (docs/detection.md#fluciclovine-criteria); its faint parotids and spleen may go unfound on PET
+    # fluciclovine reads blood pool and marrow (docs/detection.md#fluciclovine-criteria); its faint parotids and spleen
+    # may go unfound on PET
     assert set(expected) >= ({"liver", "aortic_blood_pool", "l3_marrow"} if tracer == "fluciclovine" else set(OURS))
     for name, value in expected.items():
         got = regions[OURS[name]]

@@ -16,9 +16,11 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from helpers.tools import require_tool
 
 from localize.errors import RegistrationError
 from localize.load.pet import load_pet
+from localize.load.volume import load_series
 from localize.registration import (
     check_pet_ct,
     load_transform,
@@ -30,9 +32,6 @@ from localize.registration import (
     write_spatial_registration,
 )
 from localize.registration.result import quality_reasons
-from localize.load.volume import load_series
-
-from helpers.tools import require_tool
 
 pytestmark = pytest.mark.slow
 

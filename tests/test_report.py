@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import SimpleITK as sitk
+from helpers.images import findings_for, lesion_label_image
+from helpers.tools import require_tool
 from matplotlib import image as mpimg
 
 from localize.export.report import write_report
-
-from helpers.images import findings_for, lesion_label_image
-from helpers.tools import require_tool
 
 
 def synthetic_study():

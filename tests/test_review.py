@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pydicom
 import pytest
+from helpers.contract import check_contract
+from helpers.tools import dciodvfy_errors, require_tool
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -23,9 +25,6 @@ from selenium.webdriver.support.ui import Select
 
 from localize.pipeline import run_study
 from localize.review.server import ReviewServer
-
-from helpers.contract import check_contract
-from helpers.tools import dciodvfy_errors, require_tool
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from helpers.images import FFS, HFS, findings_for, lesion_label_image, volume_series
+from helpers.tools import dciodvfy_errors
 
 from localize.errors import DicomReadError, SeriesError
 from localize.export.rtstruct import build_rtstruct, rtstruct_to_masks, write_rtstruct
 from localize.sample_data.dicom_writer import save
-
-from helpers.images import FFS, HFS, findings_for, lesion_label_image, volume_series
-from helpers.tools import dciodvfy_errors
 
 
 def _oblique(angle_deg: float) -> tuple[float, ...]:

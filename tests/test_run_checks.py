@@ -12,18 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.contract import check_contract
 
 from localize.config import load_pipeline
+from localize.export.rtstruct import roi_names
+from localize.export.table import lesion_table_from_doc
 from localize.findings import Lesion
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
-from localize.pipeline import analyse
-from localize.export.rtstruct import roi_names
-from localize.load.volume import load_series
 from localize.load.plan import single_plan
-from localize.export.table import lesion_table_from_doc
-
-from helpers.contract import check_contract
+from localize.load.volume import load_series
+from localize.pipeline import analyse
 
 pytestmark = pytest.mark.slow
 

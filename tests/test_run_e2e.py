@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from helpers.contract import check_contract
+from helpers.data import tree_digest
 
 from localize.config import load_pipeline
 from localize.errors import StudyError
 from localize.load.index import index_folder
 from localize.load.pet import load_pet
-from localize.pipeline import analyse
-from localize.load.volume import load_series
 from localize.load.plan import single_plan
-
-from helpers.contract import check_contract
-from helpers.data import tree_digest
+from localize.load.volume import load_series
+from localize.pipeline import analyse
 
 pytestmark = pytest.mark.slow
 

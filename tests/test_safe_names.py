@@ -7,22 +7,20 @@ import re
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import pytest
+import SimpleITK as sitk
+from helpers.images import rtstruct_for, small_ct_slice
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from localize.batch.run import run_study_process
 from localize.export.convert import convert_folder
-from localize.safe_names import clean_label, safe_name, unique_name
 from localize.export.rtstruct import rtstruct_to_masks
-from localize.load.volume import Volume, load_series
 from localize.load.plan import StudyPlan
+from localize.load.volume import Volume, load_series
+from localize.safe_names import clean_label, safe_name, unique_name
 from localize.sample_data.dicom_writer import save
-
-from helpers.images import rtstruct_for, small_ct_slice
-
 
 SAFE = re.compile(r"^[A-Za-z0-9+_][A-Za-z0-9._+-]*$")
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}

@@ -8,10 +8,17 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
-from localize.errors import ConfigError
 from localize.detection.physiology import with_partial_volume_rim
-from localize.detection.segment import (FIELD_EDGE, MIN_COMPACTNESS, SegmentationSettings, compactness, marrow_bearing, segment_lesions,
-                              settings_for)
+from localize.detection.segment import (
+    FIELD_EDGE,
+    MIN_COMPACTNESS,
+    SegmentationSettings,
+    compactness,
+    marrow_bearing,
+    segment_lesions,
+    settings_for,
+)
+from localize.errors import ConfigError
 
 SPACING = 4.0  # mm, isotropic
 SHAPE = (50, 60, 60)  # z, y, x

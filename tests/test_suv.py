@@ -15,6 +15,28 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from helpers.pet_headers import (
+    D0_BQ,
+    F0,
+    FRAME_S,
+    H_M,
+    INJECTION,
+    N_SLICES,
+    SCAN,
+    T_F18,
+    T_GA68,
+    T_ZR89,
+    TARGET_SUV,
+    W_KG,
+    base_series,
+    da,
+    info_of,
+    set_all,
+    set_info,
+    tavg_s,
+    tm,
+    write_headers,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
@@ -30,28 +52,6 @@ from localize.load.suv import (
     suv_calibration,
 )
 
-from helpers.pet_headers import (
-    D0_BQ,
-    F0,
-    FRAME_S,
-    H_M,
-    INJECTION,
-    N_SLICES,
-    SCAN,
-    TARGET_SUV,
-    T_F18,
-    T_GA68,
-    T_ZR89,
-    W_KG,
-    base_series,
-    da,
-    info_of,
-    set_all,
-    set_info,
-    tavg_s,
-    tm,
-    write_headers,
-)
 
 def _philips(ds: Dataset, offset: int, value: float) -> None:
     ds.private_block(0x7053, "Philips PET Private Group", create=True).add_new(offset, "DS", f"{value:.8g}")

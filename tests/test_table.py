@@ -7,8 +7,8 @@ import csv
 import pandas as pd
 import pytest
 
-from localize.findings import Findings, Lesion
 from localize.export.table import lesion_table, write_csv
+from localize.findings import Findings, Lesion
 
 
 def _findings(lesions) -> Findings:

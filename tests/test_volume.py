@@ -19,6 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from helpers.field import FIELD, field_series, image_dataset
 from PIL import Image as PILImage
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -35,8 +36,6 @@ from localize.errors import DicomReadError, SeriesError
 from localize.export.nifti import affine_ras
 from localize.load.volume import load_series, split_series
 from localize.sample_data.dicom_writer import save_series
-
-from helpers.field import FIELD, field_series, image_dataset
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

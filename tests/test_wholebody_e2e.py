@@ -17,12 +17,12 @@ from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.imported import masks_from_label_map
 from localize.config import default_pipeline
 from localize.detection.metrics import zyx_to_lps
-from localize.load.pet import load_pet
-from localize.pipeline import analyse
 from localize.detection.reference import reference_regions
-from localize.sample_data import StudySpec
 from localize.detection.segment import segment_lesions
+from localize.load.pet import load_pet
 from localize.load.volume import load_series
+from localize.pipeline import analyse
+from localize.sample_data import StudySpec
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +173,8 @@ def test_fluciclovine_organs_and_blood_pool_from_ct(fluciclovine_whole_body):
     expected = truth.reference_regions["aortic_blood_pool"]["suv_mean"]
     assert abs(references["blood_pool"].suv_mean - expected) <= 0.15 * expected
     l3 = anatomy.levels_z_mm["L3"]
-    assert abs(references["blood_pool"].centre_lps_mm[2] - l3) <= 12.0  # fluciclovine: aorta at L3 (docs/detection.md#reference-regions)
+    # fluciclovine: aorta at L3 (docs/detection.md#reference-regions)
+    assert abs(references["blood_pool"].centre_lps_mm[2] - l3) <= 12.0
 
 
 def test_fluciclovine_lesions_found_without_organ_false_positives(fluciclovine_whole_body):

@@ -38,8 +38,8 @@ def volume_series(folder: Path, *, shape_zyx, pixel_spacing=(1.0, 1.0), slice_st
     """Write an image series and return it as a Volume-like value.
 
     Slice k lies at ``IPP_k = IPP_0 + k·step·N`` (N = row × column direction), pixel
-    (row r, column c) at ``IPP_k + c·Δc·X + r·Δr·Y`` (docs/coordinates.md#dicom-patient-coordinates), the grid centred on
-    ``centre_lps_mm``. Returns image (float32, LPS), headers, sop_instance_uids,
+    (row r, column c) at ``IPP_k + c·Δc·X + r·Δr·Y`` (docs/coordinates.md#dicom-patient-coordinates), the grid centred
+    on ``centre_lps_mm``. Returns image (float32, LPS), headers, sop_instance_uids,
     positions_lps_mm and paths, in k order.
     """
     nz, rows, cols = shape_zyx

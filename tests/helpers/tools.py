@@ -39,7 +39,8 @@ def _missing(what: str, package: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    """The path of program ``name`` (a key of TOOLS); fails, or skips under LOCALIZE_ALLOW_MISSING_TOOLS=1, if absent."""
+    """The path of program ``name`` (a key of TOOLS); fails, or skips under LOCALIZE_ALLOW_MISSING_TOOLS=1, if
+    absent."""
     package, fallback = TOOLS[name]
     found = shutil.which(name) or (fallback if fallback and Path(fallback).is_file() else None)
     if found is None:
