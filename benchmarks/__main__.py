@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
         code = subprocess.run([sys.executable, "-m", f"benchmarks.{known[name]}", *options], cwd=HERE.parent).returncode
-        print(f"== {name}: {'ok' if code == 0 else f'exit {code}'} in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"== {name}: {'ok' if code == 0 else f'exit {code}'} in {time.perf_counter() - started:.1f} s",
+              flush=True)
         if code:
             failed.append(name)
     return 1 if failed else 0

@@ -26,7 +26,8 @@ from benchmarks.bench_load import CASES, write_case
 from benchmarks.common import report
 from localize.export.convert import convert_folder
 
-REAL_PET = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "studies" / "tcia-sts-001" / "FDG_PET" / "image"
+REAL_PET = (Path(__file__).resolve().parents[2] / "shared" / "testdata" / "studies" / "tcia-sts-001" / "FDG_PET"
+            / "image")
 
 
 def run_dcm2niix(folder: Path, out: Path) -> None:

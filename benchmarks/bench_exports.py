@@ -42,7 +42,8 @@ def header_series(size_xyz, spacing_xyz, origin, modality, sop_class_uid, frame_
         ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, generate_uid()
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Bench^WholeBody", "BENCH", "", "M"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "20240101", "", "", "", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240101", "", ""
+        ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, k + 1
         ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing_xyz[2]]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -53,7 +54,8 @@ def header_series(size_xyz, spacing_xyz, origin, modality, sop_class_uid, frame_
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         headers.append(ds)
     return SimpleNamespace(image=image, headers=headers, sop_instance_uids=[h.SOPInstanceUID for h in headers],
-                           positions_lps_mm=np.array([h.ImagePositionPatient for h in headers], float), paths=[], resampled=False)
+                           positions_lps_mm=np.array([h.ImagePositionPatient for h in headers], float), paths=[],
+                           resampled=False)
 
 
 def study(n_lesions: int = 15, seed: int = 7):
@@ -88,7 +90,8 @@ def study(n_lesions: int = 15, seed: int = 7):
     pet.image.CopyInformation(label_image)
     ct.image = sitk.Cast(sitk.Resample(pet.image, ct.image) * 40 - 1000 * (1 - sitk.Resample(
         sitk.Cast(pet.image > 0.5, sitk.sitkFloat32), ct.image)), sitk.sitkFloat32)
-    findings = Findings(study={"study_instance_uid": study_uid, "patient_id": "BENCH"}, frame_of_reference_uid=frame_uid,
+    findings = Findings(study={"study_instance_uid": study_uid, "patient_id": "BENCH"},
+                        frame_of_reference_uid=frame_uid,
                         tracer={"family": "psma"}, series={}, lesions=lesions,
                         staging={"summary": "miTr miN1 miM1b"})
     return findings, label_image, pet, ct

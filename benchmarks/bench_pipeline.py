@@ -52,7 +52,8 @@ def single_study(root: Path) -> None:
     print(f"whole-body study end to end: {r['run_s']:.1f} s (target <= 30 s), peak RSS {r['peak_gb']:.2f} GB "
           f"(target <= 4 GB), {r['lesions']} lesions")
     print(f"  steps: {r['timings']}")
-    print(f"  baseline (load the three series): {r['load_s']:.1f} s; ratio pipeline / load {r['run_s'] / r['load_s']:.1f}")
+    print(f"  baseline (load the three series): {r['load_s']:.1f} s; "
+          f"ratio pipeline / load {r['run_s'] / r['load_s']:.1f}")
     report("whole-body study end to end", r["run_s"], "s", target=30.0, baseline=r["load_s"])
     report("whole-body study peak RSS", r["peak_gb"], "GB", target=4.0)
 

@@ -103,7 +103,8 @@ def main() -> None:
           f"volumes {', '.join(f'{k} {v:.1f} MB' for k, v in sizes.items())}")
     print(f"baseline: nibabel reads the volumes in {base:.2f} s")
     print(f"page ready  {page_s:6.2f} s  target {READY_TARGET_S:.0f} s  ratio to baseline {page_s / base:6.1f}")
-    print(f"export      {reviewed_s:6.2f} s  target {EXPORT_TARGET_S:.0f} s  ratio to baseline {reviewed_s / base:6.1f}")
+    print(f"export      {reviewed_s:6.2f} s  target {EXPORT_TARGET_S:.0f} s  "
+          f"ratio to baseline {reviewed_s / base:6.1f}")
     report("review page ready", page_s, "s", target=READY_TARGET_S, baseline=base)
     report("reviewed export", reviewed_s, "s", target=EXPORT_TARGET_S, baseline=base)
 

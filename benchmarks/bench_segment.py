@@ -41,7 +41,8 @@ from localize.load.pet import load_pet
 from localize.load.volume import load_series
 from localize.sample_data import StudySpec, make_study
 
-FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
+FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary",
+          "fluciclovine": "fluciclovine"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",
            "parotid", "submandibular")
 TRUTH_REFERENCE = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
@@ -103,7 +104,8 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
     big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
     small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
     found = [(t, matched[t.name]) for t in truth.lesions if t.name in matched]
-    organs = masks_from_label_map(*read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json"), pet)
+    organs = masks_from_label_map(*read_label_map(root / "truth" / "organs.nii.gz", root / "truth" / "organs.json"),
+                                  pet)
     false = [organ_at(organs, np.rint(lps_to_zyx(pet, np.array(f.peak_lps_mm))).astype(int))
              for k, f in enumerate(seg.lesions) if k not in used]
     return {
@@ -121,11 +123,14 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
         "missed": [t.name for t in big + small if t.name not in matched],
         "false_positives": len(seg.lesions) - len(used),
         "false_in": false,
-        "target_err_median_mm": float(np.median([np.linalg.norm(np.subtract(f.target_lps_mm, t.center_lps_mm)) for t, f in found])),
-        "suvmax_err_median_pct": float(np.median([100 * abs(f.suv_max - t.suv_max) / t.suv_max for t, f in found if t.suv_max >= 4])),
+        "target_err_median_mm": float(np.median([np.linalg.norm(np.subtract(f.target_lps_mm, t.center_lps_mm))
+                                                 for t, f in found])),
+        "suvmax_err_median_pct": float(np.median([100 * abs(f.suv_max - t.suv_max) / t.suv_max
+                                                  for t, f in found if t.suv_max >= 4])),
         "reference_err_pct": {name: round(100 * (refs[ours].suv_mean - truth.reference_regions[name]["suv_mean"])
                                           / truth.reference_regions[name]["suv_mean"], 1)
-                              for name, ours in TRUTH_REFERENCE.items() if name in truth.reference_regions and ours in refs},
+                              for name, ours in TRUTH_REFERENCE.items()
+                              if name in truth.reference_regions and ours in refs},
     }
 
 
@@ -152,7 +157,8 @@ def main() -> None:
             report(f"segment {extent} seed {seed} {tracer} anatomy + reference + segmentation", total, "s",
                    target=10.0 if extent == "whole_body" else None, baseline=r["baseline_s"])
             print(f"{'':13s} sensitivity >=8 mm {r['sens_8mm']}, 5-8 mm {r['sens_5_8mm']}, missed {r['missed']}, "
-                  f"FP {r['false_positives']} {dict(Counter(r['false_in']))}, target err median {r['target_err_median_mm']:.2f} mm, "
+                  f"FP {r['false_positives']} {dict(Counter(r['false_in']))}, "
+                  f"target err median {r['target_err_median_mm']:.2f} mm, "
                   f"SUVmax err median {r['suvmax_err_median_pct']:.1f} %, reference err % {r['reference_err_pct']}")
     if len(args.seeds) * len(args.extent) > 1:
         for tracer, runs in pooled.items():

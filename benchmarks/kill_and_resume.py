@@ -121,7 +121,8 @@ def main() -> int:
                 same = False
                 print(f"  check failed: {exc}")
             passed += same
-            print(f"round {n:2d}: killed after {delay_s:5.2f} s, resumed in {time.perf_counter() - t0 - delay_s:5.1f} s,"
+            print(f"round {n:2d}: killed after {delay_s:5.2f} s, "
+                  f"resumed in {time.perf_counter() - t0 - delay_s:5.1f} s,"
                   f" {'same results' if same else 'DIFFERENT'}")
             shutil.rmtree(out, ignore_errors=True)
         print(f"{passed}/{args.rounds} rounds resumed to the baseline's results")

@@ -117,7 +117,8 @@ def test_ct_heuristics_on_a_pelvis_phantom(phantom):
     assert built.masks["body"].sum() > built.masks["bone"].sum() > 0
     assert abs(built.midline_x_mm) <= 5.0  # the phantom's midline is x = 0
     assert built.levels_z_mm["pelvic_inlet"] == pytest.approx(truth.levels_z_mm["pelvic_inlet"], abs=10)
-    assert built.levels_z_mm["common_iliac_bifurcation"] == pytest.approx(truth.levels_z_mm["ci_bifurcation_left"], abs=10)
+    assert built.levels_z_mm["common_iliac_bifurcation"] == pytest.approx(truth.levels_z_mm["ci_bifurcation_left"],
+                                                                          abs=10)
     assert built.levels_z_mm["symphysis_top"] == pytest.approx(truth.levels_z_mm["symphysis_top"], abs=15)
     left = built.masks["hip_left"]
     assert np.argwhere(left)[:, 2].mean() > np.argwhere(built.masks["hip_right"])[:, 2].mean()  # +x is the left

@@ -115,7 +115,8 @@ def test_misplaced_structures_are_dropped_and_imported_ones_kept(name, mask, rea
 
 def test_kidneys_at_different_heights_are_no_pair_and_lungs_below_the_liver_no_lungs():
     left, right = _lungs(top=250.0)
-    anatomy = _ct_anatomy(kidney_left=_box((40, 20, 150), (90, 60, 250)), kidney_right=_box((-90, 20, 20), (-40, 60, 110)),
+    anatomy = _ct_anatomy(kidney_left=_box((40, 20, 150), (90, 60, 250)),
+                          kidney_right=_box((-90, 20, 20), (-40, 60, 110)),
                           lung_left=left, lung_right=right, heart=_box((-40, -60, 200), (40, 0, 260)))
     anatomy.masks["liver"] = _box((-140, -80, 240), (-20, 80, 390))
     anatomy.sources["liver"] = "label_map"
@@ -131,7 +132,8 @@ def test_a_kidney_lying_in_bone_is_uptake_of_the_bone():
     # the top of a pelvis field: a hot focus of the right iliac wing taken for a kidney's lower pole; the left
     # kidney touches its hip bone's crest with a sixth of its volume
     ilium_right, ilium_left = _box((-120, 40, 100), (-40, 80, 200)), _box((40, 56, 100), (120, 90, 200))
-    anatomy = _ct_anatomy(kidney_right=_box((-90, 48, 150), (-60, 72, 200)), kidney_left=_box((60, 20, 150), (90, 60, 200)))
+    anatomy = _ct_anatomy(kidney_right=_box((-90, 48, 150), (-60, 72, 200)),
+                          kidney_left=_box((60, 20, 150), (90, 60, 200)))
     anatomy.masks["bone"] = ilium_right | ilium_left
     check_anatomy(anatomy)
     assert "kidney_right" not in anatomy.masks and "lies in bone" in anatomy.dropped["kidney_right"], anatomy.dropped
@@ -142,9 +144,12 @@ def test_plausible_structures_stay():
     left, right = _lungs(top=340.0)
     spans = {"L5": (140, 164), "L4": (172, 196), "L3": (204, 230), "L2": (238, 264)}
     anatomy = _ct_anatomy(lung_left=left, lung_right=right, kidney_left=_box((40, 20, 150), (90, 60, 250)),
-                          kidney_right=_box((-90, 20, 140), (-40, 60, 230)), liver=_box((-140, -80, 150), (-10, 80, 160)),
-                          hip_left=_box((40, -40, -60), (120, 40, 120)), hip_right=_box((-120, -40, -60), (-40, 40, 120)),
-                          pubic_symphysis=_box((-20, -60, -45), (20, -40, 0)), sacrum=_box((-40, 40, 20), (40, 70, 120)),
+                          kidney_right=_box((-90, 20, 140), (-40, 60, 230)),
+                          liver=_box((-140, -80, 150), (-10, 80, 160)),
+                          hip_left=_box((40, -40, -60), (120, 40, 120)),
+                          hip_right=_box((-120, -40, -60), (-40, 40, 120)),
+                          pubic_symphysis=_box((-20, -60, -45), (20, -40, 0)),
+                          sacrum=_box((-40, 40, 20), (40, 70, 120)),
                           urinary_bladder=_box((-30, -40, 10), (30, 10, 60)),
                           **{f"vertebrae_{n}": _box((-20, 20, z0), (20, 50, z1)) for n, (z0, z1) in spans.items()})
     anatomy.levels_z_mm.update(pelvic_inlet=120.0, symphysis_top=0.0, symphysis_bottom=-45.0)
@@ -154,7 +159,8 @@ def test_plausible_structures_stay():
 
 
 def _pelvis_without_diaphragm() -> Anatomy:
-    anatomy = _ct_anatomy(pubic_symphysis=_box((-20, -62, -45), (20, -42, 0)), sacrum=_box((-40, 40, 20), (40, 70, 120)))
+    anatomy = _ct_anatomy(pubic_symphysis=_box((-20, -62, -45), (20, -42, 0)),
+                          sacrum=_box((-40, 40, 20), (40, 70, 120)))
     anatomy.levels_z_mm.update(common_iliac_bifurcation=130.0, aortic_bifurcation=185.0, pelvic_inlet=120.0,
                                symphysis_top=0.0, symphysis_bottom=-45.0, L4=190.0, L3=220.0)
     return anatomy

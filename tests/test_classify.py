@@ -140,8 +140,10 @@ def test_mipsma_v2_boundaries_and_spleen_for_psma_1007():
     lesions = [_lesion(0, 0, 0, suv_max=v) for v in (2.0, 2.01, 5.0, 6.0, 12.0, 12.5)]
     assert [les.mipsma for les in expression_scores(lesions, refs, "psma_f18_renal")] == [0, 1, 1, 2, 2, 3]
     assert [les.mipsma for les in expression_scores(lesions, refs, "psma_f18_hepatobiliary")] == [0, 1, 1, 1, 2, 3]
-    assert [les.mipsma for les in expression_scores(lesions, refs, "psma_ga68", promise_version=1)] == [1, 1, 2, 2, 3, 3]
-    no_parotid = expression_scores([_lesion(0, 0, 0, suv_max=20.0)], {k: refs[k] for k in ("blood_pool", "liver")}, "psma_ga68")
+    assert ([les.mipsma for les in expression_scores(lesions, refs, "psma_ga68", promise_version=1)]
+            == [1, 1, 2, 2, 3, 3])
+    no_parotid = expression_scores([_lesion(0, 0, 0, suv_max=20.0)], {k: refs[k] for k in ("blood_pool", "liver")},
+                                   "psma_ga68")
     assert no_parotid[0].mipsma is None
     assert expression_scores([_lesion(0, 0, 0)], refs, "fluciclovine")[0].mipsma is None
 
@@ -162,17 +164,20 @@ def _labelled(region, site, mitnm, laterality=None, mipsma=None) -> Lesion:
 
 def test_stage_strings():
     assert stage([], status="post_prostatectomy")["summary"] == "miT0 miN0 miM0"
-    lesions = [_labelled("local", "prostate_bed", "miTr", "midline", 3), _labelled("nodal", "obturator", "miN", "left", 2),
+    lesions = [_labelled("local", "prostate_bed", "miTr", "midline", 3),
+               _labelled("nodal", "obturator", "miN", "left", 2),
                _labelled("distant", "bone", "miM1b", "right", 1), _labelled("distant", "bone", "miM1b", "midline", 2)]
     out = stage(lesions, status="post_prostatectomy")
     assert out["summary"] == "miTr miN1 (OB-L) miM1b (oligo) / PSMA expression score highest 3 lowest 1"
     assert (out["mit"], out["min"], out["mim"]) == ("miTr", "miN1 (OB-L)", "miM1b (oligo)")
-    both_sides = [_labelled("nodal", "external_iliac", "miN", "left"), _labelled("nodal", "external_iliac", "miN", "right")]
+    both_sides = [_labelled("nodal", "external_iliac", "miN", "left"),
+                  _labelled("nodal", "external_iliac", "miN", "right")]
     assert stage(both_sides, status="post_prostatectomy")["min"] == "miN1 (EI-L EI-R)"  # one region
     two = both_sides + [_labelled("nodal", "presacral", "miN", "midline")]
     assert stage(two, status="post_prostatectomy")["min"] == "miN2 (EI-L EI-R PS)"
     assert stage(two, status="post_prostatectomy", promise_version=1)["min"] == "miN1b (EI-L EI-R PS)"
-    distant = [_labelled("distant", "common_iliac", "miM1a", "right"), _labelled("distant", "retroperitoneal", "miM1a", "left"),
+    distant = [_labelled("distant", "common_iliac", "miM1a", "right"),
+               _labelled("distant", "retroperitoneal", "miM1a", "left"),
                _labelled("distant", "lung", "miM1c", "left"), _labelled("distant", "liver", "miM1c", "right")]
     assert stage(distant, status="post_prostatectomy")["mim"] == "miM1a (CI-R RP) miM1c (pul hep)"
     intact = [_labelled("local", "prostate", "miT2"), _labelled("local", "prostate", "miT2")]

@@ -70,10 +70,11 @@ def results(phantom):
 
 def test_region_and_site_accuracy_on_detected_lesions(results):
     n = regions = sites = 0
-    for study, family, _, pairs in results:
+    for study, _family, _, pairs in results:
         r = sum(les.region == t.region for les, t in pairs)
         s = sum(les.site == t.site for les, t in pairs)
-        print(f"{study['tracer']:12s} {study.get('extent', 'pelvis'):10s} matched {len(pairs)} region {r / len(pairs):.2f} site {s / len(pairs):.2f}")
+        print(f"{study['tracer']:12s} {study.get('extent', 'pelvis'):10s} matched {len(pairs)} "
+              f"region {r / len(pairs):.2f} site {s / len(pairs):.2f}")
         assert len(pairs) >= 5
         n, regions, sites = n + len(pairs), regions + r, sites + s
     print(f"all: region {regions / n:.3f} site {sites / n:.3f} on {n} lesions")
@@ -92,7 +93,7 @@ def test_whole_body_extrapelvic_sites(results):
 
 def test_staging_t_and_m_parts(results):
     correct = 0
-    for study, family, lesions, pairs in results:
+    for study, _family, lesions, pairs in results:
         matched = [t for _, t in pairs]
         got = stage(lesions, status=study["status"])
         local = [t for t in matched if t.region == "local"]

@@ -25,7 +25,8 @@ from localize.load.volume import load_series
 
 pytestmark = pytest.mark.slow
 
-FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary", "fluciclovine": "fluciclovine"}
+FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary",
+          "fluciclovine": "fluciclovine"}
 PHYSIOLOGICAL = ("kidney_left", "kidney_right", "urinary_bladder", "liver", "spleen", "small_bowel", "colon",
                  "parotid_gland_left", "parotid_gland_right", "submandibular_gland_left", "submandibular_gland_right")
 

@@ -54,7 +54,8 @@ def pet_slice(z_mm: float) -> Dataset:
     ds = small_ct_slice(z_mm, modality="PT")
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
     ds.Units, ds.DecayCorrection, ds.CorrectedImage = "BQML", "START", ["ATTN", "DECY"]
-    ds.PatientWeight, ds.SeriesDate, ds.SeriesTime, ds.AcquisitionDate, ds.AcquisitionTime = 80, "20240101", "110000", "20240101", "110000"
+    ds.PatientWeight, ds.SeriesDate, ds.SeriesTime = 80, "20240101", "110000"
+    ds.AcquisitionDate, ds.AcquisitionTime = "20240101", "110000"
     ds.RescaleIntercept = 0
     info = Dataset()
     info.RadionuclideTotalDose, info.RadionuclideHalfLife = 3.7e8, 6586.2
@@ -144,7 +145,8 @@ def two_slice_series(make_slice, mutations, flips):
     return build
 
 
-@pytest.mark.parametrize("name, make_slice, target", [("load", small_ct_slice, load_series), ("suv", pet_slice, load_pet)],
+@pytest.mark.parametrize("name, make_slice, target",
+                         [("load", small_ct_slice, load_series), ("suv", pet_slice, load_pet)],
                          ids=["load", "suv"])
 @seed(20240602)
 @fuzz_settings

@@ -50,7 +50,8 @@ def test_masks_keep_their_place_when_moved_to_the_pet_grid():
     for name, mask in masks.items():
         assert moved[name].shape == sitk.GetArrayViewFromImage(pet).shape
         centre_work = np.array(work.TransformContinuousIndexToPhysicalPoint(np.argwhere(mask).mean(0)[::-1].tolist()))
-        centre_pet = np.array(pet.TransformContinuousIndexToPhysicalPoint(np.argwhere(moved[name]).mean(0)[::-1].tolist()))
+        centre_pet = np.array(pet.TransformContinuousIndexToPhysicalPoint(
+            np.argwhere(moved[name]).mean(0)[::-1].tolist()))
         assert np.linalg.norm(centre_pet - centre_work) < 1.0, name  # LPS mm
         volume_work = mask.sum() * np.prod(work.GetSpacing())
         assert moved[name].sum() * np.prod(pet.GetSpacing()) == pytest.approx(volume_work, rel=0.05)

@@ -93,5 +93,6 @@ def test_measure_lesion_values_and_points_in_an_oblique_frame():
     centre = image.TransformContinuousIndexToPhysicalPoint((11.5, 10.5, 9.5))
     assert np.allclose(lesion.centroid_lps_mm, centre)
     # the hot voxel pulls the uptake-weighted target towards itself
-    assert np.linalg.norm(np.subtract(lesion.target_lps_mm, expected_peak)) < np.linalg.norm(np.subtract(centre, expected_peak))
+    assert (np.linalg.norm(np.subtract(lesion.target_lps_mm, expected_peak))
+            < np.linalg.norm(np.subtract(centre, expected_peak)))
     assert np.allclose(lps_to_zyx(image, zyx_to_lps(image, np.array([10.0, 11.0, 12.0]))), [10, 11, 12])

@@ -246,7 +246,7 @@ def test_refuses_unknown_callers_past_quota_and_malformed_data_with_logged_reaso
         changed = copy.deepcopy(ct)
         changed.PatientWeight = 99
         others = []
-        for n in range(3):
+        for _n in range(3):
             other = copy.deepcopy(ct)
             other.SOPInstanceUID = generate_uid()
             others.append(other)

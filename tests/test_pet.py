@@ -74,7 +74,8 @@ def test_per_slice_slopes_and_times_in_shuffled_files(tmp_path):
 def test_missing_slice_interpolates_factor(tmp_path):
     series = base_series() + base_series()[:1]
     series[-1].SeriesInstanceUID = series[0].SeriesInstanceUID
-    series[-1].StudyInstanceUID, series[-1].FrameOfReferenceUID = series[0].StudyInstanceUID, series[0].FrameOfReferenceUID
+    series[-1].StudyInstanceUID = series[0].StudyInstanceUID
+    series[-1].FrameOfReferenceUID = series[0].FrameOfReferenceUID
     series[-1].ImagePositionPatient = [0.0, 0.0, 24.0]  # slice at 16 and 20 mm missing
     series[-1].RescaleSlope = 1.0
     set_all(series, RescaleSlope=1.0)

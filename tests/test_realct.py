@@ -33,7 +33,8 @@ def slab(testdata):
     grid.SetOrigin(ct.GetOrigin())
     labels = sitk.ReadImage(str(testdata / FOLDER / "labels_total.nii.gz"))  # LPS from the NIfTI affine
     reference = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
-    names = {name: int(value) for value, name in json.loads((testdata / FOLDER / "class_map_total.json").read_text()).items()}
+    names = {name: int(value)
+             for value, name in json.loads((testdata / FOLDER / "class_map_total.json").read_text()).items()}
     return build_anatomy(ct, grid), reference, names, ct, grid
 
 

@@ -112,7 +112,8 @@ def test_whole_body_reference_means_without_noise_within_5_percent(phantom, trac
     for name, value in expected.items():
         got = regions[OURS[name]]
         assert got.suv_mean == pytest.approx(value["suv_mean"], rel=0.05), name
-        if not (tracer == "fluciclovine" and name == "aortic_blood_pool"):  # fluciclovine's is at L3 (docs/detection.md#reference-regions)
+        # fluciclovine's is at L3 (docs/detection.md#reference-regions)
+        if not (tracer == "fluciclovine" and name == "aortic_blood_pool"):
             assert np.linalg.norm(np.subtract(got.centre_lps_mm, value["center_lps_mm"])) < 120, name
         assert got.warning is None
 

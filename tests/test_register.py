@@ -127,7 +127,8 @@ def test_transform_file_round_trip(registered, oblique_far, tmp_path):
     loaded = load_transform(path)
     points, _ = _landmarks(truth)
     for p in points[:5]:
-        assert np.allclose(loaded.TransformPoint(p.tolist()), registered.transform.TransformPoint(p.tolist()), atol=1e-6)
+        assert np.allclose(loaded.TransformPoint(p.tolist()), registered.transform.TransformPoint(p.tolist()),
+                           atol=1e-6)
     (tmp_path / "junk.tfm").write_text("not a transform\n")
     with pytest.raises(RegistrationError, match="junk.tfm"):
         load_transform(tmp_path / "junk.tfm")

@@ -165,7 +165,8 @@ def test_relabel_changes_region_site_and_mitnm(browser, reviewed):
     _wait_status(browser, "export saved")
     doc = json.loads((out / "findings.json").read_text())
     check_contract(doc)
-    moved = min(doc["lesions"], key=lambda les: np.linalg.norm(np.subtract(les["target_lps_mm"], lesion["target_lps_mm"])))
+    moved = min(doc["lesions"],
+                key=lambda les: np.linalg.norm(np.subtract(les["target_lps_mm"], lesion["target_lps_mm"])))
     assert (moved["region"], moved["site"], moved["mitnm"]) == ("nodal", "obturator", "miN")
     assert (lesion["region"], lesion["site"]) != ("nodal", "obturator")
     assert doc["staging"]["summary"] != automatic["staging"]["summary"]
@@ -197,8 +198,8 @@ def test_token_and_paths_are_enforced(reviewed):
 
 
 def test_bad_folder_is_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "localize", "review", str(tmp_path), "--no-browser"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "localize", "review", str(tmp_path), "--no-browser"],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "findings.json" in lines[0]

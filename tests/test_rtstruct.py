@@ -230,7 +230,8 @@ def test_rt_utils_structure_sets(testdata, tmp_path):
     save(ds, fixed)
     mask_zyx = sitk.GetArrayFromImage(rtstruct_to_masks(fixed, ct)["ROI-1"])
     assert mask_zyx[1].sum() == 0
-    outer, inner = (np.asarray(c.ContourData, dtype=float).reshape(-1, 3) for c in ds.ROIContourSequence[0].ContourSequence)
+    outer, inner = (np.asarray(c.ContourData, dtype=float).reshape(-1, 3)
+                    for c in ds.ROIContourSequence[0].ContourSequence)
     spacing = float(ct.headers[0].PixelSpacing[0])
     # expected: pixel centres inside the outer polygon and not inside the inner one (even-odd)
     from matplotlib.path import Path as PolygonPath

@@ -41,7 +41,8 @@ def _as_image(suv: np.ndarray) -> sitk.Image:
 
 def _ellipsoid(centre, radii):
     z, y, x = _grid_mm()
-    return ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2 <= 1
+    return (((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2
+            + ((z - centre[2]) / radii[2]) ** 2 <= 1)
 
 
 LESIONS = {  # name: (centre LPS mm, diameter mm, uptake added over background)
@@ -150,8 +151,10 @@ def test_percist_threshold_uses_the_liver_reference():
     anatomy.masks["liver"] = liver
     seg = segment_lesions(image2, anatomy, tracer_family="psma_ga68", settings=SegmentationSettings(method="percist"))
     assert seg.thresholds["soft_tissue_suv"] == pytest.approx(1.5 * 5.0, abs=0.05)  # uniform liver: SD 0
-    found = {n for n in LESIONS if any(np.linalg.norm(np.subtract(les.peak_lps_mm, LESIONS[n][0])) <= 8 for les in seg.lesions)}
-    assert "node" in found and "touching_b" not in found or _nearest(seg.lesions, LESIONS["touching_b"][0]).suv_max >= 7.5
+    found = {n for n in LESIONS
+             if any(np.linalg.norm(np.subtract(les.peak_lps_mm, LESIONS[n][0])) <= 8 for les in seg.lesions)}
+    assert ("node" in found and "touching_b" not in found
+            or _nearest(seg.lesions, LESIONS["touching_b"][0]).suv_max >= 7.5)
 
 
 def test_marrow_threshold_holds_in_thick_bone_only():
@@ -212,7 +215,8 @@ def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
     seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary")
     assert seg.thresholds["bone_suv"] == 3.0 and [w for w in seg.warnings if "marrow not found" in w]
     with pytest.raises(ConfigError, match="marrow"):  # asked for by name: no silent fallback
-        segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", settings={"bone_reference_region": "marrow"})
+        segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary",
+                        settings={"bone_reference_region": "marrow"})
 
 
 def test_a_node_beside_the_liver_does_not_grow_into_it():

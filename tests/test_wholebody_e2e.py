@@ -71,7 +71,8 @@ def test_vertebrae_named_upwards_from_the_sacrum(phantom, extent):
         assert abs(anatomy.levels_z_mm[name[10:]] - true_z) < HALF_VERTEBRA_MM, name
         checked += 1
     assert checked >= (17 if extent == "whole_body" else 2)
-    for ours, theirs in (("common_iliac_bifurcation", "ci_bifurcation_left"), ("aortic_bifurcation", "aortic_bifurcation"),
+    for ours, theirs in (("common_iliac_bifurcation", "ci_bifurcation_left"),
+                         ("aortic_bifurcation", "aortic_bifurcation"),
                          ("pelvic_inlet", "pelvic_inlet")):
         if theirs in truth.levels_z_mm and ours in anatomy.levels_z_mm:
             assert abs(anatomy.levels_z_mm[ours] - truth.levels_z_mm[theirs]) < HALF_VERTEBRA_MM, ours

@@ -61,7 +61,8 @@ def volume_series(folder: Path, *, shape_zyx, pixel_spacing=(1.0, 1.0), slice_st
             PatientName="Phantom^Exports", PatientID="EXP001", PatientBirthDate="", PatientSex="M",
             StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, FrameOfReferenceUID=frame_uid,
             StudyDate="20240102", StudyTime="101500", StudyID="1", AccessionNumber="", ReferringPhysicianName="",
-            SeriesNumber=2, InstanceNumber=k + 1, Manufacturer="pydicom", PatientPosition="FFS" if iop == FFS else "HFS",
+            SeriesNumber=2, InstanceNumber=k + 1, Manufacturer="pydicom",
+            PatientPosition="FFS" if iop == FFS else "HFS",
             ImageOrientationPatient=list(iop), PixelSpacing=[dr, dc], SliceThickness=slice_step_mm,
             RescaleIntercept=0, RescaleSlope=1,
         )
@@ -107,7 +108,8 @@ def findings_for(label_image: sitk.Image, regions=("nodal", "local", "distant"))
     for i, value in enumerate(sorted(stats.GetLabels()), start=1):
         c = stats.GetCentroid(value)
         lesions.append(Lesion(
-            label=value, suv_max=20.0 - i, suv_peak=15.0 - i, suv_mean=8.0, volume_ml=stats.GetPhysicalSize(value) / 1000,
+            label=value, suv_max=20.0 - i, suv_peak=15.0 - i, suv_mean=8.0,
+            volume_ml=stats.GetPhysicalSize(value) / 1000,
             total_uptake=8.0, max_diameter_mm=20.0, peak_lps_mm=c, centroid_lps_mm=c, target_lps_mm=c,
             n_voxels=stats.GetNumberOfPixels(value), id=i, region=regions[(i - 1) % 3], site="external_iliac",
         ))
