@@ -9,7 +9,7 @@ round and a summary; exits non-zero if any round differs.
 
     python -m benchmarks kill_and_resume -- [--rounds 20] [--seed 1]
 
-Its checks are the ones of tests/test_crash_safety.py, kept in step with them.
+tests/test_crash_safety.py runs the same procedure and checks, with fewer rounds.
 """
 
 from __future__ import annotations

@@ -10,10 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # The tests run against the installed package, editable or not: `python -m pytest` puts the working
 # folder first on sys.path, where `localize/` lacks the `localize.pipelines` and `localize.sample_data`
-# that an install maps in from the repository's top-level folders.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+# that an install maps in from the repository's top-level folders. The repository goes last instead, so
+# `benchmarks` (which the crash-safety tests share) imports and `localize` still comes from the install.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO] + [str(REPO)]
 
-from helpers.data import SHARED_TESTDATA, build_small_archive  # noqa: E402
+from helpers.data import SHARED_TESTDATA  # noqa: E402
+
+from benchmarks.kill_and_resume import build_small_archive  # noqa: E402
 
 
 @pytest.fixture(scope="session")

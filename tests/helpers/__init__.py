@@ -3,7 +3,8 @@
 - ``helpers.tools``: external programs (dciodvfy, dcm2niix, Orthanc, chromium) and the rule for
   when one is missing;
 - ``helpers.contract``: findings.json against the package's own schema;
-- ``helpers.data``: repository paths, tree digests, the small two-patient archive;
+- ``helpers.data``: repository paths and tree digests (the small two-patient archive is built by
+  ``benchmarks.kill_and_resume.build_small_archive``, shared with the crash benchmark);
 - ``helpers.images``: small CT slices, label images, findings and RTSTRUCTs built in memory;
 - ``helpers.pet_headers``: the SUV test case's PET headers (the worked example of docs/suv.md#definitions).
 
