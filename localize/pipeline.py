@@ -216,10 +216,11 @@ def analyse(pet: PetImage, ct: Volume | None, mr: Volume | None, rtstruct_files:
                 warnings.append(f"treatment status {config.status} given by the pipeline {config.name!r} disagrees "
                                 f"with the anatomy: {evidence}")
             status, evidence = config.status, f"given by the pipeline {config.name!r}; {evidence}"
-        lesions = classify_lesions(number_lesions(segmentation.lesions), anatomy, status=status,
-                                   references=references, tracer_family=family, labels=segmentation.labels,
-                                   ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None,
-                                   warnings=warnings)
+        classified = classify_lesions(number_lesions(segmentation.lesions), anatomy, status=status,
+                                      references=references, tracer_family=family, labels=segmentation.labels,
+                                      ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None)
+        lesions = classified.lesions
+        warnings += classified.warnings
         if registration is not None:
             for lesion in lesions:
                 x, y, z = registration.transform.TransformPoint(lesion.target_lps_mm)

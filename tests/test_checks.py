@@ -169,14 +169,13 @@ def _pelvis_without_diaphragm() -> Anatomy:
 def test_no_diaphragm_places_only_what_lies_below_a_known_abdominal_level():
     anatomy = _pelvis_without_diaphragm()
     below, above = _lesion(30, 20, 210), _lesion(30, 20, 330)
-    warnings: list[str] = []
-    classify_lesions([below, above], anatomy, status="post_prostatectomy", warnings=warnings)
+    warnings = classify_lesions([below, above], anatomy, status="post_prostatectomy").warnings
     assert (below.region, below.site) == ("distant", "retroperitoneal")
     assert (above.region, above.site, above.mitnm) == ("unclassified", "unknown", "")
     assert any("(30.0, 20.0, 330.0)" in w and "diaphragm" in w for w in warnings)
     # a CT field up to z 350 that shows no lung: everything in it lies below the lung bases
     anatomy.levels_z_mm["no_lung_below"] = 350.0
-    classify_lesions([above], anatomy, status="post_prostatectomy", warnings=[])
+    classify_lesions([above], anatomy, status="post_prostatectomy")
     assert (above.region, above.site) == ("distant", "retroperitoneal")
 
 
@@ -189,7 +188,7 @@ def test_an_undecided_status_labels_the_bed_local_with_the_gland_as_other_candid
     status, evidence = infer_status(anatomy)
     assert status == "unknown" and "flat or long" in evidence
     bed = _lesion(0, -30, -20)
-    classify_lesions([bed], anatomy, status=None, warnings=[])
+    classify_lesions([bed], anatomy, status=None)
     assert (bed.region, bed.site, bed.mitnm) == ("local", "prostate_bed", "miTr")
     assert bed.region_uncertain and bed.region_candidates[:2] == ["local:prostate_bed", "local:prostate"]
     assert stage([bed], status=status)["mit"] == "miTr"
@@ -200,7 +199,7 @@ def test_an_undecided_status_labels_the_bed_local_with_the_gland_as_other_candid
 def test_a_node_low_in_the_thigh_is_neither_pelvic_nor_inguinal():
     anatomy = _pelvis_without_diaphragm()
     medial, lateral, groin = _lesion(10, 0, -200), _lesion(90, -40, -250), _lesion(80, -70, -60)
-    classify_lesions([medial, lateral, groin], anatomy, status="post_prostatectomy", warnings=[])
+    classify_lesions([medial, lateral, groin], anatomy, status="post_prostatectomy")
     assert {(les.region, les.site) for les in (medial, lateral)} == {("distant", "other_extrapelvic_node")}
     assert (groin.region, groin.site) == ("distant", "inguinal")
 

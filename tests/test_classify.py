@@ -35,7 +35,7 @@ def _anatomy(**extra_masks) -> Anatomy:
 
 
 def _one(lesion, anatomy=None, status="post_prostatectomy", **kw) -> Lesion:
-    return classify_lesions([lesion], anatomy or _anatomy(), status=status, **kw)[0]
+    return classify_lesions([lesion], anatomy or _anatomy(), status=status, **kw).lesions[0]
 
 
 def test_just_above_the_common_iliac_bifurcation_is_uncertain_between_nodal_and_distant():
@@ -105,8 +105,8 @@ def test_prostate_bed_and_intact_gland():
     edge = _one(_lesion(0, -20, 35))  # 5 mm under the envelope top (symphysis top + 40 mm)
     assert edge.region == "local" and set(edge.region_candidates) == {"local:prostate_bed", "nodal:other_pelvic"}
     prostate = _box((-20, -40, -40), (20, -5, -5))
-    warnings: list[str] = []
-    intact = classify_lesions([_lesion(8, -20, -20)], _anatomy(prostate=prostate), status=None, warnings=warnings)[0]
+    classified = classify_lesions([_lesion(8, -20, -20)], _anatomy(prostate=prostate), status=None)
+    intact, warnings = classified.lesions[0], classified.warnings
     assert (intact.region, intact.site, intact.mitnm) == ("local", "prostate", "miT2")
     assert warnings and "intact gland" in warnings[0]
 
@@ -196,8 +196,7 @@ def test_no_anatomy_gives_unclassified_lesions_with_a_warning_and_an_incomplete_
     # a PET alone: no level and no bone to place a node by; a thigh or pelvic lesion is not guessed
     anatomy = Anatomy(grid=_grid())
     lesions = [_lesion(60, 20, -200), _lesion(-50, 10, 60)]
-    warnings: list[str] = []
-    classify_lesions(lesions, anatomy, status="post_prostatectomy", warnings=warnings)
+    warnings = classify_lesions(lesions, anatomy, status="post_prostatectomy").warnings
     assert [(les.region, les.site, les.mitnm) for les in lesions] == [("unclassified", "unknown", "")] * 2
     assert sum("unclassified" in w and "(60.0, 20.0, -200.0)" in w for w in warnings) == 1
     staging = stage(lesions, status="post_prostatectomy")
@@ -212,6 +211,6 @@ def test_pelvic_node_below_the_found_levels_needs_the_symphysis():
     for level in ("symphysis_top", "symphysis_bottom", "pelvic_inlet", "common_iliac_bifurcation"):
         del anatomy.levels_z_mm[level]
     low, high = _lesion(-60, 20, 60), _lesion(30, 20, 250)
-    classify_lesions([low, high], anatomy, status="post_prostatectomy", warnings=[])
+    classify_lesions([low, high], anatomy, status="post_prostatectomy")
     assert (low.region, low.site) == ("unclassified", "unknown")
     assert (high.region, high.site) == ("distant", "retroperitoneal")

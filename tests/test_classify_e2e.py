@@ -48,7 +48,7 @@ def _classified(root: Path, truth, status: str):
     refs = reference_regions(pet.image, anatomy, family)
     seg = segment_lesions(pet.image, anatomy, tracer_family=family, references=refs)
     return classify_lesions(seg.lesions, anatomy, status=status, references=refs, tracer_family=family,
-                            labels=seg.labels, ct_hu=ct_on_grid(ct.image, pet.image)), family
+                            labels=seg.labels, ct_hu=ct_on_grid(ct.image, pet.image)).lesions, family
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ string for findings.json.
 """
 
 from localize.classify.scores import expression_scores, mipsma_score
-from localize.classify.sites import classify_lesions, infer_status
+from localize.classify.sites import Classification, classify_lesions, infer_status
 from localize.classify.staging import stage
 
-__all__ = ["classify_lesions", "expression_scores", "infer_status", "mipsma_score", "stage"]
+__all__ = ["Classification", "classify_lesions", "expression_scores", "infer_status", "mipsma_score", "stage"]

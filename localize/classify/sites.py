@@ -187,6 +187,15 @@ def site_call(site: str, promise_version: int = 2) -> Call:
     return Call(region, site, mitnm)
 
 
+@dataclass(frozen=True)
+class Classification:
+    """The lesions, labelled in place, and the warnings of their labelling (a missing level, an unclassified
+    lesion, the treatment status inferred)."""
+
+    lesions: list[Lesion]
+    warnings: list[str]
+
+
 def classify_lesions(
     lesions: list[Lesion],
     anatomy: Anatomy,
@@ -197,12 +206,11 @@ def classify_lesions(
     promise_version: int = 2,
     labels: sitk.Image | None = None,
     ct_hu: np.ndarray | None = None,
-    warnings: list[str] | None = None,
-) -> list[Lesion]:
+) -> Classification:
     """Set region, site, mitnm, laterality, bone and the uncertainty flags of each lesion (in place).
 
     ``status``: post_prostatectomy / post_radiotherapy / unknown, or None to infer it
-    from the anatomy (the reason is appended to ``warnings``). With ``unknown`` (no gland
+    from the anatomy (the reason is one of the warnings returned). With ``unknown`` (no gland
     seen, none ruled out) a lesion in the prostate-bed envelope is local / prostate_bed /
     miTr, flagged ``region_uncertain`` with ``local:prostate`` as the other candidate.
     ``labels``: the lesion label image on the PET grid (lesion ``label`` values), used
@@ -211,22 +219,22 @@ def classify_lesions(
     soft-tissue density at its target voxel (below 150 HU) is then a node or organ lesion abutting
     bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
     the case this can miss). With ``references`` the expression scores are set too
-    (``scores.expression_scores``). Returns ``lesions``.
+    (``scores.expression_scores``). Returns the lesions and the warnings of their labelling.
     """
     from localize.classify.scores import expression_scores
 
+    warnings: list[str] = []
     if status is None:
         status, reason = infer_status(anatomy)
-        if warnings is not None:
-            warnings.append(reason)
+        warnings.append(reason)
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
     marks = Landmarks(anatomy)
     label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
-    if anatomy.midline_x_mm is None and warnings is not None and lesions:
+    if anatomy.midline_x_mm is None and lesions:
         warnings.append("no patient midline found: no laterality given")
     missing = _missing_levels(marks)
-    if missing and warnings is not None and lesions:
+    if missing and lesions:
         warnings.append(f"levels not found in the image: {', '.join(missing)} (none is assumed; a lesion whose "
                         f"label needs one is unclassified)")
     for lesion in lesions:
@@ -234,7 +242,7 @@ def classify_lesions(
         voxels = _lesion_points(marks, label_array, lesion.label)
         calls, bone = _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu)
         lesion.region, lesion.site, lesion.mitnm = calls[0].region, calls[0].site, calls[0].mitnm
-        if calls[0].reason and warnings is not None:
+        if calls[0].reason:
             where = ", ".join(f"{v:.1f}" for v in point)
             name = f"lesion {lesion.id} " if lesion.id else "lesion "
             warnings.append(f"{name}at LPS ({where}) mm unclassified: {calls[0].reason}")
@@ -244,7 +252,7 @@ def classify_lesions(
         lesion.laterality = None if anatomy.midline_x_mm is None else _laterality(anatomy.midline_x_mm, point, voxels)
     if references is not None:
         expression_scores(lesions, references, tracer_family)
-    return lesions
+    return Classification(lesions, warnings)
 
 
 def _missing_levels(marks: Landmarks) -> list[str]:
