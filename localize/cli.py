@@ -16,6 +16,7 @@ import click
 
 from localize import __version__
 from localize.errors import LocalizeError
+from localize.tracers import USER_TRACERS
 
 EXIT_INPUT_ERROR = 2
 EXIT_EXPORT_FAILED = 1  # findings.json and the other exports were written
@@ -64,7 +65,7 @@ def index_command(path: Path, as_json: bool) -> None:
 @click.option("--pipeline", default=None, help="A named pipeline (see `localize pipelines`) or a YAML file.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="A pipeline YAML file (the same as --pipeline FILE).")
-@click.option("--tracer", type=click.Choice(["auto", "psma", "fluciclovine", "fdg"]), default="auto",
+@click.option("--tracer", type=click.Choice(["auto", *USER_TRACERS]), default="auto",
               show_default=True, help="Override the tracer family read from the PET header.")
 @click.option("--anatomy", type=click.Path(exists=True, path_type=Path), default=None,
               help="Imported anatomy: a folder of NIfTI masks or a multilabel NIfTI (e.g. TotalSegmentator output).")

@@ -27,12 +27,12 @@ from typing import Any
 import yaml
 
 from localize.errors import ConfigError
-from localize.tracers import GENERIC_PIPELINE, PROFILES
+from localize.tracers import GENERIC_PIPELINE, PROFILES, USER_TRACERS
 
 EXPORTS = ("findings", "csv", "rtstruct", "rtstruct_mr", "seg", "nifti", "report", "registration", "viewer")
 #: The exports that are DICOM objects (what a DICOM node or STOW-RS can send on).
 DICOM_EXPORTS = ("rtstruct", "rtstruct_mr", "seg", "registration")
-TRACER_FAMILIES = ("psma", "fluciclovine", "fdg")
+TRACER_FAMILIES = USER_TRACERS
 REFINE = (None, "affine", "bspline")
 STATUSES = ("auto", "post_prostatectomy", "post_radiotherapy")
 

@@ -197,6 +197,11 @@ PROFILES: Mapping[str, TracerProfile] = MappingProxyType({p.family: p for p in (
 )})
 
 
+# The tracer names a user gives (``localize run --tracer``, a pipeline's ``tracer``): the contract's families.
+USER_TRACERS: tuple[str, ...] = tuple(dict.fromkeys(p.contract_family for p in PROFILES.values()
+                                                    if p.contract_family != "unknown"))
+
+
 def tracer_profile(name: str) -> TracerProfile:
     """The profile of a tracer family, of a segmentation preset name or of a contract family (its first
     family: the contract's "psma" is a renal ligand); KeyError for any other name."""
