@@ -100,37 +100,23 @@ def _profile(*, family: str, contract_family: str, agents: tuple[str, ...], pres
                          MappingProxyType(plausible_suv), blood_pool_levels, mipsma_organ, default_pipeline)
 
 
+def _renal_psma(family: str, agents: tuple[str, ...], *, liver_suv: tuple[float, float]) -> TracerProfile:
+    """A PSMA ligand of renal clearance: its own preset, the liver the reference organ of the segmentation and of
+    miPSMA (blood pool, liver, parotid glands: PROMISE, docs/detection.md#mipsma-expression-score)."""
+    return _profile(family=family, contract_family="psma", agents=agents, preset=family,
+                    segmentation={**_PSMA_RENAL, "reference_region": "liver"}, plausible_suv={"liver": liver_suv},
+                    blood_pool_levels=_THORACIC_BLOOD_POOL, mipsma_organ="liver", default_pipeline="psma-salvage-rt")
+
+
 # Presets: excretion and organ masks per family (docs/detection.md, physiological uptake and presets).
 # Agents: docs/suv.md#tracer-recognition.
 # Plausible SUVmean ranges: only the 18F-DCFPyL liver's was found in the literature; the other wide
 # bounds [REC] only catch gross errors.
 PROFILES: Mapping[str, TracerProfile] = MappingProxyType({p.family: p for p in (
-    _profile(
-        family="psma_ga68",
-        contract_family="psma",
-        agents=("PSMA-11", "PSMA-617"),
-        preset="psma_ga68",
-        segmentation={**_PSMA_RENAL, "reference_region": "liver"},
-        plausible_suv={"liver": (1.5, 12.0)},  # [REC]
-        blood_pool_levels=_THORACIC_BLOOD_POOL,
-        # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
-        mipsma_organ="liver",
-        default_pipeline="psma-salvage-rt",
-    ),
-    _profile(
-        family="psma_f18_renal",
-        contract_family="psma",
-        agents=("DCFPyL", "rhPSMA-7.3", "DCFBC"),
-        preset="psma_f18_renal",
-        segmentation={**_PSMA_RENAL, "reference_region": "liver"},
-        # liver: mean +- 3 SD of 5.1 +- 0.7 (Li et al. J Nucl Med 2017;58:942-6, PMC5450367;
-        # docs/detection.md#reference-regions)
-        plausible_suv={"liver": (2.9, 7.1)},
-        blood_pool_levels=_THORACIC_BLOOD_POOL,
-        # miPSMA: blood pool, liver, parotid glands (PROMISE, docs/detection.md#mipsma-expression-score)
-        mipsma_organ="liver",
-        default_pipeline="psma-salvage-rt",
-    ),
+    _renal_psma("psma_ga68", ("PSMA-11", "PSMA-617"), liver_suv=(1.5, 12.0)),  # [REC]
+    # liver: mean +- 3 SD of 5.1 +- 0.7 (Li et al. J Nucl Med 2017;58:942-6, PMC5450367;
+    # docs/detection.md#reference-regions)
+    _renal_psma("psma_f18_renal", ("DCFPyL", "rhPSMA-7.3", "DCFBC"), liver_suv=(2.9, 7.1)),
     # PSMA-1007: hepatobiliary clearance, spleen is the reference organ (PROMISE V2) of the segmentation and of
     # miPSMA; its unspecific marrow uptake (docs/detection.md#physiological-uptake-psma) sets the bone threshold,
     # PERCIST-style against the lumbar marrow [REC].
@@ -203,8 +189,8 @@ USER_TRACERS: tuple[str, ...] = tuple(dict.fromkeys(p.contract_family for p in P
 
 
 def tracer_profile(name: str) -> TracerProfile:
-    """The profile of a tracer family, of a segmentation preset name or of a contract family (its first
-    family: the contract's "psma" is a renal ligand); KeyError for any other name."""
+    """The profile of a tracer family, of a segmentation preset name or of a contract family (its first family
+    in ``PROFILES``: ``psma_ga68`` for "psma"); KeyError for any other name."""
     if name in PROFILES:
         return PROFILES[name]
     for profile in PROFILES.values():
