@@ -23,6 +23,7 @@ from localize.load.pet import load_pet
 from localize.load.volume import load_series
 from localize.registration import (
     check_pet_ct,
+    load_registration,
     load_transform,
     mr_to_pet_points,
     pet_to_mr_points,
@@ -132,6 +133,21 @@ def test_transform_file_round_trip(registered, oblique_far, tmp_path):
     (tmp_path / "junk.tfm").write_text("not a transform\n")
     with pytest.raises(RegistrationError, match="junk.tfm"):
         load_transform(tmp_path / "junk.tfm")
+
+
+def test_a_saved_registration_reads_back_with_its_matrices(registered, oblique_far, tmp_path):
+    """The reviewed export reads the run's mr_to_pet.tfm back: the same mapping both ways (LPS mm)."""
+    _, truth, _, _, _ = oblique_far
+    loaded = load_registration(save_transform(registered, tmp_path / "mr_to_pet.tfm"))
+    assert np.allclose(loaded.matrix_pet_to_mr_lps, registered.matrix_pet_to_mr_lps, atol=1e-9)
+    assert np.allclose(loaded.matrix_mr_to_pet_lps, registered.matrix_mr_to_pet_lps, atol=1e-6)
+    points_pet_lps_mm, _ = _landmarks(truth)
+    for p in points_pet_lps_mm[:5]:
+        p_mr_lps_mm = np.array(loaded.transform.TransformPoint(p.tolist()))
+        assert np.allclose(p_mr_lps_mm, registered.transform.TransformPoint(p.tolist()), atol=1e-6)
+        back_lps_mm = loaded.matrix_mr_to_pet_lps @ np.append(p_mr_lps_mm, 1.0)
+        assert np.allclose(back_lps_mm[:3], p, atol=1e-3)  # mm
+    assert loaded.quality == "ok" and loaded.method == "read from mr_to_pet.tfm"
 
 
 def test_spatial_registration_object_reproduces_the_fusion(oblique_far, registered, tmp_path):
