@@ -56,7 +56,7 @@ def aorta_mask(ctx: CTContext, spine: np.ndarray, starts_z_mm: dict[str, float],
         return out
     for window, start_z_mm in starts_z_mm.items():
         k0 = int(slices[np.argmin(np.abs(z_mm[slices] - start_z_mm))])
-        start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, ctx.midline_x, AORTA_WINDOWS_MM[window])
+        start = _first_centre(soft[k0], spine[k0], spacing, y_mm, x_mm, ctx.midline_x_mm, AORTA_WINDOWS_MM[window])
         if start is not None:
             _track(soft, spacing, y_mm, x_mm, slices, k0, start, out)
     return out

@@ -19,7 +19,7 @@ class CTContext:
 
     ``hu``: CT in HU; ``suv``: PET SUVbw; ``spacing``: voxel size (z, y, x) in mm; ``z_mm``,
     ``y_mm``, ``x_mm``: LPS coordinates (mm) of the slices, rows and columns; ``voxel_ml``: one
-    voxel's volume; ``body``, ``bone``: bool masks; ``midline_x``: the patient's midline (LPS x, mm).
+    voxel's volume; ``body``, ``bone``: bool masks; ``midline_x_mm``: the patient's midline (LPS x, mm).
     """
 
     hu: np.ndarray
@@ -32,7 +32,7 @@ class CTContext:
     voxel_ml: float
     body: np.ndarray
     bone: np.ndarray
-    midline_x: float
+    midline_x_mm: float
 
 
 @dataclass

@@ -113,7 +113,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     ``hu`` (on ``grid``) is used, which misses the thin thoracic discs on a coarse grid.
     """
     ctx = ct_context(hu, suv, grid)
-    body, z_mm, x_mm, midline_x = ctx.body, ctx.z_mm, ctx.x_mm, ctx.midline_x
+    body, z_mm, x_mm, midline_x = ctx.body, ctx.z_mm, ctx.x_mm, ctx.midline_x_mm
     found = CTParts(masks={"body": body, "bone": ctx.bone})
     masks, levels = found.masks, found.levels
     right_side = x_mm[None, None, :] < midline_x  # LPS: +x is the patient's left
@@ -169,7 +169,7 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
                             MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     return CTContext(hu=hu, suv=suv, grid=grid, spacing=spacing, z_mm=z_mm, y_mm=y_mm, x_mm=x_mm,
-                     voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x=midline_x)
+                     voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x_mm=midline_x)
 
 
 # Lungs: parenchyma density (HU -960..-400; pure air outside the patient and in bowel gas is ~-1000) in
@@ -274,7 +274,7 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     """The intact prostate (and seminal vesicles): a soft-tissue organ on the midline behind the lower
     symphysis, below the bladder; or the soft tissue there left out, and why."""
     hu, body, spacing, voxel_ml = ctx.hu, ctx.body, ctx.spacing, ctx.voxel_ml
-    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x_mm
     out = CTParts()
     pubic = masks.get("pubic_symphysis")
     if pubic is None or "symphysis_bottom" not in levels:
@@ -349,7 +349,7 @@ def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_
     Without a sacrum (thick pelvic bone beside the lowest spinal segment, below the lungs) no
     vertebra is named and no pelvic structure is built; a warning says so.
     """
-    bone, spacing, z_mm, y_mm, x_mm, midline_x = ctx.bone, ctx.spacing, ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    bone, spacing, z_mm, y_mm, x_mm, midline_x = ctx.bone, ctx.spacing, ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x_mm
     out = CTParts()
     masks, levels = out.masks, out.levels
     strip = np.abs(x_mm - midline_x) <= 20.0
@@ -438,7 +438,7 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float]) -> np.ndarray | None:
     every side, also where the grid cuts the base or dome between two slices. Tissue at the
     wall that is cooler than urine (a recurrence at the bladder base) stays outside.
     """
-    x_mm, z_mm, midline_x = ctx.x_mm, ctx.z_mm, ctx.midline_x
+    x_mm, z_mm, midline_x = ctx.x_mm, ctx.z_mm, ctx.midline_x_mm
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
         return None
     window = (z_mm >= levels["symphysis_bottom"]) & (z_mm <= levels["pelvic_inlet"])
@@ -475,7 +475,7 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     box), so the boxes are revisited with the organs found so far taken out, until none is added.
     """
     hu, suv, body, spacing, voxel_ml = ctx.hu, ctx.suv, ctx.body, ctx.spacing, ctx.voxel_ml
-    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x_mm
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
     kidney_soft = kidney_tissue(hu, body, masks)
     dia = levels.get("diaphragm", lung_bottom_mm)  # the lung bases bound the boxes even below the field
@@ -622,7 +622,7 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
     spleen are not sought.
     """
     suv, spacing, voxel_ml = ctx.suv, ctx.spacing, ctx.voxel_ml
-    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x
+    z_mm, y_mm, x_mm, midline_x = ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x_mm
     kidneys: dict[str, np.ndarray] = {}
     inlet = levels.get("pelvic_inlet")
     if inlet is None or "spine" not in masks or not masks["spine"].any():
