@@ -309,7 +309,8 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
         region, label, mitnm = LABELS[site]
         centre = plan.scanner_point(p.center_mm)
         lesions.append(LesionTruth(name, region, label, mitnm, p.laterality, p.bone, centre, to_mr(centre),
-                                   _true_suv_max(plan.suv_nf, plan.pet_grid, vox), vox.diameter_mm, p.touches_bladder))
+                                   _true_suv_max(plan.suv_nf, plan.pet_grid, vox), vox.diameter_mm, p.touches_bladder,
+                                   _true_suv_max(plan.suv, plan.pet_grid, vox)))
     series_dirs = {"CT": str(ct_dir.relative_to(out_root)), "MR": str(mr_dir.relative_to(out_root))
                    if plan.with_mr else None}
     if plan.defect != "no_pet":
@@ -338,14 +339,15 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
     return truth
 
 
-def _true_suv_max(suv_nf: np.ndarray, grid: Grid, les: LesionVoxels) -> float:
-    """Max of the noise-free PET over voxels whose centres lie within the lesion (at least one voxel)."""
+def _true_suv_max(suv: np.ndarray, grid: Grid, les: LesionVoxels) -> float:
+    """Max of the PET ``suv`` (noise-free, or as written) over voxels whose centres lie within the lesion (at least
+    one voxel)."""
     r = max(les.diameter_mm / 2, max(grid.spacing_mm) * 0.87)
     z, y, x = (grid.axis_mm(a) for a in (2, 1, 0))
     c = les.center_mm
     inside = ((z[:, None, None] - c[2]) ** 2 + (y[None, :, None] - c[1]) ** 2
               + (x[None, None, :] - c[0]) ** 2) <= r**2
-    return float(suv_nf[inside].max())
+    return float(suv[inside].max())
 
 
 def _write_pet(plan, folder, grid, geometry, flip, patient, study, dose, start) -> None:

@@ -24,6 +24,9 @@ class LesionTruth:
     suv_max: float  # max of the noise-free PSF-blurred PET over voxels within the lesion (radius >= 1 voxel)
     diameter_mm: float
     touches_bladder: bool
+    # the same max on the PET as written (with its noise): what a perfect delineation of this lesion reads
+    # (None in truth files written before it was recorded)
+    suv_max_image: float | None = None
 
 
 @dataclass

@@ -87,7 +87,9 @@ def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
         assert row["found"], row
         assert row["distance_mm"] <= 4.0, row  # about one PET voxel
         assert (row["region"], row["site"]) == (row["truth_region"], row["truth_site"]), row
-        assert abs(row["suv_error"]) <= 0.15, row
+        # SUVmax as the written PET holds it (units, decay, vendor scaling, delineation), and its noise's bias
+        assert abs(row["suv_error"]) <= 0.02, row
+        assert abs(row["suv_error_noise_free"]) <= 0.25, row
     assert doc["staging"]["status"] == "post_radiotherapy"
 
 
