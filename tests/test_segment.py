@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -9,6 +11,7 @@ from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
 from localize.detection.physiology import with_partial_volume_rim
+from localize.detection.reference import ReferenceRegion
 from localize.detection.segment import (
     FIELD_EDGE,
     MIN_COMPACTNESS,
@@ -209,7 +212,7 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
 def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
     image, anatomy, _ = _scene()
     seg = segment_lesions(image, anatomy, tracer_family="fluciclovine")
-    assert seg.thresholds == {"soft_tissue_suv": 3.0, "bone_suv": 3.0}
+    assert seg.thresholds == {"soft_tissue_suv": 3.0, "bone_suv": 3.0, "noise_floor_suv": 0.0}
     assert any("blood_pool not found" in w for w in seg.warnings)
     assert any("marrow not found" in w for w in seg.warnings)
     seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary")
@@ -375,3 +378,31 @@ def test_loops_leaving_the_field_are_no_lesions_and_a_node_near_its_edge_is_one(
     assert len(edge) == 1 and abs(edge[0][1] + 40.0) < 4.0 and edge[0][2] == pytest.approx(top), seg.candidates
     tube = [c.peak_lps_mm for c in seg.candidates if c.reason == "not focal (a tube or sheet)"]
     assert len(tube) == 1 and abs(tube[0][1] - 50.0) < 4.0 and top - 16.0 < tube[0][2] < top - 2.0, seg.candidates
+
+
+def test_noise_peaks_of_vessels_on_a_low_count_pet_stay_below_the_blood_pool_noise_floor():
+    # two iliac-like vessels of blood SUV 2 at 30 % voxel noise (a low-count Ga-68 scan) beside a node of SUV ~14:
+    # the vessels' noise peaks pass the fixed floor of 3 but not blood-pool mean + 4.5 SD
+    z, y, x = _grid_mm()
+    activity = np.full(SHAPE, 0.8)
+    vessel = ((x - 30) ** 2 + (y + 20) ** 2 <= 8.0**2) | ((x + 30) ** 2 + (y + 20) ** 2 <= 8.0**2)
+    activity[vessel] = 2.0
+    node = (0.0, 40.0, 0.0)
+    activity[_ellipsoid(node, (6.0,) * 3)] += 12.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    rng = np.random.default_rng(0)
+    suv = np.maximum(clean * (1 + 0.3 * rng.standard_normal(SHAPE)), 0).astype(np.float32)
+    image, anatomy = _as_image(suv), Anatomy(grid=_as_image(suv), masks={})
+    core = ndimage.binary_erosion(vessel, iterations=1)
+    blood = ReferenceRegion("blood_pool", float(suv[core].mean()), float(suv[core].std()), (0.0, 0.0, 0.0),
+                            int(core.sum()))
+    seg = segment_lesions(image, anatomy, tracer_family="psma_ga68", references={"blood_pool": blood})
+    assert seg.thresholds["noise_floor_suv"] == pytest.approx(blood.suv_mean + 4.5 * blood.suv_sd)
+    assert seg.thresholds["soft_tissue_suv"] == seg.thresholds["noise_floor_suv"] > 4.0
+    assert len(seg.lesions) == 1 and np.linalg.norm(np.subtract(seg.lesions[0].peak_lps_mm, node)) <= 2 * SPACING
+    without = segment_lesions(image, anatomy, tracer_family="psma_ga68", settings={"blood_noise_z": 0.0},
+                              references={"blood_pool": blood})
+    assert len(without.lesions) == 2  # the node and a vessel's noise peak
+    implausible = dataclasses.replace(blood, warning="blood_pool SUVmean outside the plausible range")
+    seg = segment_lesions(image, anatomy, tracer_family="psma_ga68", references={"blood_pool": implausible})
+    assert seg.thresholds["noise_floor_suv"] == 0.0 and seg.thresholds["soft_tissue_suv"] == 3.0

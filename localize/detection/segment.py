@@ -89,6 +89,7 @@ class SegmentationSettings:
     excess_sd: float = 4.0  # a hot spot in an "excess" organ must exceed organ mean + this x SD
     min_local_contrast: float = 1.5  # SUVmax over the local background, see LOCAL_CONTRAST (0: not tested) ...
     local_contrast_sd: float = 4.0  # ... and above it by this x the background's robust SD
+    blood_noise_z: float = 4.5  # thresholds at least blood-pool mean + this x its SD, see BLOOD_NOISE (0: not)
     ureters: bool = False
     ureter_min_length_mm: float = 60.0  # a hot track at least this long in z ...
     ureter_max_area_mm2: float = 400.0  # ... and at most this wide on average is a ureter
@@ -106,6 +107,16 @@ class SegmentationSettings:
 # PET (olde Heuvel et al. EJNMMI Res 2020, docs/metrics.md#repeatability), less than 1.5 x above their plateau; on the
 # phantom with every diffuse organ's mask removed they stood at 1.0-1.6 x and 0-3.8 SD, every lesion at
 # 2.7 x and 5.8 SD or more [REC].
+
+# BLOOD_NOISE: the blood-pool VOI (docs/detection.md#reference-regions) is homogeneous blood, so its SD is
+# this image's voxel noise at blood level. Vessels, bowel wall and muscle at about that level fill 10^4-10^5
+# voxels of a PET; the largest of n independent normal values lies near sqrt(2 ln n) SD above their mean
+# (4.3 for 10^4, 4.8 for 10^5; fewer of the voxels are independent), so a hot spot less than
+# ``blood_noise_z`` SD above the blood pool cannot be told from the noise peaks of tissue at blood level,
+# wherever it lies. On a low-count Ga-68 scan (blood SUV 2.0, SD 0.6) this floor is 4.7, above the fixed
+# floor of 3; on a clinical one (SD ~0.3) it stays below it. Training seeds 1-20: 21 of 51 false lesions
+# (vessel and bowel noise peaks of SUV 3.0-4.3) at less than 4.5 SD, every lesion at 5.3 SD or more [REC].
+# The floor holds only with a blood pool that passed its plausibility check.
 
 # A lesion inside an organ of diffuse uptake is delineated with the organ's uptake as its background
 # (background-adapted threshold: Nestle et al. J Nucl Med 2005;46:1342-8; Schaefer et al. Eur J Nucl Med
@@ -165,7 +176,7 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
     """(soft tissue, bone) detection thresholds in SUV for settings ``s``.
 
     A missing reference raises ConfigError unless it is ``unused`` (then soft tissue is detected
-    at ``detect_suv``, bone at ``bone_suv``).
+    at ``detect_suv``, bone at ``bone_suv``). Both are at least ``noise_floor_suv(s, references)``.
     """
     soft = s.detect_suv
     if s.method in ("percist", "qpsma") and s.reference_region not in unused:
@@ -183,7 +194,18 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
         if ref is None:
             raise ConfigError(f"bone_reference_region {s.bone_reference_region} not found in this study")
         bone = max(bone, s.reference_mean_factor * ref.suv_mean + s.reference_sd_factor * ref.suv_sd)
-    return soft, bone
+    floor = noise_floor_suv(s, references)
+    return max(soft, floor), max(bone, floor)
+
+
+def noise_floor_suv(s: SegmentationSettings, references: dict[str, ReferenceRegion]) -> float:
+    """SUV a hot spot must reach to stand out of the noise of tissue at blood level (see BLOOD_NOISE):
+    blood-pool mean + ``s.blood_noise_z`` x its SD; 0 without a plausible blood pool or with
+    ``blood_noise_z`` 0."""
+    blood = references.get("blood_pool")
+    if not s.blood_noise_z or blood is None or blood.warning:
+        return 0.0
+    return blood.suv_mean + s.blood_noise_z * blood.suv_sd
 
 
 def segment_lesions(
@@ -202,7 +224,8 @@ def segment_lesions(
     s = settings_for(tracer_family, settings)
     suv = sitk.GetArrayViewFromImage(pet_suv).astype(np.float32)
     spacing = spacing_zyx_mm(pet_suv)
-    if references is None and (s.method in ("percist", "qpsma") or s.bone_reference_region is not None):
+    if references is None and (s.method in ("percist", "qpsma") or s.bone_reference_region is not None
+                               or s.blood_noise_z):
         references = reference_regions(pet_suv, anatomy, tracer_family)
     warnings, unused = [], set()
     chosen = set(settings or {}) if not isinstance(settings, SegmentationSettings) else {"method"}
@@ -321,7 +344,8 @@ def segment_lesions(
         lesions=lesions,
         candidates=sorted(candidates, key=lambda c: -c.suv_max)[: s.max_candidates],
         settings=s,
-        thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t},
+        thresholds={"soft_tissue_suv": soft_t, "bone_suv": bone_t,
+                    "noise_floor_suv": noise_floor_suv(s, references or {})},
         warnings=warnings,
     )
 
