@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
-from localize.detection.physiology import with_partial_volume_rim
+from localize.detection.physiology import excess_limits, limit_away_from, with_partial_volume_rim
 from localize.detection.reference import ReferenceRegion
 from localize.detection.segment import (
     FIELD_EDGE,
@@ -406,3 +406,24 @@ def test_noise_peaks_of_vessels_on_a_low_count_pet_stay_below_the_blood_pool_noi
     implausible = dataclasses.replace(blood, warning="blood_pool SUVmean outside the plausible range")
     seg = segment_lesions(image, anatomy, tracer_family="psma_ga68", references={"blood_pool": implausible})
     assert seg.thresholds["noise_floor_suv"] == 0.0 and seg.thresholds["soft_tissue_suv"] == 3.0
+
+
+def test_a_recurrence_filling_a_third_of_an_irradiated_gland_is_judged_against_the_rest_of_it():
+    # a 24 mm recurrence in a 27 ml gland of SUV 2.5 (25 % voxel noise) lifts the whole gland's median and
+    # spread so far that a limit read on the whole gland hides it; the gland's uptake away from it does not
+    activity = np.full(SHAPE, 0.6)
+    gland = _ellipsoid((0.0, 0.0, 0.0), (22.0, 17.0, 17.0))
+    activity[gland] = 2.5
+    centre = (6.0, 4.0, 2.0)
+    activity[_ellipsoid(centre, (12.0,) * 3)] = 7.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    suv = np.maximum(clean * (1 + 0.25 * np.random.default_rng(0).standard_normal(SHAPE)), 0).astype(np.float32)
+    image = _as_image(suv)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"prostate": gland}), tracer_family="psma_ga68")
+    assert len(seg.lesions) == 1
+    lesion = seg.lesions[0]
+    assert np.linalg.norm(np.subtract(lesion.peak_lps_mm, centre)) <= 12.0
+    peak = np.array(image.TransformPhysicalPointToIndex(lesion.peak_lps_mm)[::-1])
+    _, whole_gland_limit = excess_limits(suv, gland, np.full(3, SPACING), 4.0, 4.0)
+    assert whole_gland_limit[tuple(peak)] > lesion.suv_max  # what the whole gland's statistics would have hidden
+    assert limit_away_from(suv, gland, peak, np.full(3, SPACING), 4.0) < lesion.suv_max

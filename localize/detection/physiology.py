@@ -71,6 +71,7 @@ class Suppression:
     significant: np.ndarray  # False where a halo voxel does not stand out of the spill-over noise
     organ: dict[str, np.ndarray] = field(default_factory=dict)  # hot spots inside are physiological
     excess: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # mask, SUV map a lesion must reach
+    excess_organs: dict[str, np.ndarray] = field(default_factory=dict)  # the organs of ``excess``, without margin
     # residual SD map (0 outside), background SUV
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     urine: dict[str, float] = field(default_factory=dict)  # median SUV of each halo organ (its urine level)
@@ -268,6 +269,7 @@ def suppression_for(
             continue
         out.excess[group] = excess_limits(suv, mask, spacing_zyx, settings.organ_margin_mm, settings.excess_sd,
                                           PLATEAU_CONTRAST if group == "bowel" else 0.0)
+        out.excess_organs[group] = mask
     for group in settings.halo_organs:
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
@@ -323,6 +325,31 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
         part_limit = max(mean + excess_sd * sd, contrast * mean)
         limit[crop][around] = np.maximum(limit[crop][around], part_limit)
     return grown, limit
+
+
+# A lesion filling a good part of a small organ (a 25 mm recurrence in a 25 ml irradiated gland) raises
+# the median and spread of the whole part with its own uptake, and so the limit it is judged against.
+# The organ's own uptake around a hot spot is read on its voxels AWAY_MM to NEAR_MM from it: beyond the
+# lesion and its blur, within the same stretch of the organ [REC].
+AWAY_MM = 15.0
+NEAR_MM = 50.0
+MIN_AWAY_VOXELS = 30
+
+
+def limit_away_from(suv: np.ndarray, organ: np.ndarray, seed: np.ndarray, spacing_zyx: np.ndarray, excess_sd: float,
+                    contrast: float = 0.0) -> float:
+    """SUV a hot spot at index ``seed`` must reach to exceed ``organ``'s own uptake around it (as ``excess_limits``,
+    on the organ's voxels ``AWAY_MM`` to ``NEAR_MM`` from it); +inf when fewer than ``MIN_AWAY_VOXELS`` lie there."""
+    reach = np.ceil(NEAR_MM / spacing_zyx).astype(int) + 1
+    lo, hi = np.maximum(seed - reach, 0), np.minimum(seed + reach + 1, suv.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    grids = np.ogrid[tuple(slice(0, b - a) for a, b in zip(lo, hi))]
+    distance2 = sum(((g - (c - a)) * sp) ** 2 for g, c, a, sp in zip(grids, seed, lo, spacing_zyx))
+    around = organ[crop] & (distance2 > AWAY_MM**2) & (distance2 <= NEAR_MM**2)
+    if around.sum() < MIN_AWAY_VOXELS:
+        return float("inf")
+    mean, sd = robust_mean_sd(suv[crop][around])
+    return max(mean + excess_sd * sd, contrast * mean)
 
 
 def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:

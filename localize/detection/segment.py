@@ -26,9 +26,11 @@ from localize.anatomy.model import Anatomy
 from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 from localize.detection.physiology import (
     PAIR_MM,
+    PLATEAU_CONTRAST,
     URINE_EDGE,
     Suppression,
     group_mask,
+    limit_away_from,
     mirrored_glands,
     robust_mean_sd,
     suppression_for,
@@ -265,7 +267,7 @@ def segment_lesions(
     reported: set[str] = set()
     for seed in seeds:
         value = float(detect[tuple(seed)])
-        reason = _physiology_reason(seed, value, physio)
+        reason = _physiology_reason(seed, value, physio, suv, spacing, s)
         if reason is not None:
             if reason not in reported and not any(physio.organ[name][tuple(seed)] for name in physio.organ):
                 reported.add(reason)  # the hottest hot spot of each kind; organs are listed once above
@@ -481,15 +483,20 @@ def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Sup
     return None
 
 
-def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression) -> str | None:
-    """Why the hot spot at ``seed`` (detection value ``value``) is physiological, or None when it may be a lesion."""
+def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression, suv: np.ndarray, spacing: np.ndarray,
+                       s: SegmentationSettings) -> str | None:
+    """Why the hot spot at ``seed`` (detection value ``value`` on ``suv``) is physiological, or None when it may be
+    a lesion: inside a suppressed organ, or inside an organ of diffuse uptake below its limit there and below the
+    limit of the organ's uptake around it (``limit_away_from``)."""
     at = tuple(seed)
     for name, mask in physio.organ.items():
         if mask[at]:
             return f"physiological: {name}"
     for name, (mask, limit) in physio.excess.items():
         if mask[at] and value < limit[at]:
-            return f"physiological: {name}"
+            contrast = PLATEAU_CONTRAST if name == "bowel" else 0.0
+            if value < limit_away_from(suv, physio.excess_organs[name], seed, spacing, s.excess_sd, contrast):
+                return f"physiological: {name}"
     return None
 
 
