@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
-from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes
+from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes, whole_kidney
 from localize.errors import StudyError
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
@@ -176,3 +176,23 @@ def test_slice_fills_and_largest_component_equal_their_whole_volume_definitions(
         if n:
             largest = labels == np.argmax(ndimage.sum_labels(mask, labels, np.arange(1, n + 1))) + 1
             assert np.array_equal(_largest(mask), largest)
+
+
+def test_a_kidney_cut_by_its_box_is_completed_by_its_avid_tissue_only():
+    # 4 mm voxels; a kidney (SUV 20) 110 mm tall whose box kept its upper 70 mm; below it, across 12 mm of
+    # tissue at background, a node (SUV 12) that must stay out
+    spacing = np.full(3, 4.0)
+    suv = np.full((60, 40, 40), 0.8, np.float32)
+    z, y, x = np.indices(suv.shape)
+    kidney = ((y - 20) / 7.0) ** 2 + ((x - 20) / 5.0) ** 2 + ((z - 30) / 14.0) ** 2 <= 1.0
+    suv[kidney] = 20.0
+    node = (y - 20) ** 2 + (x - 20) ** 2 + (z - 10) ** 2 <= 4
+    suv[node] = 12.0
+    found = kidney & (z >= 26)  # the box's part
+    tissue = np.ones(suv.shape, bool)
+    whole = whole_kidney(found, tissue, suv, spacing, voxel_ml=0.064)
+    assert (whole == kidney).all()
+    assert not (whole & node).any()
+    # avid tissue far beyond a kidney's volume is no kidney's: the box's part stays as it was
+    suv[:, :, :] = 20.0
+    assert (whole_kidney(found, tissue, suv, spacing, voxel_ml=0.064) == found).all()

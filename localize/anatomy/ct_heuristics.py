@@ -528,7 +528,38 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
             found = True
         if not found:
             break
+    for name in ("kidney_left", "kidney_right"):
+        if name in organs:
+            others = np.logical_or.reduce([m for n, m in organs.items() if n != name] or [np.zeros_like(body)])
+            organs[name] = whole_kidney(organs[name], kidney_soft & ~others, suv, spacing, voxel_ml)
     return organs
+
+
+# A kidney's box spans the usual kidney levels (T11 to L3 - 30 mm); a low or long kidney reaches below it,
+# and its pole left out of the mask is as hot as the kidney (a false lesion of SUV ~20). The kidney found in
+# its box is completed by the kidney tissue connected to it at KIDNEY_GROW_FRACTION of its median uptake or
+# more, within KIDNEY_GROW_MM of it, as long as the whole stays within a kidney's volume [REC].
+KIDNEY_GROW_FRACTION = 0.5
+KIDNEY_GROW_MM = 60.0
+KIDNEY_MAX_ML = 450.0
+
+
+def whole_kidney(kidney: np.ndarray, tissue: np.ndarray, suv: np.ndarray, spacing: np.ndarray,
+                 voxel_ml: float) -> np.ndarray:
+    """``kidney`` (bool z, y, x) with the avid ``tissue`` connected to it beyond its box (see
+    KIDNEY_GROW_FRACTION); unchanged when the whole would exceed ``KIDNEY_MAX_ML``."""
+    level = KIDNEY_GROW_FRACTION * float(np.median(suv[kidney]))
+    pad = np.ceil(KIDNEY_GROW_MM / spacing).astype(int) + 1
+    where = np.argwhere(kidney)
+    crop = tuple(slice(max(int(a) - k, 0), int(b) + k + 1) for a, b, k in zip(where.min(0), where.max(0), pad))
+    part = kidney[crop]
+    near = ndimage.distance_transform_edt(~part, sampling=spacing) <= KIDNEY_GROW_MM
+    grown = ndimage.binary_propagation(part, mask=part | (near & tissue[crop] & (suv[crop] >= level)))
+    if grown.sum() * voxel_ml > KIDNEY_MAX_ML:
+        return kidney
+    out = kidney.copy()
+    out[crop] = grown
+    return out
 
 
 def _crop_around(zsel: np.ndarray, ysel: np.ndarray, xsel: np.ndarray, pad: int) -> tuple[slice, ...] | None:
