@@ -75,6 +75,18 @@ def test_vertebral_levels_on_a_varied_pelvis(pelvis_seed1):
     assert levels["symphysis_top"] == pytest.approx(truth.landmarks["symphysis_top"]["lps_mm"][2], abs=15.0)
 
 
+def test_the_first_sacral_vertebra_parted_by_a_residual_disc_is_sacrum(varied):
+    # seed 16: the spine profile dips between S1 and S2, so the lowest tall segment is S2-S5; S1, whose alae
+    # join both hip bones, was named L5 and the pelvic inlet set 57 mm low
+    root, truth = varied(VariedSpec(16, tracer="fluciclovine", extent="pelvis", status="post_radiotherapy", **CAPS))
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    levels = build_anatomy(ct, pet).levels_z_mm  # LPS z, mm
+    assert levels["pelvic_inlet"] == pytest.approx(truth.levels_z_mm["pelvic_inlet"], abs=10.0)
+    assert levels["L5"] == pytest.approx(truth.landmarks["l5_center"]["lps_mm"][2], abs=10.0)
+    assert levels["aortic_bifurcation"] == pytest.approx(truth.levels_z_mm["aortic_bifurcation"], abs=15.0)
+
+
 def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
     # seed 2: low-dose non-contrast CT whose bladder mask lies off the PET urine, post-radiotherapy gland
     root, truth = varied(VariedSpec(2, tracer="psma11", extent="pelvis", status="post_radiotherapy", **CAPS))

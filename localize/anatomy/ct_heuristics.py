@@ -224,6 +224,14 @@ KIDNEY_POLE_MIN_ML = 2.0
 KIDNEY_OVER_SOFT = 4.0
 KIDNEY_SINUS_MM = 15.0  # the renal sinus fat between the cortex of the two lips of a pole [REC]
 SACRUM_MIN_MM = 50.0  # the adult sacrum is ~10 cm from promontory to apex [R: Gray's Anatomy]; a coccyx is under 4 cm
+# The first sacral vertebra's alae meet both hip bones at the sacroiliac joints, so in its axial slices the bone
+# joined to the vertebral body spans the pelvic ring (about 25 cm; the joint space, 2-4 mm, is bridged at 4 mm
+# voxels); a lumbar body with its transverse processes spans under 10 cm, 15 cm where one touches an iliac
+# crest [R: Gray's Anatomy]. A residual S1/S2 disc parts S1 from the rest of the sacrum on the spine profile:
+# segments up to SACRUM_REACH_MM above the sacrum whose joined bone spans SACRAL_RING_MM or more are sacrum
+# too [REC: training seeds 13 and 16 named S1 as L5 without it].
+SACRAL_RING_MM = 200.0
+SACRUM_REACH_MM = 60.0
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
@@ -342,6 +350,18 @@ def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     return (z * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (x * spacing[2]) ** 2 <= radius_mm**2
 
 
+def joined_width_mm(bone: np.ndarray, spine: np.ndarray, x_mm: np.ndarray, slices: np.ndarray) -> float:
+    """Median over the ``slices`` (bool per z) of the left-right extent (mm) of the bone joined, in each
+    axial slice, to the vertebral body (``spine``); 0 where a slice holds no spine."""
+    widths = []
+    for k in np.flatnonzero(slices):
+        labels, _ = ndimage.label(bone[k])
+        joined = np.isin(labels, np.unique(labels[spine[k] & (labels > 0)]))
+        columns = np.flatnonzero(joined.any(0))
+        widths.append(float(x_mm[columns].max() - x_mm[columns].min()) if columns.size else 0.0)
+    return float(np.median(widths)) if widths else 0.0
+
+
 def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_bottom_mm: float | None) -> CTParts:
     """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid, with
     their levels; ``segments``: the spine's segments between disc gaps (LPS z mm, bottom up).
@@ -379,10 +399,16 @@ def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_
         out.warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
                             "spinal segment, below the lungs) in view")
         return out
-    sacrum_z = segments[i]
+    top = i
+    for j in range(i + 1, len(segments)):
+        if segments[j][0] - segments[i][1] > SACRUM_REACH_MM:
+            break
+        if joined_width_mm(bone, spine, x_mm, (z_mm >= segments[j][0]) & (z_mm <= segments[j][1])) >= SACRAL_RING_MM:
+            top = j
+    sacrum_z = (segments[i][0], segments[top][1])
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
     levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
-    above = segments[i + 1 :]
+    above = segments[top + 1 :]
     for name, (z0, z1) in zip(VERTEBRA_NAMES, above):
         masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
         levels[name] = (z0 + z1) / 2
