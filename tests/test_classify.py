@@ -111,6 +111,19 @@ def test_prostate_bed_and_intact_gland():
     assert warnings and "intact gland" in warnings[0]
 
 
+def test_a_recurrence_carved_out_of_the_edge_of_a_ct_gland_mask_is_in_the_prostate():
+    # an irradiated gland (box 40 x 35 x 35 mm) whose CT mask lost a 24 mm ball at its left edge: the lesion's
+    # density differs from the enhanced gland; its centre lies > 5 mm from the mask but inside the gland's hull
+    x, y, z = _coords()
+    gland = _box((-20, -40, -40), (20, -5, -5))
+    notch = (x - 14) ** 2 + (y + 22) ** 2 + (z + 22) ** 2 <= 12.0**2
+    anatomy = _anatomy(prostate=gland & ~notch)
+    les = _one(_lesion(14, -22, -22), anatomy, status="post_radiotherapy")
+    assert (les.region, les.site, les.mitnm) == ("local", "prostate", "miT2")
+    outside = _one(_lesion(34, -22, -22), anatomy, status="post_radiotherapy")  # 14 mm beside the gland
+    assert outside.site != "prostate"
+
+
 def test_pelvic_node_sites_from_bone_landmarks():
     assert _one(_lesion(0, 28, 90)).site == "presacral"  # 12 mm in front of the sacrum
     assert _one(_lesion(80, -62, -35)).site == "inguinal"

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from localize.anatomy.model import Anatomy
 from localize.detection.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
@@ -34,6 +34,7 @@ class Landmarks:
 
     anatomy: Anatomy
     _trees: dict[str, cKDTree | None] = field(default_factory=dict, repr=False)
+    _hulls: dict[str, Delaunay | None] = field(default_factory=dict, repr=False)
     _derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # masks made here, never put in anatomy
 
     def mask(self, name: str) -> np.ndarray | None:
@@ -80,6 +81,18 @@ class Landmarks:
             self._trees[name] = cKDTree(pts) if len(pts) else None
         tree = self._trees[name]
         return float("inf") if tree is None else float(tree.query(np.asarray(point_lps_mm, float))[0])
+
+    def in_hull(self, name: str, point_lps_mm) -> bool:
+        """Whether the point lies in the convex hull of the voxel centres of mask ``name`` (False when absent
+        or flat)."""
+        if name not in self._hulls:
+            pts = self.points(name)
+            try:
+                self._hulls[name] = Delaunay(pts) if len(pts) >= 4 else None
+            except QhullError:  # coplanar voxels: no volume to lie in
+                self._hulls[name] = None
+        hull = self._hulls[name]
+        return hull is not None and bool(hull.find_simplex(np.asarray(point_lps_mm, float)) >= 0)
 
     def depth_mm(self, name: str, point_lps_mm) -> float:
         """Distance from a point inside mask ``name`` to the nearest voxel centre on its surface."""

@@ -11,7 +11,7 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    or, without one, the RTOG prostate-fossa envelope approximated from the pubic
    symphysis (z from its bottom - 15 mm to its top + 40 mm, within 25 mm of the
    midline, from the middle of the pubis to 65 mm behind it) -> miTr; intact gland:
-   prostate mask (5 mm tolerance) -> miT2 (miT4 when a quarter of the lesion lies in
+   prostate mask (5 mm tolerance, or its convex hull) -> miT2 (miT4 when a quarter of the lesion lies in
    bladder or rectum), seminal vesicles -> miT3b; no prostate mask: the same envelope;
 4. nodes by level (docs/classification.md#node-regions): above the diaphragm -> supradiaphragmatic (without a
    diaphragm level only what lies below a level known to be abdominal is placed:
@@ -399,7 +399,8 @@ def _local(marks: Landmarks, point: np.ndarray, voxels: np.ndarray | None, statu
             return site_call("prostate_bed"), max(depth, 0.0)
         return None
     if marks.has("prostate"):
-        if marks.distance_mm("prostate", point) <= PROSTATE_TOLERANCE_MM:
+        # the gland is convex: a lesion whose density differs from it on CT is carved out of a CT mask's edge
+        if marks.distance_mm("prostate", point) <= PROSTATE_TOLERANCE_MM or marks.in_hull("prostate", point):
             return Call("local", "prostate", _intact_category(marks, voxels)), np.inf
         if marks.has("seminal_vesicles") and marks.distance_mm("seminal_vesicles", point) <= PROSTATE_TOLERANCE_MM:
             return site_call("seminal_vesicle"), np.inf
