@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
 from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes, whole_kidney
+from localize.anatomy.spine import Spine
 from localize.errors import StudyError
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
@@ -196,3 +197,23 @@ def test_a_kidney_cut_by_its_box_is_completed_by_its_avid_tissue_only():
     # avid tissue far beyond a kidney's volume is no kidney's: the box's part stays as it was
     suv[:, :, :] = 20.0
     assert (whole_kidney(found, tissue, suv, spacing, voxel_ml=0.064) == found).all()
+
+
+def test_a_segment_too_tall_for_one_vertebral_body_is_split_at_its_deepest_dip():
+    # spine-grid profile (1.5 mm): a 24 mm body, then two bodies whose disc dips only to 85 % of the bone
+    # area (oblique, low-dose), which the gap rules left one segment
+    z_mm = np.arange(0.0, 150.0, 1.5)
+
+    def spine(top_mm: float, disc_mm: float) -> Spine:
+        bone = ((z_mm <= 24.0) | ((z_mm >= 30.0) & (z_mm <= top_mm))).astype(float) * 1000.0
+        bone[(z_mm >= disc_mm) & (z_mm < disc_mm + 4.0)] = 850.0
+        return Spine(bone, z_mm, [])
+
+    below = (0.0, 24.0)
+    split = spine(82.5, 54.0).split_tall([below, (30.0, 82.5)], max_mm=45.0, ratio=1.6)  # 52 mm: over 45
+    assert len(split) == 3 and split[0] == below
+    assert split[1][1] == pytest.approx(54.0, abs=3.0) and split[2][0] == pytest.approx(57.0, abs=3.0)
+    # 40 mm over a 24 mm body below it: over 1.6 x, split too; the same 40 mm with nothing below is kept
+    split = spine(70.5, 48.0).split_tall([below, (30.0, 70.5)], max_mm=45.0, ratio=1.6)
+    assert len(split) == 3 and split[1][1] == pytest.approx(48.0, abs=3.0)
+    assert spine(70.5, 48.0).split_tall([(30.0, 70.5)], max_mm=45.0, ratio=1.6) == [(30.0, 70.5)]

@@ -36,10 +36,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
-from localize.anatomy.checks import GLAND_EVIDENCE_ML, gland_problem, lung_problem
+from localize.anatomy.checks import GLAND_EVIDENCE_ML, PITCH_RATIO, VERTEBRA_HEIGHT_MM, gland_problem, lung_problem
 from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
-from localize.anatomy.spine import spine_segments
+from localize.anatomy.spine import Spine, find_spine
 from localize.detection.metrics import zyx_to_lps
 
 _SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
@@ -124,9 +124,9 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
         found.add(CTParts.rejected(["lung_left", "lung_right"], why))
         lungs = np.zeros_like(lungs)
     ct_native = ct if ct is not None else _image_like(hu, grid)
-    segments = spine_segments(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))
+    spine = find_spine(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))
     lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
-    found.add(_spine_and_pelvis(ctx, segments, lung_bottom))
+    found.add(_spine_and_pelvis(ctx, spine, lung_bottom))
     if lung_bottom is not None:
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side
@@ -362,14 +362,16 @@ def joined_width_mm(bone: np.ndarray, spine: np.ndarray, x_mm: np.ndarray, slice
     return float(np.median(widths)) if widths else 0.0
 
 
-def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_bottom_mm: float | None) -> CTParts:
+def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: float | None) -> CTParts:
     """Spine, sacrum, vertebrae (named upwards from the sacrum), hips and pubis on the PET grid, with
-    their levels; ``segments``: the spine's segments between disc gaps (LPS z mm, bottom up).
+    their levels; ``column_profile``: the spine's profile and its segments between disc gaps (LPS z mm,
+    bottom up). A segment above the sacrum too tall for one vertebral body is split at its deepest dip.
 
     Without a sacrum (thick pelvic bone beside the lowest spinal segment, below the lungs) no
     vertebra is named and no pelvic structure is built; a warning says so.
     """
     bone, spacing, z_mm, y_mm, x_mm, midline_x = ctx.bone, ctx.spacing, ctx.z_mm, ctx.y_mm, ctx.x_mm, ctx.midline_x_mm
+    segments = column_profile.segments
     out = CTParts()
     masks, levels = out.masks, out.levels
     strip = np.abs(x_mm - midline_x) <= 20.0
@@ -408,7 +410,7 @@ def _spine_and_pelvis(ctx: CTContext, segments: list[tuple[float, float]], lung_
     sacrum_z = (segments[i][0], segments[top][1])
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
     levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
-    above = segments[top + 1 :]
+    above = column_profile.split_tall(segments[top + 1 :], VERTEBRA_HEIGHT_MM[1], PITCH_RATIO)
     for name, (z0, z1) in zip(VERTEBRA_NAMES, above):
         masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
         levels[name] = (z0 + z1) / 2

@@ -13,6 +13,8 @@ arrays are z, y, x.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -31,25 +33,53 @@ MIN_VERTEBRA_MM = 18.0  # adult vertebral bodies (lower thoracic to lumbar) are 
 SMOOTH_MM = 2.0  # in-plane Gaussian sigma before the bone threshold (CT noise, not anatomy) [REC]
 
 
-def spine_segments(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> list[tuple[float, float]]:
-    """(z bottom, z top) in LPS mm of each bony segment of the vertebral column, lowest first.
+@dataclass(frozen=True)
+class Spine:
+    """The vertebral column on the spine grid: bone area of the vertebral body per slice (mm², bottom
+    first), the slices' LPS z (mm), and its bony segments between disc gaps ((z bottom, z top) mm,
+    lowest first)."""
 
-    ``midline_x_mm`` is the patient's midline, ``body_centre_y_mm`` the AP centre of the
-    body (LPS y): the vertebral bodies are searched behind ``body_centre_y_mm - 20`` mm.
-    """
+    profile_mm2: np.ndarray
+    z_mm: np.ndarray
+    segments: list[tuple[float, float]]
+
+    def split_tall(self, segments: list[tuple[float, float]], max_mm: float,
+                   ratio: float) -> list[tuple[float, float]]:
+        """``segments`` (bottom up) with each one too tall for one vertebral body (over ``max_mm``, or over
+        ``ratio`` x the height of the segment below it: two bodies whose disc the profile did not show as a
+        gap) split at the deepest dip of the smoothed profile leaving both parts at least ``MIN_VERTEBRA_MM``
+        tall, again until every part fits or has no such dip."""
+        out: list[tuple[float, float]] = []
+        smooth = ndimage.gaussian_filter1d(self.profile_mm2, DIP_SMOOTH_MM / STEP_MM)
+        pending = list(segments)
+        while pending:
+            z0, z1 = pending.pop(0)
+            limit = min(max_mm, ratio * (out[-1][1] - out[-1][0])) if out else max_mm
+            inner = (self.z_mm >= z0 + MIN_VERTEBRA_MM) & (self.z_mm <= z1 - MIN_VERTEBRA_MM)
+            if z1 - z0 <= limit or not inner.any():
+                out.append((z0, z1))
+                continue
+            k = int(np.flatnonzero(inner)[np.argmin(smooth[inner])])
+            pending[:0] = [(z0, float(self.z_mm[k - 1])), (float(self.z_mm[k + 1]), z1)]
+        return out
+
+
+def find_spine(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> Spine:
+    """The ``Spine`` of ``ct``: ``midline_x_mm`` is the patient's midline, ``body_centre_y_mm`` the AP
+    centre of the body (LPS y): the vertebral bodies are searched behind ``body_centre_y_mm - 20`` mm."""
     profile, z_mm = spine_profile(ct, midline_x_mm, body_centre_y_mm)
     if profile.max() <= 0:
-        return []
+        return Spine(profile, z_mm, [])
     local = ndimage.maximum_filter1d(profile, size=int(round(LOCAL_MM / STEP_MM)) | 1)
     bony = profile > GAP_FRACTION * np.maximum(local, 1e-6)
     bony &= ~_oblique_discs(profile)
     labels, _ = ndimage.label(bony)
-    out = []
+    segments = []
     for sl in ndimage.find_objects(labels):
         lo, hi = sl[0].start, sl[0].stop
         if (hi - lo) * STEP_MM >= MIN_SEGMENT_MM:
-            out.append((float(z_mm[lo]), float(z_mm[hi - 1])))
-    return out
+            segments.append((float(z_mm[lo]), float(z_mm[hi - 1])))
+    return Spine(profile, z_mm, segments)
 
 
 def _oblique_discs(profile: np.ndarray) -> np.ndarray:

@@ -329,27 +329,33 @@ def excess_limits(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray, m
 
 # A lesion filling a good part of a small organ (a 25 mm recurrence in a 25 ml irradiated gland) raises
 # the median and spread of the whole part with its own uptake, and so the limit it is judged against.
-# The organ's own uptake around a hot spot is read on its voxels AWAY_MM to NEAR_MM from it: beyond the
-# lesion and its blur, within the same stretch of the organ [REC].
+# There (the organ's voxels within AWAY_MM of the hot spot at least NEAR_SHARE of those within NEAR_MM)
+# the organ's own uptake around a hot spot is read on its voxels AWAY_MM to NEAR_MM from it: beyond the
+# lesion and its blur, within the same stretch of the organ. In a large organ or plateau (liver, bowel) no
+# lesion sways the part's statistics, and its other stretches may be cooler than the one the hot spot
+# lies in [REC]. Bowel is judged on its parts alone (``excess_limits``).
 AWAY_MM = 15.0
 NEAR_MM = 50.0
+NEAR_SHARE = 0.25
 MIN_AWAY_VOXELS = 30
 
 
-def limit_away_from(suv: np.ndarray, organ: np.ndarray, seed: np.ndarray, spacing_zyx: np.ndarray, excess_sd: float,
-                    contrast: float = 0.0) -> float:
+def limit_away_from(suv: np.ndarray, organ: np.ndarray, seed: np.ndarray, spacing_zyx: np.ndarray,
+                    excess_sd: float) -> float:
     """SUV a hot spot at index ``seed`` must reach to exceed ``organ``'s own uptake around it (as ``excess_limits``,
-    on the organ's voxels ``AWAY_MM`` to ``NEAR_MM`` from it); +inf when fewer than ``MIN_AWAY_VOXELS`` lie there."""
+    on the organ's voxels ``AWAY_MM`` to ``NEAR_MM`` from it); +inf when fewer than ``MIN_AWAY_VOXELS`` lie there,
+    or when those within ``AWAY_MM`` are less than ``NEAR_SHARE`` of those within ``NEAR_MM`` (a large organ)."""
     reach = np.ceil(NEAR_MM / spacing_zyx).astype(int) + 1
     lo, hi = np.maximum(seed - reach, 0), np.minimum(seed + reach + 1, suv.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     grids = np.ogrid[tuple(slice(0, b - a) for a, b in zip(lo, hi))]
     distance2 = sum(((g - (c - a)) * sp) ** 2 for g, c, a, sp in zip(grids, seed, lo, spacing_zyx))
-    around = organ[crop] & (distance2 > AWAY_MM**2) & (distance2 <= NEAR_MM**2)
-    if around.sum() < MIN_AWAY_VOXELS:
+    near = organ[crop] & (distance2 <= NEAR_MM**2)
+    around = near & (distance2 > AWAY_MM**2)
+    if around.sum() < MIN_AWAY_VOXELS or (near & ~around).sum() < NEAR_SHARE * near.sum():
         return float("inf")
     mean, sd = robust_mean_sd(suv[crop][around])
-    return max(mean + excess_sd * sd, contrast * mean)
+    return mean + excess_sd * sd
 
 
 def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:

@@ -26,7 +26,6 @@ from localize.anatomy.model import Anatomy
 from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 from localize.detection.physiology import (
     PAIR_MM,
-    PLATEAU_CONTRAST,
     URINE_EDGE,
     Suppression,
     group_mask,
@@ -487,16 +486,17 @@ def _physiology_reason(seed: np.ndarray, value: float, physio: Suppression, suv:
                        s: SegmentationSettings) -> str | None:
     """Why the hot spot at ``seed`` (detection value ``value`` on ``suv``) is physiological, or None when it may be
     a lesion: inside a suppressed organ, or inside an organ of diffuse uptake below its limit there and below the
-    limit of the organ's uptake around it (``limit_away_from``)."""
+    limit of the organ's uptake around it (``limit_away_from``; not for bowel)."""
     at = tuple(seed)
     for name, mask in physio.organ.items():
         if mask[at]:
             return f"physiological: {name}"
     for name, (mask, limit) in physio.excess.items():
-        if mask[at] and value < limit[at]:
-            contrast = PLATEAU_CONTRAST if name == "bowel" else 0.0
-            if value < limit_away_from(suv, physio.excess_organs[name], seed, spacing, s.excess_sd, contrast):
-                return f"physiological: {name}"
+        # bowel plateaus differ in uptake from stretch to stretch: each part's own statistics hold there
+        if mask[at] and value < limit[at] and (
+                name == "bowel" or value < limit_away_from(suv, physio.excess_organs[name], seed, spacing,
+                                                            s.excess_sd)):
+            return f"physiological: {name}"
     return None
 
 
