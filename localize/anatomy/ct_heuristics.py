@@ -565,9 +565,11 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
 
 # A kidney's box spans the usual kidney levels (T11 to L3 - 30 mm); a low or long kidney reaches below it,
 # and its pole left out of the mask is as hot as the kidney (a false lesion of SUV ~20). The kidney found in
-# its box is completed by the kidney tissue connected to it at KIDNEY_GROW_FRACTION of its median uptake or
-# more, within KIDNEY_GROW_MM of it, as long as the whole stays within a kidney's volume [REC].
-KIDNEY_GROW_FRACTION = 0.5
+# its box is completed by the kidney tissue connected to it as avid as the kidney's own body (its
+# KIDNEY_GROW_PERCENTILE-th percentile SUV: where its edge was drawn; a fixed fraction of its median would
+# let a faint fluciclovine kidney bleed into the muscle beside it), within KIDNEY_GROW_MM of it, as long
+# as the whole stays within a kidney's volume [REC].
+KIDNEY_GROW_PERCENTILE = 10.0
 KIDNEY_GROW_MM = 60.0
 KIDNEY_MAX_ML = 450.0
 
@@ -575,8 +577,8 @@ KIDNEY_MAX_ML = 450.0
 def whole_kidney(kidney: np.ndarray, tissue: np.ndarray, suv: np.ndarray, spacing: np.ndarray,
                  voxel_ml: float) -> np.ndarray:
     """``kidney`` (bool z, y, x) with the avid ``tissue`` connected to it beyond its box (see
-    KIDNEY_GROW_FRACTION); unchanged when the whole would exceed ``KIDNEY_MAX_ML``."""
-    level = KIDNEY_GROW_FRACTION * float(np.median(suv[kidney]))
+    KIDNEY_GROW_PERCENTILE); unchanged when the whole would exceed ``KIDNEY_MAX_ML``."""
+    level = float(np.percentile(suv[kidney], KIDNEY_GROW_PERCENTILE))
     pad = np.ceil(KIDNEY_GROW_MM / spacing).astype(int) + 1
     where = np.argwhere(kidney)
     crop = tuple(slice(max(int(a) - k, 0), int(b) + k + 1) for a, b, k in zip(where.min(0), where.max(0), pad))
