@@ -21,6 +21,7 @@ import numpy as np
 
 from localize.anatomy.grids import mean_index
 from localize.anatomy.model import Anatomy
+from localize.anatomy.names import NAMED_BONES
 from localize.detection.metrics import spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
 
 # Lungs [REC: standard adult anatomy]: the right lung holds ~55 % of the volume, so the smaller side of a
@@ -67,13 +68,13 @@ GLAND_EVIDENCE_ML = 5.0
 GLAND_BEHIND_PUBIS_MM = (15.0, 50.0)
 # Kidneys [REC: the right kidney usually lies 1-2 cm lower than the left]: a pair within
 # KIDNEY_LEVEL_MM of each other, each centred on its own side. A kidney is soft tissue beside the bones:
-# a "kidney" lying over KIDNEY_MAX_IN_BONE in the named bones of the skeleton (SKELETON) is uptake of the
-# bone (a lesion of the iliac wing at the top of a pelvis field) [REC]. Not the CT's raw bone mask (HU over
-# 150): on contrast CT the renal cortex enhances to 150-250 HU and fills it.
+# a "kidney" lying over KIDNEY_MAX_IN_BONE in the named bones of the skeleton (``NAMED_BONES``, the CT's
+# spine and pubic symphysis) is uptake of the bone (a lesion of the iliac wing at the top of a pelvis field)
+# [REC]. Not the CT's raw bone mask (HU over 150): on contrast CT the renal cortex enhances to 150-250 HU and
+# fills it.
 KIDNEY_LEVEL_MM = 80.0
 KIDNEY_MAX_IN_BONE = 0.25
 OWN_SIDE_MM = 20.0
-SKELETON = ("hip_left", "hip_right", "sacrum", "spine", "pubic_symphysis", "femur_left", "femur_right")
 
 # structure -> the levels (``Anatomy.levels_z_mm``) and structures that were built from it; a vertebra's
 # own level (its name) goes with it too
@@ -308,7 +309,8 @@ def _bladder(g: _Geometry, name: str):
 def _kidneys(g: _Geometry, _name: str):
     """Kidneys: soft tissue, each centred on its own side; a pair at similar levels."""
     built = [s for s in ("left", "right") if g.ct(f"kidney_{s}")]
-    bones = [mask for name, mask in g.anatomy.masks.items() if name in SKELETON or name.startswith("vertebrae_")]
+    bones = [mask for name, mask in g.anatomy.masks.items()
+             if name.startswith(NAMED_BONES) or name in ("spine", "pubic_symphysis")]
     skeleton = np.logical_or.reduce(bones) if bones else None
     for side in built:
         in_bone = float(skeleton[g.anatomy.masks[f"kidney_{side}"]].mean()) if skeleton is not None else 0.0

@@ -124,9 +124,9 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
         found.add(CTParts.rejected(["lung_left", "lung_right"], why))
         lungs = np.zeros_like(lungs)
     ct_native = ct if ct is not None else _image_like(hu, grid)
-    spine = find_spine(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))
+    column = find_spine(ct_native, midline_x, _body_centre_y(body, ctx.y_mm))  # its profile and segments
     lung_bottom = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min()) if lungs.any() else None
-    found.add(_spine_and_pelvis(ctx, spine, lung_bottom))
+    found.add(_spine_and_pelvis(ctx, column, lung_bottom))
     if lung_bottom is not None:
         masks["lung_left"] = lungs & ~right_side
         masks["lung_right"] = lungs & right_side

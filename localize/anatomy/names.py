@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import re
 
+# the prefixes of the canonical names of bones (a vertebra, a rib, a side's hip bone...)
+NAMED_BONES = ("vertebrae_", "sacrum", "hip_", "femur_", "rib_", "sternum", "scapula_", "clavicula_", "humerus_",
+               "skull")
+
 _SIDES = {"left": ("L", "Lt", "left"), "right": ("R", "Rt", "right")}
 
 # canonical -> TG-263 (and common TPS) names; "{s}" stands for the side suffix L / R

@@ -18,14 +18,13 @@ from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from localize.anatomy.model import Anatomy
+from localize.anatomy.names import NAMED_BONES
 from localize.detection.metrics import lps_to_zyx, spacing_zyx_mm, zyx_to_lps
 
 # Top of L5 + half a disc above the L5 centre (adult lumbar body ~27 mm tall, disc ~10 mm [R]):
 # the L4/L5 disc, the fallback for the aortic bifurcation when L4 is out of view
 # (docs/classification.md#landmark-levels).
 L5_CENTRE_TO_L4_L5_DISC_MM = 18.0
-NAMED_BONES = ("vertebrae_", "sacrum", "hip_", "femur_", "rib_", "sternum", "scapula_", "clavicula_", "humerus_",
-               "skull")
 
 
 @dataclass

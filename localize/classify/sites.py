@@ -48,7 +48,8 @@ from scipy import ndimage
 
 from localize.anatomy.ct_heuristics import BONE_HU
 from localize.anatomy.model import Anatomy
-from localize.classify.landmarks import NAMED_BONES, Landmarks
+from localize.anatomy.names import NAMED_BONES
+from localize.classify.landmarks import Landmarks
 from localize.findings import Lesion
 
 UNKNOWN = "unknown"  # treatment status the anatomy could not decide (see classify_lesions)

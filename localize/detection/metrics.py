@@ -57,6 +57,23 @@ def ball(radius_mm: float, spacing_zyx: np.ndarray) -> np.ndarray:
     return dist2 <= radius_mm**2 + 1e-9
 
 
+def ball_mask(centre: np.ndarray, shape: tuple[int, ...], radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Bool array of ``shape`` (z, y, x): voxels whose centres lie within ``radius_mm`` of index ``centre``."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    dist2 = sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, centre, spacing))
+    return dist2 <= radius_mm**2
+
+
+def crop_around(seed: np.ndarray, radius_mm: float, spacing: np.ndarray,
+                shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """(first index z, y, x, slices) of the box around index ``seed`` reaching ``radius_mm`` (and a voxel) within
+    ``shape``."""
+    half = np.ceil(radius_mm / spacing).astype(int) + 1
+    lo = np.maximum(seed - half, 0)
+    hi = np.minimum(seed + half + 1, shape)
+    return lo, tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
 def peak_means(suv: np.ndarray, spacing_zyx: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """IBSI 1 cm3 sphere means of ``suv`` centred on each voxel index row of ``centres`` (n, 3)."""
     kernel = ball(PEAK_RADIUS_MM, spacing_zyx)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from localize.detection.metrics import ball
+from localize.detection.metrics import ball, ball_mask, crop_around
 
 if TYPE_CHECKING:  # segment imports this module
     from localize.detection.segment import SegmentationSettings
@@ -345,13 +345,10 @@ def limit_away_from(suv: np.ndarray, organ: np.ndarray, seed: np.ndarray, spacin
     """SUV a hot spot at index ``seed`` must reach to exceed ``organ``'s own uptake around it (as ``excess_limits``,
     on the organ's voxels ``AWAY_MM`` to ``NEAR_MM`` from it); +inf when fewer than ``MIN_AWAY_VOXELS`` lie there,
     or when those within ``AWAY_MM`` are less than ``NEAR_SHARE`` of those within ``NEAR_MM`` (a large organ)."""
-    reach = np.ceil(NEAR_MM / spacing_zyx).astype(int) + 1
-    lo, hi = np.maximum(seed - reach, 0), np.minimum(seed + reach + 1, suv.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
-    grids = np.ogrid[tuple(slice(0, b - a) for a, b in zip(lo, hi))]
-    distance2 = sum(((g - (c - a)) * sp) ** 2 for g, c, a, sp in zip(grids, seed, lo, spacing_zyx))
-    near = organ[crop] & (distance2 <= NEAR_MM**2)
-    around = near & (distance2 > AWAY_MM**2)
+    lo, crop = crop_around(seed, NEAR_MM, spacing_zyx, suv.shape)
+    shape = organ[crop].shape
+    near = organ[crop] & ball_mask(seed - lo, shape, NEAR_MM, spacing_zyx)
+    around = near & ~ball_mask(seed - lo, shape, AWAY_MM, spacing_zyx)
     if around.sum() < MIN_AWAY_VOXELS or (near & ~around).sum() < NEAR_SHARE * near.sum():
         return float("inf")
     mean, sd = robust_mean_sd(suv[crop][around])

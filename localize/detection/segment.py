@@ -23,7 +23,14 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from localize.anatomy.model import Anatomy
-from localize.detection.metrics import measure_lesion, spacing_zyx_mm, voxel_volume_ml, zyx_to_lps
+from localize.detection.metrics import (
+    ball_mask,
+    crop_around,
+    measure_lesion,
+    spacing_zyx_mm,
+    voxel_volume_ml,
+    zyx_to_lps,
+)
 from localize.detection.physiology import (
     PAIR_MM,
     URINE_EDGE,
@@ -539,7 +546,7 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
     wider than a lesion: the plateau it belongs to (its median in the shell around the hot spot)
     is background too. The SD is 1.4826 x the median absolute deviation of that background.
     """
-    lo, crop = _crop_around(seed, PLATEAU_REACH_MM + SHELL_MM[1], spacing, suv.shape)
+    lo, crop = crop_around(seed, PLATEAU_REACH_MM + SHELL_MM[1], spacing, suv.shape)
     local = suv[crop]
     at = seed - lo
     value = float(local[tuple(at)])
@@ -574,7 +581,7 @@ def focal_compactness(suv: np.ndarray, seed: np.ndarray, background: float, spac
     there at least ``FIELD_CUT`` of its widest) is measured with its mirror image beyond that slice: a tube
     leaving the field stays a tube, a ball cut in half a ball; the cap of a ball that just reaches the
     edge is measured as it is."""
-    lo, crop = _crop_around(seed, PLATEAU_REACH_MM, spacing, suv.shape)
+    lo, crop = crop_around(seed, PLATEAU_REACH_MM, spacing, suv.shape)
     local = suv[crop]
     at = seed - lo
     half = background + 0.5 * (float(local[tuple(at)]) - background)
@@ -645,7 +652,7 @@ def _distinct(
     """True unless the region above (1 - prominence) x value around ``seed`` reaches a hotter accepted seed."""
     if not accepted:
         return True
-    lo, crop = _crop_around(seed, radius_mm, spacing, suv.shape)
+    lo, crop = crop_around(seed, radius_mm, spacing, suv.shape)
     region = _component_at(suv[crop] >= value * (1.0 - prominence), seed - lo)
     others = np.asarray(accepted) - lo
     inside = ((others >= 0) & (others < region.shape)).all(1)
@@ -676,7 +683,7 @@ def _grow(
         value = float(suv[tuple(seed)])
         level = threshold[tuple(seed)] if s.delineation == "threshold" else s.percent_of_max * value
         level = max(level, s.grow_floor_suv)
-        lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
+        lo, crop = crop_around(seed, s.max_radius_mm, spacing, suv.shape)
         inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
         barrier = organ_any[crop].copy()
         for organ in parenchyma:
@@ -721,7 +728,7 @@ def _to_wall(mask: np.ndarray, seed: np.ndarray, suv: np.ndarray, detect: np.nda
     SUVmax is read on the SUV image, so those voxels must belong to it (the target stays
     weighted by the flattened image, not pulled by urine).
     """
-    lo, crop = _crop_around(seed, s.max_radius_mm, spacing, suv.shape)
+    lo, crop = crop_around(seed, s.max_radius_mm, spacing, suv.shape)
     near = ndimage.binary_dilation(mask[crop], structure=np.ones((3, 3, 3))) & walls[crop]
     if not near.any():
         return mask
@@ -731,20 +738,6 @@ def _to_wall(mask: np.ndarray, seed: np.ndarray, suv: np.ndarray, detect: np.nda
     out = mask.copy()
     out[crop] |= near & (suv[crop] >= level) & ball_mask(seed - lo, near.shape, radius_mm, spacing)
     return out
-
-
-def ball_mask(centre: np.ndarray, shape: tuple[int, ...], radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """Bool array of ``shape`` (z, y, x): voxels whose centres lie within ``radius_mm`` of index ``centre``."""
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    dist2 = sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, centre, spacing))
-    return dist2 <= radius_mm**2
-
-
-def _crop_around(seed: np.ndarray, radius_mm: float, spacing: np.ndarray, shape: tuple[int, ...]):
-    half = np.ceil(radius_mm / spacing).astype(int) + 1
-    lo = np.maximum(seed - half, 0)
-    hi = np.minimum(seed + half + 1, shape)
-    return lo, tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
 def _component_at(mask: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -776,7 +769,7 @@ def segment_seeded(pet_suv: sitk.Image, seed_lps_mm, settings: SegmentationSetti
     if np.any(point < 0) or np.any(point >= suv.shape):
         return None
     barrier = np.zeros(suv.shape, bool) if exclude is None else exclude
-    lo, crop = _crop_around(point, search_mm, spacing, suv.shape)
+    lo, crop = crop_around(point, search_mm, spacing, suv.shape)
     near = np.where(ball_mask(point - lo, suv[crop].shape, search_mm, spacing) & ~barrier[crop], suv[crop], -np.inf)
     seed = lo + np.array(np.unravel_index(int(np.argmax(near)), near.shape))
     threshold = np.full(suv.shape, threshold_suv, np.float32)
