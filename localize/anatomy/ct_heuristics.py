@@ -34,12 +34,13 @@ from collections.abc import Mapping
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.checks import GLAND_EVIDENCE_ML, PITCH_RATIO, VERTEBRA_HEIGHT_MM, gland_problem, lung_problem
 from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
-from localize.anatomy.spine import Spine, find_spine
+from localize.anatomy.spine import BODY_AHEAD_MM, Spine, body_per_slice, find_spine
 from localize.detection.metrics import zyx_to_lps
 
 _SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
@@ -176,7 +177,17 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
 # components over LUNG_MIN_ML. Aerated lung reads about -850 HU; stool mixed with gas and the blurred rim
 # of a gas pocket fill the same band but centre higher [REC].
 LUNG_MIN_ML = 150.0
+LUNG_BASE_MIN_ML = 20.0  # a lung base cut by the top of an abdominal field (a costophrenic recess: tens of ml)
 LUNG_MAX_MEDIAN_HU = -700.0
+
+
+def _outline(body: np.ndarray) -> np.ndarray:
+    """The convex outline of ``body`` (bool z, y, x) in each axial slice: what the skin encloses, lungs
+    included even where a mask of the body lets them through to the outside."""
+    out = np.zeros_like(body)
+    for k in np.flatnonzero(body.any((1, 2))):
+        out[k] = convex_hull_image(body[k])
+    return out
 
 
 def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
@@ -187,10 +198,14 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
     labels, _ = ndimage.label(air)
     lungs = np.zeros_like(air)
+    top = int(np.flatnonzero(ctx.body.any((1, 2))).max()) + 1 if ctx.body.any() else 0
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         part = labels[box] == index
         volume_ml = part.sum() * voxel_ml
-        if volume_ml <= LUNG_MIN_ML:
+        if volume_ml > LUNG_BASE_MIN_ML and np.count_nonzero(part & _outline(ctx.body[box])) < 0.5 * part.sum():
+            continue  # the air around the patient (it reads -960..-900 HU on some scanners and grids) [REC]
+        at_top = box[0].stop == top  # a lung base that the field's top slice cuts: as small as it is cut
+        if volume_ml <= (LUNG_BASE_MIN_ML if at_top else LUNG_MIN_ML):
             continue
         median_hu = float(np.median(hu[box][part]))
         if median_hu <= LUNG_MAX_MEDIAN_HU:
@@ -222,6 +237,9 @@ RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the C
 KIDNEY_BELOW_INLET_MM = 20.0
 KIDNEY_POLE_MIN_ML = 2.0
 KIDNEY_OVER_SOFT = 4.0
+# An adult kidney is 10-13 cm long, 5-7.5 cm wide and 2.5-3 cm thick [R: Gray's Anatomy]: its axial section
+# (width x depth, turned in the renal fossa) stays under about 40 cm²; a spleen's reaches 60-100 cm² [REC].
+KIDNEY_SECTION_MM2 = 5000.0
 KIDNEY_SINUS_MM = 15.0  # the renal sinus fat between the cortex of the two lips of a pole [REC]
 SACRUM_MIN_MM = 50.0  # the adult sacrum is ~10 cm from promontory to apex [R: Gray's Anatomy]; a coccyx is under 4 cm
 # The first sacral vertebra's alae meet both hip bones at the sacroiliac joints, so in its axial slices the bone
@@ -378,9 +396,9 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
     column = bone & strip[None, None, :]
     if not column.any() or not segments:
         return out
-    # vertebral bodies: the most anterior bone of the midline strip in each slice (spinous processes behind)
-    behind = (y_mm >= _body_centre_y(ctx.body, y_mm) - 20.0)[None, :, None]
-    column &= behind
+    # vertebral bodies: the front of the body's bone in the midline strip in each slice (``body_per_slice``)
+    behind = (y_mm >= _body_centre_y(ctx.body, y_mm) - BODY_AHEAD_MM)[None, :, None]
+    column = body_per_slice(column & behind, ctx.hu, y_mm)
     depth_vox = int(round(30.0 / spacing[1]))
     spine = np.zeros_like(bone)
     for k in np.flatnonzero(column.any((1, 2))):
@@ -507,6 +525,8 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     soft = (hu > SOFT_HU[0]) & (hu < SOFT_HU[1]) & body
     kidney_soft = kidney_tissue(hu, body, masks)
     dia = levels.get("diaphragm", lung_bottom_mm)  # the lung bases bound the boxes even below the field
+    if dia is None and "no_lung_below" in levels and "pelvic_inlet" not in levels:
+        dia = levels["no_lung_below"]  # a field of the upper abdomen, no lung in view: the diaphragm is above it
     if dia is None:
         return _kidneys_below_the_lungs(ctx, soft, kidney_soft, masks, levels)
     background = float(np.median(suv[soft])) if soft.any() else 0.0
@@ -517,7 +537,9 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     any_y = np.ones_like(y_mm, bool)
     # kidneys first: under PSMA ligands they are the hottest organ of the liver's and spleen's boxes
     boxes = {}
-    top_kidney = levels.get("T11", dia - 60)
+    # without named vertebrae: the lowest lung (the posterior costophrenic recess, at T12-L1) lies behind the
+    # kidneys' upper poles [R: Gray's Anatomy, pleura and kidneys]; the lower poles lie about 200 mm below it
+    top_kidney = levels.get("T11", dia)
     bottom_kidney = levels.get("L3", dia - 170) - 30
     for side, sel in (("left", left), ("right", ~left)):
         boxes[f"kidney_{side}"] = ((bottom_kidney, top_kidney), sel & (offset > 30) & (offset < 140), posterior,
@@ -548,7 +570,7 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
                     & tissue & ~taken[crop])
             organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], ctx.bone[crop], y_mm[crop[1]],
                                    background, size_ml, voxel_ml, gap_vox,
-                                   spine_y if name.startswith("kidney") else None)
+                                   spine_y if name.startswith("kidney") else None, spacing[1:])
             if organ is None:
                 continue
             organs[name] = _in_volume(_fill_slices(organ), crop, body.shape)
@@ -609,12 +631,19 @@ def _grown(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[sl
     return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
 
 
-def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y) -> np.ndarray | None:
+def _widest_section_mm2(mask: np.ndarray, spacing_yx: np.ndarray) -> float:
+    """The largest axial section (mm²) of ``mask`` (bool z, y, x; ``spacing_yx`` in mm)."""
+    return float(mask.sum((1, 2)).max() * np.prod(spacing_yx)) if mask.any() else 0.0
+
+
+def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y,
+                   spacing_yx) -> np.ndarray | None:
     """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
 
     ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
     its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y, whose front the organ's centre
-    lies behind. All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
+    lies behind, and whose axial section is at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the in-plane
+    voxel size (mm). All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
     """
     lo_ml, hi_ml = size_ml
     box = zone.copy()
@@ -632,6 +661,9 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
             # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
             centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
             fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+            # and its axial section is a kidney's, not a spleen's or a liver's cut by the box
+            fits = np.array([f for f in fits if _widest_section_mm2(labels == f + 1, spacing_yx) <= KIDNEY_SECTION_MM2],
+                            int)
         if fits.size:
             break
         box &= ~ndimage.binary_dilation(avid, iterations=2)

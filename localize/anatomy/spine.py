@@ -4,11 +4,13 @@ The CT is resampled (linear) onto a fine axis-aligned grid around the midline
 (``STEP_MM``), so the result does not depend on the PET voxel size: a lumbar
 disc is 8-12 mm high, a thoracic one 4-6 mm [R: Gray's Anatomy, vertebral
 column], too thin to survive 4 mm PET voxels. In each slice the vertebral body
-is the most anterior bone of the midline strip behind the body's AP centre
-(sternum and pubis lie in front of it), ``BODY_DEPTH_MM`` deep; its bone area
-along z is the spine profile, whose dips below ``GAP_FRACTION`` of the local
-maximum are the disc gaps. Points and levels are LPS mm; the grid's numpy
-arrays are z, y, x.
+is the most anterior sizeable bone of the midline strip that holds cortex
+(``body_per_slice``: the contrast-filled heart and aorta hold none), searched from
+``BODY_AHEAD_MM`` in front of the body's AP centre backwards, with the holes of
+its cortical ring filled (an osteoporotic core reads under ``BONE_HU``);
+``BODY_DEPTH_MM`` of it from its front is counted. That bone area along z is
+the spine profile, whose dips below ``GAP_FRACTION`` of the local maximum are
+the disc gaps. Points and levels are LPS mm; the grid's numpy arrays are z, y, x.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 BONE_HU = 150.0  # cancellous vertebral bone is ~150-300 HU, an intervertebral disc ~80-100 HU [REC]
+# cortical bone reads over 1000 HU, several hundred HU at a few mm of blur; contrast-filled blood in the portal-venous
+# phase 150-250 HU [REC]
+CORTEX_HU = 300.0
+BODY_SHARE = 1.0 / 3.0  # a vertebral body's section in the midline strip against its arch's [REC]
 STEP_MM = 1.5  # spine grid spacing, every axis
 STRIP_HALF_MM = 15.0  # half-width of the midline strip: inside a vertebral body (lumbar ~45 mm wide) [REC]
+BODY_AHEAD_MM = 60.0  # a vertebral body's front can lie this far ahead of the body's AP centre (lordosis, thin build)
+RING_HALF_MM = 40.0  # half-width searched for the cortical ring around the body: the whole body, lumbar ~45-50 mm wide
+RING_HOLE_MM2 = 2500.0  # the cancellous core of a body (lumbar ~14 cm², cortex aside); the pelvic cavity is over 80 cm²
 BODY_DEPTH_MM = 25.0  # from the anterior cortex backwards: inside the body, before the canal [REC]
 GAP_FRACTION = 0.25  # a slice with less than this x the local maximum bone area is a disc gap [REC]
 MIN_SEGMENT_MM = 9.0  # shorter bony runs are endplate fragments or noise, not a vertebral body [REC]
@@ -31,6 +40,10 @@ DIP_FRACTION = 0.75  # a dip below this x the bone area on both sides is an obli
 DIP_REACH_MM = 30.0  # the bone area beside a dip is read this far up and down, within a vertebra's height
 MIN_VERTEBRA_MM = 18.0  # adult vertebral bodies (lower thoracic to lumbar) are 20-30 mm tall [R: Gray's Anatomy]
 SMOOTH_MM = 2.0  # in-plane Gaussian sigma before the bone threshold (CT noise, not anatomy) [REC]
+
+
+_PLANE = np.zeros((3, 3, 3), bool)  # 4-connected within an axial slice, never across slices
+_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ class Spine:
 
 def find_spine(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> Spine:
     """The ``Spine`` of ``ct``: ``midline_x_mm`` is the patient's midline, ``body_centre_y_mm`` the AP
-    centre of the body (LPS y): the vertebral bodies are searched behind ``body_centre_y_mm - 20`` mm."""
+    centre of the body (LPS y): the vertebral bodies are searched behind ``body_centre_y_mm - BODY_AHEAD_MM``."""
     profile, z_mm = spine_profile(ct, midline_x_mm, body_centre_y_mm)
     if profile.max() <= 0:
         return Spine(profile, z_mm, [])
@@ -109,9 +122,9 @@ def _oblique_discs(profile: np.ndarray) -> np.ndarray:
 def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """(bone area mm² of the vertebral body per slice, slice z mm), bottom first, on the spine grid."""
     lo, hi = _bounds_lps(ct)
-    y0 = body_centre_y_mm - 20.0
-    origin = (midline_x_mm - STRIP_HALF_MM, y0, lo[2])
-    size = [int(np.ceil((2 * STRIP_HALF_MM) / STEP_MM)) + 1, int(np.ceil((hi[1] - y0) / STEP_MM)) + 1,
+    y0 = body_centre_y_mm - BODY_AHEAD_MM
+    origin = (midline_x_mm - RING_HALF_MM, y0, lo[2])
+    size = [int(np.ceil((2 * RING_HALF_MM) / STEP_MM)) + 1, int(np.ceil((hi[1] - y0) / STEP_MM)) + 1,
             int(np.ceil((hi[2] - lo[2]) / STEP_MM)) + 1]
     ref = sitk.Image(size, sitk.sitkUInt8)
     ref.SetOrigin(origin)
@@ -119,9 +132,13 @@ def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) 
     hu = sitk.GetArrayFromImage(sitk.Resample(ct, ref, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
     # low-dose CT noise (30-45 HU per voxel) scatters disc voxels above and cancellous bone below BONE_HU:
     # averaged over a few millimetres in the axial plane, a body stays bone and a disc stays a gap
-    hu = ndimage.gaussian_filter(hu, (0.0, SMOOTH_MM / STEP_MM, SMOOTH_MM / STEP_MM))
-    bone = hu > BONE_HU
-    rows = bone.any(2)  # z, y
+    smooth = ndimage.gaussian_filter(hu, (0.0, SMOOTH_MM / STEP_MM, SMOOTH_MM / STEP_MM))
+    # osteoporotic cancellous bone reads 50-120 HU, below BONE_HU, inside its cortical ring: the ring's
+    # inside is bone too (a disc has no ring: its annulus is soft tissue)
+    bone = _fill_rings(smooth > BONE_HU)
+    strip = np.abs(origin[0] + STEP_MM * np.arange(size[0]) - midline_x_mm) <= STRIP_HALF_MM
+    bone = body_per_slice(bone & strip[None, None, :], hu, origin[1] + STEP_MM * np.arange(size[1]))
+    rows = np.asarray(bone.any(2))  # z, y
     first = np.where(rows.any(1), rows.argmax(1), -1)
     depth = int(round(BODY_DEPTH_MM / STEP_MM))
     area = np.zeros(bone.shape[0])
@@ -129,6 +146,39 @@ def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) 
         area[k] = bone[k, first[k] : first[k] + depth].sum() * STEP_MM**2
     z_mm = origin[2] + STEP_MM * np.arange(size[2])
     return area, z_mm
+
+
+def body_per_slice(mask: np.ndarray, hu: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
+    """The vertebral body's part of ``mask`` (z, y, x) in each axial slice: of the connected parts that hold
+    cortical bone (``CORTEX_HU`` on ``hu``, same grid) and reach ``BODY_SHARE`` of the largest such part's
+    area, the most anterior (``y_mm``: LPS y of the rows). The contrast-filled heart and aorta in front of
+    it hold no cortex; a calcified plaque is small; the arch and spinous process lie behind it."""
+    labels, n = ndimage.label(mask, structure=_PLANE)
+    if n == 0:
+        return mask
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    cortical = np.bincount(labels[hu > CORTEX_HU], minlength=n + 1)[1:] > 0
+    centre_y = np.asarray(ndimage.mean(np.broadcast_to(y_mm[None, :, None], mask.shape), labels, index))
+    slice_of = np.array([box[0].start for box in ndimage.find_objects(labels)])
+    keep = np.zeros(n + 1, bool)
+    for k in np.unique(slice_of[cortical]):
+        here = np.flatnonzero((slice_of == k) & cortical)
+        big = here[sizes[here] >= BODY_SHARE * sizes[here].max()]
+        keep[big[np.argmin(centre_y[big])] + 1] = True
+    return keep[labels]
+
+
+def _fill_rings(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (z, y, x) with the holes of each axial slice filled, when under ``RING_HOLE_MM2``."""
+    labels, n = ndimage.label(~mask, structure=_PLANE)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * STEP_MM**2
+    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(),
+                                       labels[:, :, -1].ravel()]))
+    hole = sizes <= RING_HOLE_MM2
+    hole[border] = False
+    hole[0] = False
+    return mask | hole[labels]
 
 
 def _bounds_lps(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,99 @@
+"""The built-in anatomy on a real abdomen-pelvis CT: tests/data/totalsegmentator-abdomen.
+
+One real patient from the ischia to T11: lung bases at the top, osteoporotic vertebrae (cancellous
+cores of about 100 HU, the sacrum's about 20 HU), a metal hip implant, 3 mm voxels, in a NIfTI whose
+axes run right-to-left and anterior-to-posterior (placed by its RAS affine). TotalSegmentator's labels
+(a model's output) are the reference; a PSMA-like PET is simulated on it by those labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers.data import REPO
+from helpers.realct import dice, label_names, simulated_pet
+
+from localize.anatomy import build_anatomy
+from localize.anatomy.ct_heuristics import axis_mm
+
+DATA = REPO / "tests" / "data" / "totalsegmentator-abdomen"
+PET_SPACING_MM = (4.0, 4.0, 3.0)
+HALF_VERTEBRA_MM = 12.0  # a lumbar body is 25-30 mm tall [R: Gray's Anatomy]
+LUMBAR = ("L5", "L4", "L3", "L2", "L1")
+
+
+def pet_grid(ct: sitk.Image) -> sitk.Image:
+    """An axis-aligned (identity direction) PET grid over the CT's extent, as a scanner reconstructs."""
+    size = np.array(ct.GetSize()) - 1
+    corners = np.array([ct.TransformContinuousIndexToPhysicalPoint([float(c) for c in size * np.array(bits)])
+                        for bits in np.ndindex(2, 2, 2)])
+    lo, hi = corners.min(0), corners.max(0)
+    grid = sitk.Image([int(n) for n in np.floor((hi - lo) / PET_SPACING_MM) + 1], sitk.sitkFloat32)
+    grid.SetSpacing(PET_SPACING_MM)
+    grid.SetOrigin([float(v) for v in lo])
+    return grid
+
+
+@pytest.fixture(scope="module")
+def abdomen():
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)  # LPS, from the NIfTI's RAS affine
+    labels = sitk.ReadImage(str(DATA / "labels.nii.gz"))
+    names = label_names(DATA / "labels.json")
+    grid = pet_grid(ct)
+    reference = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    pet = simulated_pet(ct, reference, names, grid)
+    return build_anatomy(ct, pet), reference, names, grid
+
+
+def test_the_nifti_is_placed_by_its_affine(abdomen):
+    # the array runs right-to-left and anterior-to-posterior; read by its affine, the liver lies on the
+    # patient's right (LPS -x) and the vertebrae behind the aorta (LPS +y)
+    _, reference, names, grid = abdomen
+    z_mm, y_mm, x_mm = axis_mm(grid)
+    def centre(name: str) -> np.ndarray:
+        points = np.argwhere(reference == names[name])
+        return np.array([x_mm[points[:, 2]].mean(), y_mm[points[:, 1]].mean(), z_mm[points[:, 0]].mean()])
+    assert centre("liver")[0] < centre("spleen")[0] - 100
+    assert centre("vertebrae_L1")[1] > centre("aorta")[1] + 10
+    assert centre("urinary_bladder")[2] < centre("kidney_left")[2] - 100
+
+
+def test_liver_spleen_and_kidneys_on_a_pet_simulated_on_the_real_ct(abdomen):
+    anatomy, reference, names, _ = abdomen
+    for organ in ("liver", "spleen", "kidney_left", "kidney_right"):
+        assert organ in anatomy.masks, (organ, anatomy.warnings)
+        assert dice(anatomy.masks[organ], reference == names[organ]) >= 0.8, organ
+
+
+def test_the_lung_bases_and_no_air_around_the_patient(abdomen):
+    anatomy, reference, names, grid = abdomen
+    z_mm, _, _ = axis_mm(grid)
+    lungs = np.isin(reference, [v for n, v in names.items() if n.startswith("lung_")])
+    found = anatomy.masks["lung_left"] | anatomy.masks["lung_right"]
+    assert (found & lungs).sum() >= 0.8 * found.sum()  # the lung bases, not the air around the patient
+    lowest = float(z_mm[np.flatnonzero(lungs.any((1, 2)))].min())
+    assert abs(anatomy.levels_z_mm["diaphragm"] - lowest) <= HALF_VERTEBRA_MM  # the recess's tip is partial volume
+
+
+def _body_centre_z(reference: np.ndarray, value: int, grid: sitk.Image) -> float:
+    """Centre z (mm) of a labelled vertebra's body: its voxels within 15 mm of its own centre in x and
+    in the front 25 mm of those (the labels hold the arch and processes too)."""
+    z_mm, y_mm, x_mm = axis_mm(grid)
+    points = np.argwhere(reference == value)
+    x = x_mm[points[:, 2]]
+    points = points[np.abs(x - x.mean()) <= 15.0]
+    y = y_mm[points[:, 1]]
+    return float(z_mm[points[y <= y.min() + 25.0][:, 0]].mean())
+
+
+def test_vertebrae_are_named_right_or_not_at_all(abdomen):
+    # a wrong vertebral level moves every landmark level hung from it; a missing one is said
+    anatomy, reference, names, grid = abdomen
+    z_mm, _, _ = axis_mm(grid)
+    named = [name for name in anatomy.masks if name.startswith("vertebrae_")]
+    for name in named:
+        ours = float(z_mm[np.flatnonzero(anatomy.masks[name].any((1, 2)))].mean())
+        assert abs(ours - _body_centre_z(reference, names[name], grid)) <= HALF_VERTEBRA_MM, name
+    if not named:
+        assert any("vertebrae not named" in w for w in anatomy.warnings)
