@@ -80,6 +80,20 @@ def test_unevenly_built_vertebrae_are_dropped(l3, l2, reason):
     assert reason in anatomy.dropped["vertebrae_L3"]
 
 
+def test_the_lowest_vertebra_goes_with_the_second_when_only_it_vouches_for_either():
+    # L4 15 mm tall on a 27 mm L5 (an oblique lumbosacral disc blurs both): which one is wrong cannot be told
+    spans = {"L5": (247, 274), "L4": (280, 295), "L3": (305, 330)}
+    anatomy = _ct_anatomy(**{f"vertebrae_{n}": _box((-20, 20, z0), (20, 50, z1)) for n, (z0, z1) in spans.items()})
+    check_anatomy(anatomy)
+    assert not {"vertebrae_L5", "vertebrae_L4", "vertebrae_L3"} & set(anatomy.masks)
+    assert "L4" in anatomy.dropped["vertebrae_L5"]
+    # a 48 mm step between two lumbar centres is no vertebral pitch (body <= 30 mm + disc <= 12 mm)
+    spans = {"L5": (140, 164), "L4": (188, 212)}
+    anatomy = _ct_anatomy(**{f"vertebrae_{n}": _box((-20, 20, z0), (20, 50, z1)) for n, (z0, z1) in spans.items()})
+    check_anatomy(anatomy)
+    assert not {"vertebrae_L5", "vertebrae_L4"} & set(anatomy.masks)
+
+
 def test_a_symphysis_above_the_inlet_is_dropped_with_what_was_built_from_it():
     anatomy = _ct_anatomy(pubic_symphysis=_box((-20, -60, 100), (20, -40, 150)),
                           urinary_bladder=_box((-30, -40, 20), (30, 10, 80)))

@@ -70,6 +70,19 @@ def test_levels_above_the_aortic_bifurcation_and_the_diaphragm():
     assert (sd.region, sd.site) == ("distant", "supradiaphragmatic")
 
 
+def test_above_the_pelvic_inlet_without_bifurcation_levels_is_no_pelvic_node():
+    # vertebrae not named (an oblique lumbosacral disc): no aortic or common-iliac bifurcation level
+    anatomy = _anatomy()
+    del anatomy.levels_z_mm["common_iliac_bifurcation"], anatomy.levels_z_mm["aortic_bifurcation"]
+    low = _one(_lesion(40, 10, 150), anatomy)  # 30 mm above the inlet: along the common iliac vessels
+    assert (low.region, low.site, low.mitnm) == ("distant", "common_iliac", "miM1a")
+    assert low.region_uncertain and "distant:retroperitoneal" in low.region_candidates
+    high = _one(_lesion(20, 10, 240), anatomy)  # 120 mm above it: beside the aorta
+    assert (high.region, high.site) == ("distant", "retroperitoneal")
+    pelvic = _one(_lesion(50, 10, 100), anatomy)  # below the inlet: a pelvic node still
+    assert pelvic.region == "nodal"
+
+
 def test_bones_are_named_from_their_masks():
     anatomy = _anatomy(vertebrae_L3=_box((-20, 20, 250), (20, 50, 275)), hip_left=_box((70, -20, 40), (110, 40, 110)),
                        rib_left_8=_box((100, -10, 350), (108, 40, 358)), sacrum=_box((-40, 40, 20), (40, 70, 120)))

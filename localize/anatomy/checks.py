@@ -36,12 +36,14 @@ NECK_AREA_RATIO = 0.8
 ABOVE_APEX_MM = (40.0, 80.0)
 # The lung bases reach down to about L1, the iliac crests up to L4: three vertebrae apart [REC].
 LUNG_ABOVE_HIPS_MM = 40.0
-# Vertebrae [REC: adult body heights ~15 mm (upper thoracic) to ~30 mm (lumbar), discs 4-12 mm]: a
-# segment taller than VERTEBRA_HEIGHT_MM[1] is two bodies whose disc was missed, a shorter one than
-# VERTEBRA_HEIGHT_MM[0] part of one; neighbouring heights and centre-to-centre steps differ by under
-# PITCH_RATIO (they change gradually along the spine; a 4 mm grid alone moves a ratio by up to ~1.35).
+# Vertebrae [REC: adult body heights ~15 mm (upper thoracic) to ~30 mm (lumbar), discs 4-12 mm, so centres
+# at most ~42 mm apart]: a segment taller than VERTEBRA_HEIGHT_MM[1] is two bodies whose disc was missed, a
+# shorter one than VERTEBRA_HEIGHT_MM[0] part of one; neighbouring heights and centre-to-centre steps differ
+# by under PITCH_RATIO (they change gradually along the spine; a 4 mm grid alone moves a ratio by up to
+# ~1.35). The pitch's upper bound was 50 mm until a real CT (tests/data/totalsegmentator-abdomen) showed a
+# 48 mm step across an oblique lumbosacral disc.
 VERTEBRA_HEIGHT_MM = (10.0, 45.0)
-VERTEBRA_PITCH_MM = (15.0, 50.0)
+VERTEBRA_PITCH_MM = (15.0, 45.0)
 PITCH_RATIO = 1.6
 # Pelvis [REC: standard adult anatomy]: the hip bones mirror each other about the midline; the pubic
 # symphysis is ~4-5 cm tall, ~10 cm below the sacral promontory and far in front of the sacrum.
@@ -219,13 +221,18 @@ def _lungs_vs_organs(g: _Geometry, _name: str):
 
 
 def _vertebrae(g: _Geometry, _name: str):
-    """Vertebrae of vertebral height, evenly spaced in order; from the first that fails upwards, none is kept."""
+    """Vertebrae of vertebral height, evenly spaced in order; from the first that fails upwards, none is kept, nor
+    the lowest when the second fails against it alone."""
     from localize.anatomy.ct_heuristics import VERTEBRA_NAMES  # bottom up
 
     named = [(n, g.z_range(f"vertebrae_{n}")) for n in VERTEBRA_NAMES if g.ct(f"vertebrae_{n}")]
-    for k, (name, _) in enumerate(named):
+    for k, (name, (z0, z1)) in enumerate(named):
         why = _vertebra_problem([(b - a, (a + b) / 2) for _, (a, b) in named[max(k - 2, 0):k + 1]])
         if why:
+            if k == 1 and VERTEBRA_HEIGHT_MM[0] <= z1 - z0 <= VERTEBRA_HEIGHT_MM[1]:
+                # measured against the lowest vertebra alone, which has none below to vouch for it: which of
+                # the two is wrong cannot be told (an oblique lumbosacral disc blurs both on axial slices)
+                yield f"vertebrae_{named[0][0]}", f"not told apart from the implausible {name} above it"
             yield f"vertebrae_{name}", why
             for above, _ in named[k + 1:]:
                 yield f"vertebrae_{above}", f"named by counting past the implausible {name}"

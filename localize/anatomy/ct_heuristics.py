@@ -249,6 +249,8 @@ SACRUM_MIN_MM = 50.0  # the adult sacrum is ~10 cm from promontory to apex [R: G
 # segments up to SACRUM_REACH_MM above the sacrum whose joined bone spans SACRAL_RING_MM or more are sacrum
 # too [REC: training seeds 13 and 16 named S1 as L5 without it].
 SACRAL_RING_MM = 200.0
+SACRAL_GAP_MM = 10.0  # slices without bone in the strip bridged below a segment: the sacrum's plate leaves the strip's
+# section between its foramina and its curve [REC: real CT tests/data/totalsegmentator-abdomen, S2-S4 at 3 mm]
 SACRUM_REACH_MM = 60.0
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
@@ -411,10 +413,13 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
     pelvic_z = z_mm[thick.any((1, 2))]
     if lung_bottom_mm is not None:
         pelvic_z = pelvic_z[pelvic_z < lung_bottom_mm - PELVIS_BELOW_LUNGS_MM]
-    # the sacrum: the lowest segment of sacral height with thick pelvic bone at its levels (a coccygeal
-    # fragment below it has the ischia beside it too)
+    # the sacrum: the lowest segment of sacral height, with the thin bone that continues it down (an
+    # osteoporotic S2-S5 is a plate of a few cm² in the midline strip, below the gap threshold), with thick
+    # pelvic bone at its levels (a coccygeal fragment below it has the ischia beside it too)
+    bottoms = [column_profile.reach_down(z0, SACRAL_GAP_MM) for z0, _ in segments]
     i = next((j for j, (z0, z1) in enumerate(segments)
-              if z1 - z0 >= SACRUM_MIN_MM and pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()), None)
+              if z1 - bottoms[j] >= SACRUM_MIN_MM and pelvic_z.size and ((pelvic_z >= z0) & (pelvic_z <= z1)).any()),
+             None)
     if i is None:
         out.warnings.append("vertebrae not named and no pelvis built: no sacrum (thick pelvic bone beside the lowest "
                             "spinal segment, below the lungs) in view")
@@ -425,7 +430,7 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
             break
         if joined_width_mm(bone, spine, x_mm, (z_mm >= segments[j][0]) & (z_mm <= segments[j][1])) >= SACRAL_RING_MM:
             top = j
-    sacrum_z = (segments[i][0], segments[top][1])
+    sacrum_z = (segments[i][0], segments[top][1])  # below it the strip can reach the coccyx and the pubis
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
     levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
     above = column_profile.split_tall(segments[top + 1 :], VERTEBRA_HEIGHT_MM[1], PITCH_RATIO)

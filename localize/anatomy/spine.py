@@ -56,6 +56,20 @@ class Spine:
     z_mm: np.ndarray
     segments: list[tuple[float, float]]
 
+    def reach_down(self, z_mm: float, max_gap_mm: float) -> float:
+        """The lowest z (mm) reached from ``z_mm`` downwards through slices with vertebral-body bone in the
+        profile, across runs without any of at most ``max_gap_mm``."""
+        k = int(np.searchsorted(self.z_mm, z_mm))
+        bony = np.flatnonzero(self.profile_mm2[: k + 1] > 0)
+        if bony.size == 0:
+            return z_mm
+        lowest = k
+        for j in bony[::-1]:
+            if (lowest - j) * STEP_MM > max_gap_mm:
+                break
+            lowest = j
+        return float(min(self.z_mm[lowest], z_mm))
+
     def split_tall(self, segments: list[tuple[float, float]], max_mm: float,
                    ratio: float) -> list[tuple[float, float]]:
         """``segments`` (bottom up) with each one too tall for one vertebral body (over ``max_mm``, or over

@@ -18,6 +18,8 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    a lumbar vertebra, the pelvis, or the top of a CT field that shows no lung); above
    the aortic bifurcation -> retroperitoneal; between the aortic and common-iliac
    bifurcations -> common iliac (PROMISE V2 / AJCC 8th: distant miM1a; V1: regional);
+   without a common-iliac bifurcation, above the pelvic inlet -> common iliac, or retroperitoneal
+   as the alternative (first when more than ``COMMON_ILIAC_SPAN_MM`` above the inlet);
    more than 10 cm below the symphysis bottom (the thigh) -> other extrapelvic node;
    below the pubic symphysis top, lateral and anterior -> inguinal (miM1a);
    otherwise a regional pelvic node (miN): within 25 mm of the midline presacral
@@ -55,6 +57,7 @@ from localize.findings import Lesion
 UNKNOWN = "unknown"  # treatment status the anatomy could not decide (see classify_lesions)
 STATUSES = ("post_prostatectomy", "post_radiotherapy", UNKNOWN)
 BOUNDARY_MARGIN_MM = 10.0  # docs/classification.md#boundary-margin
+COMMON_ILIAC_SPAN_MM = 50.0  # the common iliac arteries' length above the pelvic brim [R: Gray's Anatomy, 40-60 mm]
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
 PRESACRAL_HALF_WIDTH_MM = 25.0
 PRESACRAL_DEPTH_MM = 30.0
@@ -451,6 +454,13 @@ def _node(marks: Landmarks, point: np.ndarray, promise_version: int) -> list[Cal
         if z - z_cib < BOUNDARY_MARGIN_MM:
             calls.append(node_call(_pelvic_site(marks, point, dx), promise_version))
         return calls
+    if z_cib is None and inlet is not None and z > inlet + BOUNDARY_MARGIN_MM:
+        # above the pelvic brim with no bifurcation found to split it: along the common iliac vessels or the
+        # aorta, never a pelvic node; the common iliac arteries run about 40-60 mm up from the brim [R: Gray's
+        # Anatomy], so that call comes first up to COMMON_ILIAC_SPAN_MM above it
+        if z_ab is not None or z - inlet <= COMMON_ILIAC_SPAN_MM:
+            return [ci] if z_ab is not None else [ci, rp]
+        return [rp, ci]
     if top is None:
         return [Call.unclassified("below the abdominal levels found, but no pubic symphysis found to name a "
                                   "pelvic or inguinal site")]
