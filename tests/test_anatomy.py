@@ -12,8 +12,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
-from localize.anatomy.ct_heuristics import _SLICE, _fill_slices, _largest, fill_small_holes, whole_kidney
-from localize.anatomy.spine import Spine
+from localize.anatomy.ct_heuristics import _largest, whole_kidney
+from localize.anatomy.slices import IN_SLICE, fill_slices, fill_small_holes
+from localize.anatomy.spine import Spine, body_per_slice
 from localize.errors import StudyError
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
@@ -168,9 +169,9 @@ def test_slice_fills_and_largest_component_equal_their_whole_volume_definitions(
     rng = np.random.default_rng(5)
     for _ in range(50):
         mask = rng.random(tuple(rng.integers(1, 14, 3))) < rng.uniform(0.2, 0.8)
-        filled = ndimage.binary_fill_holes(mask, structure=_SLICE)
-        assert np.array_equal(_fill_slices(mask), filled)
-        holes, n = ndimage.label(filled & ~mask, structure=_SLICE)
+        filled = ndimage.binary_fill_holes(mask, structure=IN_SLICE)
+        assert np.array_equal(fill_slices(mask), filled)
+        holes, n = ndimage.label(filled & ~mask, structure=IN_SLICE)
         sizes = ndimage.sum_labels(np.ones(mask.shape), holes, np.arange(1, n + 1))
         assert np.array_equal(fill_small_holes(mask, 2.0), mask | np.isin(holes, np.flatnonzero(sizes <= 2.0) + 1))
         labels, n = ndimage.label(mask)
@@ -217,3 +218,33 @@ def test_a_segment_too_tall_for_one_vertebral_body_is_split_at_its_deepest_dip()
     split = spine(70.5, 48.0).split_tall([below, (30.0, 70.5)], max_mm=45.0, ratio=1.6)
     assert len(split) == 3 and split[1][1] == pytest.approx(48.0, abs=3.0)
     assert spine(70.5, 48.0).split_tall([(30.0, 70.5)], max_mm=45.0, ratio=1.6) == [(30.0, 70.5)]
+
+
+def test_the_vertebral_body_is_the_front_bone_holding_cortex():
+    # one axial slice (1.5 mm pixels, rows anterior -> posterior, LPS y mm): a contrast-filled aorta in front
+    # (220 HU, no cortex), a calcified plaque (600 HU, 2 pixels), the body (cortex ring of 600 HU around a
+    # 100 HU osteoporotic core, filled) and the arch behind it (600 HU, larger than the body's section)
+    hu = np.zeros((1, 60, 40), np.float32)
+    hu[0, 0:11, 0:40] = 220.0  # aorta (heart): as large as the body, but without cortex
+    hu[0, 13, 32:34] = 600.0  # plaque
+    hu[0, 15:35, 10:30] = 100.0  # core
+    hu[0, 15, 10:30] = hu[0, 34, 10:30] = hu[0, 15:35, 10] = hu[0, 15:35, 29] = 600.0  # cortex
+    hu[0, 40:58, 5:35] = 600.0  # arch and spinous process
+    y_mm = -50.0 + 1.5 * np.arange(60)
+    mask = fill_small_holes(hu > 150.0, 1000)
+    body = body_per_slice(mask, hu, y_mm)
+    assert body[0, 25, 20] and body[0, 15, 10]  # the ring and its core
+    assert not body[0, 5, 10] and not body[0, 13, 32] and not body[0, 45, 20]
+
+
+def test_the_sacrum_reaches_down_through_its_thin_plate():
+    # spine-grid profile (1.5 mm): S1 at 100-130 mm; below it 3-20 mm² of an osteoporotic S2-S4 plate with
+    # 6 mm without any bone; a 15 mm empty run below 40 mm ends it
+    z_mm = np.arange(0.0, 150.0, 1.5)
+    profile = np.where((z_mm >= 100) & (z_mm <= 130), 600.0, 0.0)
+    profile[(z_mm >= 40) & (z_mm < 100)] = 10.0
+    profile[(z_mm >= 70) & (z_mm < 76)] = 0.0
+    profile[(z_mm >= 10) & (z_mm < 25)] = 10.0
+    spine = Spine(profile, z_mm, [(100.0, 130.0)])
+    assert spine.reach_down(100.0, 10.0) == pytest.approx(40.0, abs=1.5)
+    assert spine.reach_down(100.0, 4.0) == pytest.approx(76.0, abs=1.5)  # the 6 mm run not bridged

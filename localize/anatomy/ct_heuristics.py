@@ -40,12 +40,10 @@ from localize.anatomy.cardiovascular import aorta_mask, heart_mask
 from localize.anatomy.checks import GLAND_EVIDENCE_ML, PITCH_RATIO, VERTEBRA_HEIGHT_MM, gland_problem, lung_problem
 from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
+from localize.anatomy.slices import fill_slices, fill_small_holes
 from localize.anatomy.spine import BODY_AHEAD_MM, Spine, body_per_slice, find_spine
 from localize.detection.metrics import zyx_to_lps
 
-_SLICE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-                   [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                   [[0, 0, 0], [0, 0, 0], [0, 0, 0]]])
 BONE_HU = 150.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
@@ -68,23 +66,6 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
     out[box] = labels == int(np.argmax(_sizes(labels, n))) + 1
     return out
-
-
-def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    """``mask`` (z, y, x) with the holes of each axial slice filled (``binary_fill_holes`` in-plane)."""
-    labels, hole = _slice_holes(mask)
-    return mask | hole[labels]
-
-
-def _slice_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, hole): the background of ``mask`` (z, y, x) labelled in-plane (4-connected) and, per label,
-    whether it is a hole: a background region of its axial slice that does not reach the slice's edge."""
-    labels, n = ndimage.label(~mask, structure=_SLICE)
-    hole = np.ones(n + 1, bool)
-    hole[0] = False
-    hole[labels[:, [0, -1], :]] = False
-    hole[labels[:, :, [0, -1]]] = False
-    return labels, hole
 
 
 def _sizes(labels: np.ndarray, n: int) -> np.ndarray:
@@ -165,7 +146,7 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
     """
     spacing = np.array(grid.GetSpacing()[::-1])
     z_mm, y_mm, x_mm = axis_mm(grid)
-    body = _fill_slices(_largest(hu > -500))
+    body = fill_slices(_largest(hu > -500))
     bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
                             MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
@@ -265,13 +246,6 @@ def _union(masks: Mapping[str, np.ndarray], names: tuple[str, ...], shape: tuple
     return out
 
 
-def fill_small_holes(mask: np.ndarray, max_pixels: float) -> np.ndarray:
-    """``mask`` (z, y, x) with the holes of each axial slice filled when at most ``max_pixels`` in area."""
-    labels, hole = _slice_holes(mask)
-    small = hole & (np.bincount(labels.ravel(), minlength=hole.size) <= max_pixels)
-    return mask | small[labels]
-
-
 def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml: float) -> np.ndarray:
     """Diffuse, low-contrast bowel uptake (bool z, y, x) within ``allowed`` (body minus bone and organs).
 
@@ -332,7 +306,7 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
             out.add(CTParts.rejected(["prostate"],
                                      f"the soft-tissue component behind the symphysis is not a gland: {why}"))
         return out
-    out.masks["prostate"] = _in_volume(_fill_slices(gland), crop, shape)
+    out.masks["prostate"] = _in_volume(fill_slices(gland), crop, shape)
     # seminal vesicles: small soft-tissue parts above the gland's centre, within 3 cm of it
     near = ndimage.distance_transform_edt(~gland, sampling=spacing) <= 30.0
     centre_z = float(z_crop[np.argwhere(gland)[:, 0]].mean())
@@ -578,7 +552,7 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
                                    spine_y if name.startswith("kidney") else None, spacing[1:])
             if organ is None:
                 continue
-            organs[name] = _in_volume(_fill_slices(organ), crop, body.shape)
+            organs[name] = _in_volume(fill_slices(organ), crop, body.shape)
             taken[crop] |= ndimage.binary_dilation(organs[name][crop])
             found = True
         if not found:
@@ -763,7 +737,7 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
             reach = ndimage.binary_dilation(organ, structure=_ball(KIDNEY_SINUS_MM, spacing))
             organ |= np.isin(labels, np.unique(labels[reach & avid]))
             organ = ndimage.binary_propagation(organ, mask=zone & (suv >= EDGE_FRACTION * ref))
-            kidneys[name] = _fill_slices(organ)
+            kidneys[name] = fill_slices(organ)
     return kidneys
 
 

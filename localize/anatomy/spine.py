@@ -21,6 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from localize.anatomy.slices import IN_SLICE, fill_small_holes
+
 BONE_HU = 150.0  # cancellous vertebral bone is ~150-300 HU, an intervertebral disc ~80-100 HU [REC]
 # cortical bone reads over 1000 HU, several hundred HU at a few mm of blur; contrast-filled blood in the portal-venous
 # phase 150-250 HU [REC]
@@ -40,10 +42,6 @@ DIP_FRACTION = 0.75  # a dip below this x the bone area on both sides is an obli
 DIP_REACH_MM = 30.0  # the bone area beside a dip is read this far up and down, within a vertebra's height
 MIN_VERTEBRA_MM = 18.0  # adult vertebral bodies (lower thoracic to lumbar) are 20-30 mm tall [R: Gray's Anatomy]
 SMOOTH_MM = 2.0  # in-plane Gaussian sigma before the bone threshold (CT noise, not anatomy) [REC]
-
-
-_PLANE = np.zeros((3, 3, 3), bool)  # 4-connected within an axial slice, never across slices
-_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ def spine_profile(ct: sitk.Image, midline_x_mm: float, body_centre_y_mm: float) 
     smooth = ndimage.gaussian_filter(hu, (0.0, SMOOTH_MM / STEP_MM, SMOOTH_MM / STEP_MM))
     # osteoporotic cancellous bone reads 50-120 HU, below BONE_HU, inside its cortical ring: the ring's
     # inside is bone too (a disc has no ring: its annulus is soft tissue)
-    bone = _fill_rings(smooth > BONE_HU)
+    bone = fill_small_holes(smooth > BONE_HU, RING_HOLE_MM2 / STEP_MM**2)
     strip = np.abs(origin[0] + STEP_MM * np.arange(size[0]) - midline_x_mm) <= STRIP_HALF_MM
     bone = body_per_slice(bone & strip[None, None, :], hu, origin[1] + STEP_MM * np.arange(size[1]))
     rows = np.asarray(bone.any(2))  # z, y
@@ -167,7 +165,7 @@ def body_per_slice(mask: np.ndarray, hu: np.ndarray, y_mm: np.ndarray) -> np.nda
     cortical bone (``CORTEX_HU`` on ``hu``, same grid) and reach ``BODY_SHARE`` of the largest such part's
     area, the most anterior (``y_mm``: LPS y of the rows). The contrast-filled heart and aorta in front of
     it hold no cortex; a calcified plaque is small; the arch and spinous process lie behind it."""
-    labels, n = ndimage.label(mask, structure=_PLANE)
+    labels, n = ndimage.label(mask, structure=IN_SLICE)
     if n == 0:
         return mask
     index = np.arange(1, n + 1)
@@ -181,18 +179,6 @@ def body_per_slice(mask: np.ndarray, hu: np.ndarray, y_mm: np.ndarray) -> np.nda
         big = here[sizes[here] >= BODY_SHARE * sizes[here].max()]
         keep[big[np.argmin(centre_y[big])] + 1] = True
     return keep[labels]
-
-
-def _fill_rings(mask: np.ndarray) -> np.ndarray:
-    """``mask`` (z, y, x) with the holes of each axial slice filled, when under ``RING_HOLE_MM2``."""
-    labels, n = ndimage.label(~mask, structure=_PLANE)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1) * STEP_MM**2
-    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(),
-                                       labels[:, :, -1].ravel()]))
-    hole = sizes <= RING_HOLE_MM2
-    hole[border] = False
-    hole[0] = False
-    return mask | hole[labels]
 
 
 def _bounds_lps(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
