@@ -68,6 +68,20 @@ def test_a_ureter_is_found_from_kidney_to_bladder_across_an_empty_stretch():
     assert not tracks[(z > 80)].any()  # the kidney's slices (cross-sections far wider than a ureter)
 
 
+def test_hot_specks_joined_only_across_slices_are_no_ureter():
+    # noise at the threshold around a kidney or lesion whose mask stops short: in each slice a 3 x 3 grid of
+    # lone hot voxels, shifted one voxel from slice to slice so the specks join diagonally along z into a
+    # piece 72 mm tall and 14 mm "wide", taller than 2.5 x its width like a ureter; but no slice holds a lumen
+    hot = np.zeros(SHAPE, bool)
+    for z in range(10, 28):
+        shift = z % 2
+        hot[z, 20 + shift:26 + shift:2, 20 + shift:26 + shift:2] = True
+    suv = np.where(hot, 9.0, 0.5).astype(np.float32)
+    tracks = ureter_tracks(suv, np.zeros(SHAPE, bool), np.array([SPACING] * 3), threshold_suv=3.0,
+                           min_length_mm=60.0, max_area_mm2=400.0, margin_mm=4.0)
+    assert not tracks.any()
+
+
 def test_a_node_beside_a_hot_ureter_is_found_and_the_bolus_is_not():
     for seed in range(3):
         image, anatomy, node, bolus = _ureter_scene(with_kidney_mask=seed % 2 == 0, seed=seed)
