@@ -224,9 +224,16 @@ def _clip_lateral(sign, x_mm):
     return ((x_mm if sign > 0 else -200, -200, -200), (200 if sign > 0 else -x_mm, 200, 200))
 
 
-def _wing(sign: int) -> Ellipsoid:
+# The iliac crest, the wing's upper rim, lies at the level of L4 (Tuffier's line, L4-L5 [R: Gray's Anatomy]):
+# the wing is cut there, so it is an open bowl whose rim the kidneys' lower poles (L3) and the ureters on the
+# psoas pass above and beside, not a lid over the iliac fossa.
+Z_ILIAC_CREST = 195.0
+
+
+def iliac_wing(sign: int) -> Ellipsoid:
+    """The iliac wing of side ``sign`` (+1 left), standard frame (LPS mm): bone is its outer 9 mm."""
     lo, hi = _clip_lateral(sign, 42)
-    return Ellipsoid((sign * 75, 35, 150), (70, 45, 75), (lo[0], -45, 85), (hi[0], 78, 230))
+    return Ellipsoid((sign * 75, 35, 150), (70, 45, 75), (lo[0], -45, 85), (hi[0], 78, Z_ILIAC_CREST))
 
 
 def vessel_paths() -> dict[str, np.ndarray]:
@@ -388,8 +395,8 @@ def label_map(grid: Grid, status: str, body: Body = STANDARD_BODY) -> tuple[np.n
         for sv in SEMINAL_VESICLES:
             paint(labels, sv, grid, LABEL["seminal_vesicle"])
     bones = _spine() + [b for sign, side in ((1, "left"), (-1, "right")) for b in _bones(sign, side)]
-    bones += [(f"hip_{side}", Shell(_wing(sign), _wing(sign).shrunk(9)), Shell(_wing(sign).shrunk(2.5),
-               _wing(sign).shrunk(6.5))) for sign, side in ((1, "left"), (-1, "right"))]
+    bones += [(f"hip_{side}", Shell(iliac_wing(sign), iliac_wing(sign).shrunk(9)), Shell(iliac_wing(sign).shrunk(2.5),
+               iliac_wing(sign).shrunk(6.5))) for sign, side in ((1, "left"), (-1, "right"))]
     for name, solid, inner in bones:
         paint(labels, solid, grid, LABEL[name])
         if inner is not None:

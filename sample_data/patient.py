@@ -105,13 +105,14 @@ def _stretch(rng: np.random.Generator, height_m: float) -> ZStretch:
 
 def _kidney(rng: np.random.Generator, sign: int, side: str) -> OrientedEllipsoid:
     """Length 9-13 cm (mean ~11 cm) [R]; the right one ~1-2 cm lower [R]; hilum turned anteromedially 15-45 deg,
-    lower pole lateral (5-20 deg) and forward (0-15 deg) [R]; ptosis (> 3 cm lower) in ~8 % [REC]."""
+    lower pole lateral (5-20 deg) and forward (0-15 deg) [R]; ptosis (3-7 cm lower) in ~8 % [REC]."""
     length = float(np.clip(rng.normal(110, 8), 90, 130))
     semi = (float(np.clip(rng.normal(29, 2.5), 23, 35)), float(np.clip(rng.normal(24, 2.5), 19, 30)), length / 2)
     z = 270.0 + rng.normal(0, 12) - (rng.uniform(5, 25) if side == "right" else 0.0)
-    if rng.random() < 0.08:
-        z -= rng.uniform(30, 70)
-    centre = (sign * float(rng.normal(75, 6)), float(rng.normal(55, 5)), float(z))
+    drop = float(rng.uniform(30, 70)) if rng.random() < 0.08 else 0.0
+    # a ptotic kidney sinks along the psoas, forward and towards the midline into the iliac fossa, in front of
+    # the iliac wing, never into it [REC]
+    centre = (sign * (float(rng.normal(75, 6)) - 0.4 * drop), float(rng.normal(55, 5)) - 0.3 * drop, float(z - drop))
     rot = Rotation.from_euler("zyx", [sign * -rng.uniform(15, 45), sign * -rng.uniform(5, 20),
                                       rng.uniform(0, 15)], degrees=True).as_matrix()
     return OrientedEllipsoid(centre, semi, tuple(map(tuple, rot)))

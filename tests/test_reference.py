@@ -65,6 +65,23 @@ def test_statistics_and_plausibility_warning():
     assert regions["liver"].to_dict()["centre_lps_mm"] == list(regions["liver"].centre_lps_mm)
 
 
+def test_marrow_is_read_over_the_vertebral_bodies_when_no_vertebra_is_named():
+    # a column of vertebral bodies (marrow SUV 2.5, one 12-mm metastasis at SUV 12) found on the CT but not named:
+    # the marrow reference is read over their cores, without the metastasis; a named L3 is preferred
+    z, y, x = np.indices((40, 30, 30))
+    spine = (np.hypot(y - 15, x - 15) <= 6) & (np.mod(z, 7) < 6)
+    suv = np.where(spine, 2.5, 0.5).astype(np.float32)
+    suv[(z - 20) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 <= 1] = 12.0
+    image = _image(suv)
+    marrow = reference_regions(image, Anatomy(grid=image, masks={"spine": spine}), "fluciclovine")["marrow"]
+    assert marrow.suv_mean == pytest.approx(2.5) and marrow.n_voxels > 20
+    l3 = spine & (z >= 7) & (z < 13)
+    suv[l3] = 3.0
+    named = reference_regions(_image(suv), Anatomy(grid=image, masks={"spine": spine, "vertebrae_L3": l3}),
+                              "fluciclovine")["marrow"]
+    assert named.suv_mean == pytest.approx(3.0)
+
+
 def test_blood_pool_keeps_clear_of_avid_organs_or_takes_the_aorta_as_it_is():
     spacing = np.array([4.0, 4.0, 4.0])
     z, y, x = np.indices((40, 30, 30))

@@ -158,7 +158,12 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
 # components over LUNG_MIN_ML. Aerated lung reads about -850 HU; stool mixed with gas and the blurred rim
 # of a gas pocket fill the same band but centre higher [REC].
 LUNG_MIN_ML = 150.0
-LUNG_BASE_MIN_ML = 20.0  # a lung base cut by the top of an abdominal field (a costophrenic recess: tens of ml)
+# A lung base cut by the top of an abdominal field is a costophrenic recess: tens of ml, whose lowest and
+# largest part is the posterior recess, in the back third of the body beside the spine [R: Gray's Anatomy];
+# gas in the colon (which can read -900 HU, like the air around the patient on some scanners) lies in front
+# of it. Training seed 20 (pelvis field, its top through the descending colon): 41 ml of gas at -895 HU
+# taken for a lung base dropped the whole pelvis [REC].
+LUNG_BASE_MIN_ML = 20.0
 LUNG_MAX_MEDIAN_HU = -700.0
 
 
@@ -188,6 +193,8 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
         at_top = box[0].stop == top  # a lung base that the field's top slice cuts: as small as it is cut
         if volume_ml <= (LUNG_BASE_MIN_ML if at_top else LUNG_MIN_ML):
             continue
+        if volume_ml <= LUNG_MIN_ML and not _in_back_third(part, ctx.body[box[0]], ctx.y_mm, box[1]):
+            continue  # gas in the colon at the field's top: a lung base cut there is a posterior recess
         median_hu = float(np.median(hu[box][part]))
         if median_hu <= LUNG_MAX_MEDIAN_HU:
             lungs[box] |= part
@@ -437,6 +444,17 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
 
 VERTEBRA_NAMES = ("L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2",
                   "T1")
+
+
+def _in_back_third(part: np.ndarray, body: np.ndarray, y_mm: np.ndarray, rows: slice) -> bool:
+    """Whether ``part`` (bool z, y, x; its rows ``rows`` of ``y_mm``) reaches the back third of ``body`` (bool z,
+    y, x, the same slices, whole rows) from front to back."""
+    body_rows = np.flatnonzero(body.any((0, 2)))
+    if not body_rows.size:
+        return False
+    front, back = float(y_mm[body_rows].min()), float(y_mm[body_rows].max())
+    part_back = float(y_mm[rows][np.flatnonzero(part.any((0, 2)))].max())
+    return part_back >= front + 2.0 / 3.0 * (back - front)
 
 
 def _body_centre_y(body: np.ndarray, y_mm: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """Reference regions (docs/detection.md#reference-regions): liver, blood pool, parotid, spleen, L3 marrow.
 
 Keys: ``liver``, ``blood_pool``, ``parotid``, ``spleen``, ``marrow_l3`` and
-``marrow`` (the lumbar vertebra nearest L3 that is in the field of view).
+``marrow`` (the lumbar vertebra nearest L3 that is in the field of view; without a named vertebra, the
+vertebral bodies in view: red marrow fills the adult axial skeleton, Kricun, Skeletal Radiol 1985;14:10-19).
 
 Each region gives SUVmean, SD, centre (LPS mm) and voxel count on the native PET
 grid; arrays are numpy ``z, y, x``. A value implausible for the tracer raises
@@ -103,6 +104,8 @@ def reference_regions(
               if f"vertebrae_L{k}" in masks and masks[f"vertebrae_L{k}"].any()]
     if lumbar:  # marrow of the lumbar vertebra nearest L3 in the field of view
         vois["marrow"] = vertebral_body(masks[lumbar[0]], spacing)
+    elif "spine" in masks and masks["spine"].any():  # no vertebra named: the marrow of the vertebral bodies in view
+        vois["marrow"] = vertebral_body(masks["spine"], spacing)
     out = {}
     for name, voi in vois.items():
         box = bounding_box(voi)
