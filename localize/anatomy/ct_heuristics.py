@@ -178,7 +178,9 @@ def _outline(body: np.ndarray) -> np.ndarray:
 
 def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
     """(the lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung,
-    the candidates left out)."""
+    the candidates left out). A small component counts only as a lung base cut by the field's top slice
+    that reaches the back third of the body (``LUNG_BASE_MIN_ML``); one mostly outside the body's convex
+    outline is the air around the patient."""
     hu, voxel_ml, z_mm = ctx.hu, ctx.voxel_ml, ctx.z_mm
     rejected = CTParts()
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
@@ -638,9 +640,9 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
     """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
 
     ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
-    its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y, whose front the organ's centre
-    lies behind, and whose axial section is at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the in-plane
-    voxel size (mm). All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
+    its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y (mm), whose front the organ's
+    centre lies behind, its largest axial section then at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the
+    in-plane voxel size (mm). All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
     """
     lo_ml, hi_ml = size_ml
     box = zone.copy()
