@@ -130,11 +130,12 @@ def test_ct_heuristics_on_a_pelvis_phantom(phantom):
     assert np.array_equal(combined.masks["urinary_bladder"], reference.masks["urinary_bladder"])
 
 
-def _pelvis_hu(phantom):
-    """(CT HU on the PET grid, SUV, PET image, truth, LPS z, y, x mm per voxel) of the dcfpyl pelvis phantom."""
+def _phantom_hu(phantom, spec=None):
+    """(CT HU on the PET grid, SUV, PET image, truth, LPS z, y, x mm per voxel) of the phantom ``spec`` (default:
+    the dcfpyl pelvis)."""
     from localize.anatomy.ct_heuristics import ct_on_grid
 
-    root, truth = phantom(tracer="dcfpyl")
+    root, truth = phantom(spec) if spec is not None else phantom(tracer="dcfpyl")
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
     hu = ct_on_grid(ct, pet)
@@ -152,7 +153,7 @@ def test_gas_mixed_stool_in_the_pelvis_is_not_lung(phantom):
     # the CT) just above the pelvic inlet: in the lung band (-960..-400 HU) and large, but not lung
     from localize.anatomy.ct_heuristics import ct_anatomy
 
-    hu, suv, pet, truth, z, y, x = _pelvis_hu(phantom)
+    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom)
     inlet = truth.levels_z_mm["pelvic_inlet"]
     colon = (np.abs(x - 40) <= 30) & (np.abs(y + 10) <= 30) & (z >= inlet + 5) & (z <= inlet + 105)
     rng = np.random.default_rng(0)
@@ -173,7 +174,7 @@ def test_colon_gas_cut_by_the_field_top_is_no_lung_base(phantom):
     # for one, it put the lungs inside the pelvis and the pelvis was dropped
     from localize.anatomy.ct_heuristics import ct_anatomy
 
-    hu, suv, pet, truth, z, y, x = _pelvis_hu(phantom)
+    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom)
     top = z.max()
     gas = (np.hypot(x - 60, y + 20) <= 18) & (z >= top - 50)
     hu[gas] = -900.0
@@ -181,6 +182,30 @@ def test_colon_gas_cut_by_the_field_top_is_no_lung_base(phantom):
     parts, _ = ct_anatomy(hu, suv, pet)
     assert "lung_left" not in parts.masks and "lung_right" not in parts.masks
     assert parts.levels["pelvic_inlet"] == pytest.approx(truth.levels_z_mm["pelvic_inlet"], abs=10)
+
+
+@pytest.mark.slow
+def test_colon_gas_under_the_lung_bases_is_bowel_gas_not_lung(phantom):
+    # 230 ml of gas reading -900 HU (the splenic flexure, as air reads on some scanners) just under the left
+    # lung's base: in the lung band and over the lungs' 150 ml, but at the level of their bases. Taken for
+    # lung, it put the diaphragm 8 cm low
+    from localize.anatomy.ct_heuristics import ct_anatomy
+    from localize.sample_data import StudySpec
+
+    spec = StudySpec(seed=1, tracer="dcfpyl", extent="whole_body", ct_matrix=256, with_mr=False)
+    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom, spec)
+    before, _ = ct_anatomy(hu, suv, pet)
+    diaphragm = before.levels["diaphragm"]
+    lung = before.masks["lung_left"]
+    base = lung & (z <= diaphragm + 12)
+    gas = (((z - diaphragm + 45) / 35) ** 2 + ((y - y[base].mean()) / 40) ** 2 + ((x - x[base].mean()) / 40) ** 2) <= 1
+    hu[gas] = -900.0
+    assert 200 <= gas.sum() * np.prod(pet.GetSpacing()) / 1000 <= 260
+    parts, _ = ct_anatomy(hu, suv, pet)
+    assert parts.levels["diaphragm"] == pytest.approx(diaphragm, abs=4)
+    assert not (parts.masks["lung_left"] | parts.masks["lung_right"])[gas].any()
+    assert parts.masks["bowel_gas"][gas].mean() >= 0.9
+    assert any("gas under the diaphragm" in w for w in parts.warnings), parts.warnings
 
 
 def _smooth_in(hu: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -149,3 +149,30 @@ def test_the_halo_s_spill_over_is_the_median_of_each_voxel_s_patch_of_its_shell(
         spread = np.array([1.4826 * np.median(np.abs((values - median)[i])) for i in near])
         assert np.array_equal(detection[tuple(shell.T)], (background + (values - median)).astype(np.float32))
         assert np.array_equal(noise[tuple(shell.T)], np.maximum(spread, 1e-3).astype(np.float32))
+
+
+def test_uptake_around_bowel_gas_is_bowel_and_a_node_against_the_loop_is_a_lesion():
+    # a small-bowel loop: gas (8 mm radius) in a 3 mm wall, one side of it avid (PSMA ligands, SUV 12) and
+    # the rest at SUV 2; a 14 mm node (SUV 12) against the wall's cooler side. The avid wall's hottest voxel
+    # lies against the gas, inside its own region; the node's maximum, at its centre, lies its radius and
+    # the wall (10 mm) away from it
+    z, y, x = _mm()
+    r = np.hypot(np.hypot(x, y), z)
+    gas, wall = r <= 8.0, (r > 8.0) & (r <= 11.0)
+    node = (-4.0, 0.0, -18.0)
+    for seed in range(3):
+        activity = np.full(SHAPE, 0.5)
+        activity[wall] = 2.0
+        activity[wall & (x > 3.0)] = 12.0
+        activity[gas] = 0.0
+        activity[np.hypot(np.hypot(x - node[0], y - node[1]), z - node[2]) <= 7.0] = 12.0
+        clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+        white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
+        suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
+        image = sitk.GetImageFromArray(suv)
+        image.SetSpacing((SPACING,) * 3)
+        image.SetOrigin(ORIGIN)
+        seg = segment_lesions(image, Anatomy(grid=image, masks={"bowel_gas": gas}), tracer_family="psma_f18_renal")
+        assert [np.linalg.norm(np.subtract(les.target_lps_mm, node)) <= 4.0 for les in seg.lesions] == [True], seed
+        assert any(c.reason == "physiological: bowel (gas)" and np.linalg.norm(c.peak_lps_mm) <= 14.0
+                   for c in seg.candidates), seed

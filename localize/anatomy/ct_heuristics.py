@@ -6,7 +6,8 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 
 * body: HU > -500, largest component, holes filled per slice (no opening: thin walls must stay closed);
 * lungs: air (HU -960..-400) in components over 150 ml of median lung density, not reaching
-  down near the pelvic inlet (stool mixed with gas is not lung);
+  down near the pelvic inlet (stool mixed with gas is not lung), nor centred at the level of their
+  bases or below (gas in the stomach or colon under the diaphragm);
 * bone: HU > 150 inside the body, holes of up to 25 cm² filled per slice (fatty marrow inside
   a cortex is bone; the pelvic cavity, enclosed by the pelvic ring in axial slices, is not);
 * spine: bone in a midline strip; vertebral bodies are its runs along z,
@@ -20,7 +21,9 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
 * PET-avid organs (liver, spleen, kidneys, parotid and submandibular glands):
   the largest avid soft-tissue component in the box where each organ lies;
 * bowel: diffuse PET uptake of the abdomen and pelvis outside bone and the other organs
-  (see ``bowel_uptake``).
+  (see ``bowel_uptake``);
+* bowel gas: gas enclosed in the body below the lung apices that joins neither the lungs nor the
+  air outside (see ``bowel_gas``).
 
 Levels (docs/classification.md#landmark-levels): aortic bifurcation = L4/L5 disc, common
 iliac bifurcation = L5/S1 disc; pelvic inlet = sacral promontory; symphysis
@@ -37,7 +40,13 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from localize.anatomy.cardiovascular import aorta_mask, heart_mask
-from localize.anatomy.checks import GLAND_EVIDENCE_ML, PITCH_RATIO, VERTEBRA_HEIGHT_MM, gland_problem, lung_problem
+from localize.anatomy.checks import (
+    GLAND_EVIDENCE_ML,
+    PITCH_RATIO,
+    VERTEBRA_HEIGHT_MM,
+    gland_problem,
+    lung_problem,
+)
 from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
 from localize.anatomy.slices import fill_slices, fill_small_holes
@@ -135,6 +144,10 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
                          ctx.voxel_ml)
     if bowel.any():
         masks["bowel"] = bowel
+    if lung_bottom is not None or "no_lung_below" in levels:  # lungs dropped: their air is not told from gas
+        gas = bowel_gas(hu, body, lungs, z_mm)
+        if gas.any():
+            masks["bowel_gas"] = gas
     return found, midline_x
 
 
@@ -165,6 +178,14 @@ LUNG_MIN_ML = 150.0
 # taken for a lung base dropped the whole pelvis [REC].
 LUNG_BASE_MIN_ML = 20.0
 LUNG_MAX_MEDIAN_HU = -700.0
+# Under the domes of the diaphragm, beside the posterior recesses, lie the gastric fundus and the colon's
+# flexures, and the descending colon runs down from there; their gas can fill hundreds of ml [R: Gray's
+# Anatomy]. A lung in view whole spans the thorax from its apex to its base, and the other lung spans
+# nearly the same levels (the right dome lies 1-2 cm higher): a candidate centred at the level of the lowest
+# LUNG_BASE_BAND of the largest whole candidate's height, or below it, is gas under the diaphragm. Training
+# seeds 1-40: 8 of 20 whole-body studies had 150-790 ml of colon gas at -900 HU taken for lung, which put
+# the diaphragm 6-30 cm low (or dropped the lungs as reaching the iliac crests) and hid the liver [REC].
+LUNG_BASE_BAND = 0.2
 
 
 def _outline(body: np.ndarray) -> np.ndarray:
@@ -180,12 +201,14 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
     """(the lungs (bool z, y, x): large components of the parenchyma band whose median is aerated lung,
     the candidates left out). A small component counts only as a lung base cut by the field's top slice
     that reaches the back third of the body (``LUNG_BASE_MIN_ML``); one mostly outside the body's convex
-    outline is the air around the patient."""
+    outline is the air around the patient; one centred at the level of the lungs' bases or below is gas
+    under the diaphragm (``LUNG_BASE_BAND``)."""
     hu, voxel_ml, z_mm = ctx.hu, ctx.voxel_ml, ctx.z_mm
     rejected = CTParts()
     air = ndimage.binary_opening((hu < -400) & (hu > LUNG_MIN_HU), iterations=1)  # not the skin's partial volume
     labels, _ = ndimage.label(air)
     lungs = np.zeros_like(air)
+    kept: list[tuple[tuple[slice, ...], np.ndarray, float, bool]] = []  # box, part, ml, cut by the field
     top = int(np.flatnonzero(ctx.body.any((1, 2))).max()) + 1 if ctx.body.any() else 0
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         part = labels[box] == index
@@ -198,12 +221,24 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
         if volume_ml <= LUNG_MIN_ML and not _in_back_third(part, ctx.body[box[0]], ctx.y_mm, box[1]):
             continue  # gas in the colon at the field's top: a lung base cut there is a posterior recess
         median_hu = float(np.median(hu[box][part]))
-        if median_hu <= LUNG_MAX_MEDIAN_HU:
-            lungs[box] |= part
-            continue
         bottom = float(z_mm[box[0]][part.any((1, 2))].min())
+        if median_hu <= LUNG_MAX_MEDIAN_HU:
+            kept.append((box, part, volume_ml, at_top or box[0].start == 0))
+            continue
         rejected.add(CTParts.rejected([f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm)"],
                                       f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)"))
+    largest = max(kept, key=lambda k: k[2], default=None)
+    for box, part, volume_ml, _cut in kept:
+        if largest is not None and not largest[3]:
+            lung_z = z_mm[largest[0][0]][largest[1].any((1, 2))]
+            centre_z = float(np.average(z_mm[box[0]], weights=part.sum((1, 2))))
+            if centre_z <= lung_z.min() + LUNG_BASE_BAND * (lung_z.max() - lung_z.min()):
+                rejected.add(CTParts.rejected(
+                    [f"lung candidate of {volume_ml:.0f} ml (centred at z {centre_z:.0f} mm)"],
+                    f"gas under the diaphragm: centred at the level of the base of the lungs ({lung_z.min():.0f} "
+                    f"mm) or below"))
+                continue
+        lungs[box] |= part
     return lungs, rejected
 
 
@@ -279,6 +314,25 @@ def bowel_uptake(suv: np.ndarray, hu: np.ndarray, allowed: np.ndarray, voxel_ml:
         if p95 <= BOWEL_FLATNESS * median:
             keep.append(lab)
     return np.isin(labels, keep)
+
+
+# Gas: on the PET grid a voxel below GAS_HU is mostly gas (aerated lung -850 HU, fat -100 HU) [REC]. Gas
+# enclosed in the body below the lung apices that joins neither the lungs (nor so the bronchi and trachea)
+# nor the air outside (skin folds, the gap between arm and trunk) lies in the stomach or the bowel.
+GAS_HU = -500.0
+
+
+def bowel_gas(hu: np.ndarray, body: np.ndarray, lungs: np.ndarray, z_mm: np.ndarray) -> np.ndarray:
+    """Gas in the stomach and bowel (bool z, y, x): the connected parts of HU < ``GAS_HU`` that lie inside
+    the ``body``, touch neither the ``lungs`` nor the air outside the body, below the lungs' top (LPS z mm
+    of each slice in ``z_mm``; anywhere when no lung is in view)."""
+    air = hu < GAS_HU
+    labels, _ = ndimage.label(air, structure=np.ones((3, 3, 3)))
+    joined = ~body | ndimage.binary_dilation(lungs, iterations=1)
+    gas = air & body & ~np.isin(labels, np.unique(labels[joined & air]))
+    if lungs.any():
+        gas &= (z_mm < z_mm[np.flatnonzero(lungs.any((1, 2)))].max())[:, None, None]
+    return gas
 
 
 def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[str, float]) -> CTParts:

@@ -75,6 +75,7 @@ class Suppression:
     # residual SD map (0 outside), background SUV
     halo: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     urine: dict[str, float] = field(default_factory=dict)  # median SUV of each halo organ (its urine level)
+    urine_sd: dict[str, float] = field(default_factory=dict)  # robust SD of the urine inside it (its voxel noise)
     walls: np.ndarray | None = None  # the voxels just outside halo organs (their wall on the PET grid)
 
     def any_organ(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -231,6 +232,21 @@ def _paint_tube(out: np.ndarray, tube: dict, margin_mm: float, spacing_zyx: np.n
         out[z] |= ((yy - centre[0]) * spacing_zyx[1]) ** 2 + ((xx - centre[1]) * spacing_zyx[2]) ** 2 <= r2
 
 
+# No lesion holds gas. A hot spot whose own region holds bowel gas (``localize.anatomy.ct_heuristics.bowel_gas``)
+# within GAS_REACH_MM of its maximum is uptake of the wall around that gas: small bowel and colon take up PSMA
+# ligands (docs/detection.md#physiological-uptake-psma), a loop's wall is 1-3 mm thick, so the hottest voxel of
+# its uptake lies against the lumen. A node beside a loop keeps its maximum at its centre, its own radius and
+# the wall away from the gas [REC: training seeds 1-40, 6 of 62 false lesions, no lesion].
+GAS_REACH_MM = 6.5
+
+
+def gas_at_maximum(region: np.ndarray, seed: np.ndarray, gas: np.ndarray, spacing_zyx: np.ndarray) -> bool:
+    """True when ``region`` (bool z, y, x) holds ``gas`` within ``GAS_REACH_MM`` of its maximum at index ``seed``."""
+    points = np.argwhere(region)
+    inside = points[gas[tuple(points.T)]]
+    return bool(len(inside)) and float(np.linalg.norm((inside - seed) * spacing_zyx, axis=1).min()) <= GAS_REACH_MM
+
+
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
 # pairs (docs/detection.md#physiological-uptake-psma); a gland whose mask is missing is as focal as a node. A hot spot
 # above the lung apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the
@@ -295,6 +311,8 @@ def suppression_for(
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, settings.halo_mm)
         out.urine[group] = float(np.median(suv[mask]))
+        core = ndimage.binary_erosion(mask, iterations=2)  # the urine away from its partial-volume edge
+        out.urine_sd[group] = robust_mean_sd(suv[core if core.sum() >= 20 else mask])[1]
         wall = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3))) & ~mask
         out.walls = wall if out.walls is None else out.walls | wall
     # in a halo, only what stands out of the spill-over noise of its patch counts

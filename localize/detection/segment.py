@@ -35,6 +35,7 @@ from localize.detection.physiology import (
     PAIR_MM,
     URINE_EDGE,
     Suppression,
+    gas_at_maximum,
     group_mask,
     limit_away_from,
     mirrored_glands,
@@ -254,6 +255,7 @@ def segment_lesions(
         warnings.append(f"reference region {s.bone_reference_region} not found: bone detection without it")
     soft_t, bone_t = detection_thresholds(s, references or {}, unused=frozenset(unused))
     bone = ct_bone = anatomy.mask("bone")
+    gas = anatomy.mask("bowel_gas")
     if bone is not None and s.bone_reference_region is not None:
         bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
@@ -322,6 +324,9 @@ def segment_lesions(
             continue
         if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
+            continue
+        if gas is not None and gas_at_maximum(mask, seed, gas, spacing):
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: bowel (gas)"))
             continue
         if s.min_local_contrast:
             beside = [organ for organ in organs if not organ[tuple(seed)]]
@@ -461,15 +466,19 @@ FIELD_CUT = 0.5
 # A hot spot in a urine organ's spill-over halo whose grown region holds SUV over URINE_EDGE_RATIO x its
 # own, and at least URINE_EDGE x the urine's median, is the urine's partial-volume edge that the organ's
 # mask left out (its apparent maximum is urine at the wall), not a lesion. So is one that itself reads
-# from URINE_EDGE x the urine's median up to that median (the partial-volume slope of the urine) when the
+# from URINE_EDGE x the urine's median up to URINE_NOISE_Z robust SD of the urine's own voxels above it
+# (the partial-volume slope of the urine, and urine the mask left out, up to the noise peaks of the
+# urine's plateau: the largest of 10^3-10^4 urine voxels lies about 4 SD above their median) when the
 # urine is hot enough to make such hot spots (at least URINE_HOT x the detection threshold). A lesion
 # against the bladder reads hotter at the wall too, but at less than URINE_EDGE of the urine: one that
-# hot cannot be told from the urine's edge on PET alone; one hotter than the urine stands out of it.
+# hot cannot be told from the urine's edge on PET alone; one hotter than the urine's noise stands out of it.
 # Training seeds 5, 7 and 11: such edges at 0.41-0.50 x the urine; the standard phantom's bladder-wall
 # lesion at 0.30 x; fluciclovine's faint urine (SUV 2-3) lies below URINE_HOT x the threshold, its lesions
-# beside the bladder above the urine [REC].
+# beside the bladder above the urine. Training seeds 28 and 37 (low-dose CT, the bladder's mask short of
+# the urine): four false lesions of urine at 1.1-1.2 x its median, within 4 of its SD [REC].
 URINE_EDGE_RATIO = 2.0
 URINE_HOT = 3.0
+URINE_NOISE_Z = 4.0
 
 
 def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression,
@@ -484,7 +493,8 @@ def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Sup
         peak = float(suv[mask].max())
         if peak > URINE_EDGE_RATIO * own and peak >= URINE_EDGE * urine:
             return name
-        if URINE_EDGE * urine <= own < urine and urine >= URINE_HOT * threshold:
+        ceiling = urine + URINE_NOISE_Z * physio.urine_sd[name]
+        if URINE_EDGE * urine <= own <= ceiling and urine >= URINE_HOT * threshold:
             return name
     return None
 
