@@ -719,7 +719,10 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
                             int)
         if fits.size:
             break
-        box &= ~ndimage.binary_dilation(avid, iterations=2)
+        # peel the parts that hold the box's hottest voxels (a kidney, a bone lesion): the organ's own noisy,
+        # fragmented parts below them stay for the next reading
+        hottest = np.unique(labels[box & (suv >= ref)])
+        box &= ~ndimage.binary_dilation(np.isin(labels, hottest[hottest > 0]) if hottest.any() else avid, iterations=2)
     else:
         return None
     if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
