@@ -28,6 +28,18 @@ def _path_x(z):
     return -40.0 + 0.12 * z
 
 
+def _noisy_pet(activity: np.ndarray, seed: int) -> sitk.Image:
+    """``activity`` (SUV, z, y, x on the test grid) as a PET reads it: blurred to ``FWHM_MM``, with Poisson-like
+    noise (variance proportional to the value, correlated over about a voxel)."""
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
+    suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
+    image = sitk.GetImageFromArray(suv)
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    return image
+
+
 def _ureter_scene(with_kidney_mask: bool, seed: int = 0):
     """A kidney, a ureter down to a bladder (a bolus, and an empty stretch), a node touching the ureter.
 
@@ -45,12 +57,7 @@ def _ureter_scene(with_kidney_mask: bool, seed: int = 0):
     activity[bladder] = 40.0
     node = (_path_x(40.0) + 11.0, 20.0, 40.0)  # 12 mm node touching the ureter laterally
     activity[np.hypot(np.hypot(x - node[0], y - node[1]), z - node[2]) <= 6.0] += 12.0
-    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-    white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
-    suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    image = _noisy_pet(activity, seed)
     masks = {"urinary_bladder": bladder} | ({"kidney_left": kidney} if with_kidney_mask else {})
     return image, Anatomy(grid=image, masks=masks), node, (_path_x(12.0), 20.0, 12.0)
 
@@ -166,12 +173,7 @@ def test_uptake_around_bowel_gas_is_bowel_and_a_node_against_the_loop_is_a_lesio
         activity[wall & (x > 3.0)] = 12.0
         activity[gas] = 0.0
         activity[np.hypot(np.hypot(x - node[0], y - node[1]), z - node[2]) <= 7.0] = 12.0
-        clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-        white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
-        suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
-        image = sitk.GetImageFromArray(suv)
-        image.SetSpacing((SPACING,) * 3)
-        image.SetOrigin(ORIGIN)
+        image = _noisy_pet(activity, seed)
         seg = segment_lesions(image, Anatomy(grid=image, masks={"bowel_gas": gas}), tracer_family="psma_f18_renal")
         assert [np.linalg.norm(np.subtract(les.target_lps_mm, node)) <= 4.0 for les in seg.lesions] == [True], seed
         assert any(c.reason == "physiological: bowel (gas)" and np.linalg.norm(c.peak_lps_mm) <= 14.0
