@@ -134,3 +134,23 @@ def test_urine_beside_a_short_mask_is_no_lesion(varied, tmp_path, seed, status):
     at_bladder = [f for f in result["false"]
                   if near_bladder[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]]]
     assert at_bladder == [], at_bladder
+
+
+def test_bowel_wall_around_its_gas_is_no_lesion(varied, tmp_path):
+    # seed 31 (PSMA-1007, pelvis): a small-bowel loop's wall beside its gas, SUV 3.4, stood out as a lesion.
+    # Its region holds bowel gas next to its maximum: bowel, where the phantom drew bowel; the six lesions
+    # (three of them in bone) are still found
+    root, truth = varied(VariedSpec(31, tracer="psma1007", extent="pelvis", status="post_prostatectomy", **CAPS))
+    run_study(root / "dicom", tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    assert len(result["lesions"]) == 6 and all(row["found"] for row in result["lesions"]), result["lesions"]
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    bowel = np.zeros(sitk.GetArrayViewFromImage(pet).shape, bool)
+    for name in ("small_bowel", "colon"):
+        bowel |= _truth_mask(root, truth, name, pet)
+    bowel = ndimage.binary_dilation(bowel, iterations=1)  # one PET voxel: the wall blurred over its edge
+    gas = [c for c in doc["candidates"] if c["reason"] == "physiological: bowel (gas)"]
+    assert gas and all(bowel[pet.TransformPhysicalPointToIndex(c["peak_lps_mm"])[::-1]] for c in gas), gas
+    assert not any(bowel[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]] and f["suv_max"] < 4.0
+                   for f in result["false"]), result["false"]

@@ -221,10 +221,10 @@ def _lungs(ctx: CTContext) -> tuple[np.ndarray, CTParts]:
         if volume_ml <= LUNG_MIN_ML and not _in_back_third(part, ctx.body[box[0]], ctx.y_mm, box[1]):
             continue  # gas in the colon at the field's top: a lung base cut there is a posterior recess
         median_hu = float(np.median(hu[box][part]))
-        bottom = float(z_mm[box[0]][part.any((1, 2))].min())
         if median_hu <= LUNG_MAX_MEDIAN_HU:
             kept.append((box, part, volume_ml, at_top or box[0].start == 0))
             continue
+        bottom = float(z_mm[box[0]][part.any((1, 2))].min())
         rejected.add(CTParts.rejected([f"lung candidate of {volume_ml:.0f} ml (lowest at z {bottom:.0f} mm)"],
                                       f"median {median_hu:.0f} HU is not aerated lung (about -850 HU)"))
     largest = max(kept, key=lambda k: k[2], default=None)
