@@ -210,6 +210,30 @@ def test_colon_gas_under_the_lung_bases_is_bowel_gas_not_lung(phantom):
     assert any("gas under the diaphragm" in w for w in parts.warnings), parts.warnings
 
 
+@pytest.mark.slow
+def test_a_low_kidney_turned_forward_is_kidney(phantom):
+    # the right kidney moved 90 mm down and 20 mm forward (ptosis: its lower pole at L5, its centre still
+    # 15 mm behind the front of the vertebral bodies): its box ended at L3 - 30 mm and held too little of it
+    from localize.anatomy.ct_heuristics import ct_anatomy
+    from localize.sample_data import StudySpec
+
+    spec = StudySpec(seed=1, tracer="dcfpyl", extent="whole_body", ct_matrix=256, with_mr=False)
+    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom, spec)
+    organs = sitk.ReadImage(str(phantom(spec)[0] / "truth" / "organs.nii.gz"))
+    labels = sitk.GetArrayFromImage(sitk.Resample(organs, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    kidney = labels == truth.organ_classes["kidney_right"]
+    dz = int(round(90 / abs(z[1, 0, 0] - z[0, 0, 0]))) * (1 if z[1, 0, 0] < z[0, 0, 0] else -1)  # index step down
+    dy = -int(round(20 / abs(y[0, 1, 0] - y[0, 0, 0])))  # LPS y grows backwards: forward is down the rows
+    moved = np.roll(kidney, (dz, dy), axis=(0, 1))
+    hu_kidney, suv_kidney = np.roll(hu, (dz, dy), axis=(0, 1)), np.roll(suv, (dz, dy), axis=(0, 1))
+    hu[kidney], suv[kidney] = 40.0, float(np.median(suv[(hu > 0) & (hu < 60)]))  # its fossa: soft tissue
+    hu[moved], suv[moved] = hu_kidney[moved], suv_kidney[moved]
+    parts, _ = ct_anatomy(hu, suv, pet)
+    found = parts.masks["kidney_right"]
+    assert 2 * (found & moved).sum() / (found.sum() + moved.sum()) >= 0.8
+    assert z[moved].min() < parts.levels["L3"] - 30 - 50  # mm: well below its former box
+
+
 def _smooth_in(hu: np.ndarray, region: np.ndarray) -> np.ndarray:
     """Gas bubbles and stool blurred together as a CT resampled to 4 mm reads them."""
     from scipy import ndimage

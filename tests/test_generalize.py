@@ -105,6 +105,32 @@ def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
     assert doc["staging"]["status"] == "post_radiotherapy"
 
 
+def test_a_small_bladder_is_found_though_the_rectum_holds_more_fluid(varied):
+    # seed 27: a bladder of ~60 ml behind the symphysis, and more fluid in the rectum and sigmoid behind it; the
+    # largest fluid component of the low pelvis was the colon, and the urine was left without a mask
+    root, truth = varied(VariedSpec(27, tracer="dcfpyl", extent="pelvis", status="post_prostatectomy", **CAPS))
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    bladder = build_anatomy(ct, pet).masks["urinary_bladder"]
+    true_bladder = _truth_mask(root, truth, "urinary_bladder", pet)
+    assert true_bladder.sum() * np.prod(pet.GetSpacing()) / 1000 < 100  # ml
+    assert (bladder & ndimage.binary_dilation(true_bladder)).sum() >= 0.9 * bladder.sum()
+    assert (bladder & true_bladder).sum() >= 0.4 * true_bladder.sum()
+
+
+def test_a_bone_lesion_beside_the_bladder_is_no_urine(varied, tmp_path):
+    # seed 27: a 7 mm pubic bone lesion beside that bladder reads half the urine (SUV 16 against 31), within the
+    # range of urine a short mask leaves out; but its voxel is bone on CT, and urine is fluid
+    root, truth = varied(VariedSpec(27, tracer="dcfpyl", extent="pelvis", status="post_prostatectomy", **CAPS))
+    run_study(root / "dicom", tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
+    check_contract(doc)
+    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    assert result["false"] == []
+    bone = [row for row in result["lesions"] if row["truth_site"] == "bone"]
+    assert bone and all(row["found"] and row["site"] == "bone" and row["distance_mm"] <= 4.0 for row in bone), bone
+
+
 def test_the_urine_edge_a_short_bladder_mask_leaves_is_no_lesion(varied, tmp_path):
     # seed 7: urine of SUV ~45 on a low-dose CT whose bladder mask stops short of it in places; the
     # partial-volume edge left outside (SUV ~22, half the urine) stood out of its spill-over as a lesion

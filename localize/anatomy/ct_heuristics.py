@@ -56,6 +56,7 @@ from localize.detection.metrics import zyx_to_lps
 BONE_HU = 150.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
+BLADDER_MIN_FLUID_ML = 10.0  # a fluid component smaller than this is no bladder to take for the urine [REC]
 SOFT_HU = (-30.0, 150.0)
 KIDNEY_MAX_HU = 300.0  # enhanced renal cortex and medulla on portal-venous CT stay below [REC]
 
@@ -64,6 +65,19 @@ def ct_on_grid(ct: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """CT HU resampled (linear) onto ``grid`` as float32 z, y, x; outside the CT is air (-1000)."""
     out = sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out)
+
+
+def _nearest(mask: np.ndarray, target: np.ndarray | None, spacing: np.ndarray, min_voxels: float) -> np.ndarray:
+    """The 6-connected component of ``mask`` (bool z, y, x; ``spacing`` mm) of at least ``min_voxels`` nearest
+    ``target`` (bool, the same grid); the largest component when ``target`` is None or empty, or none is as large."""
+    labels, n = ndimage.label(mask)
+    sizes = _sizes(labels, n)
+    large = np.flatnonzero(sizes >= min_voxels)
+    if target is None or not target.any() or large.size == 0:
+        return labels == int(np.argmax(sizes)) + 1
+    distance = ndimage.distance_transform_edt(~target, sampling=spacing)
+    nearest = ndimage.minimum(distance, labels, large + 1)
+    return labels == int(large[int(np.argmin(nearest))]) + 1
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -133,7 +147,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
                               "above it)")
         if not any(name.startswith("lung") for name in found.dropped):
             levels["no_lung_below"] = float(z_mm[np.flatnonzero(body.any((1, 2)))].max())
-    bladder = _bladder(ctx, levels)
+    bladder = _bladder(ctx, levels, masks.get("pubic_symphysis"))
     if bladder is not None:
         masks["urinary_bladder"] = bladder
     masks.update(_heart_and_aorta(ctx, lungs, masks, levels))
@@ -260,6 +274,10 @@ RIB_GAP_MM = 15.0  # a rib (about 1 cm thick in an adult) with its blur on the C
 # the field's top slice can hold a few ml; PSMA ligands and fluciclovine make the cortex several times the
 # soft tissue (docs/detection.md#physiological-uptake-psma, #physiological-uptake-fluciclovine) [REC].
 KIDNEY_BELOW_INLET_MM = 20.0
+# The kidneys lie in the paravertebral gutters: the centre of each behind the front of the vertebral bodies,
+# its anterior lip at most about half a kidney's depth (3-4 cm with its rotation) ahead of it [R: Gray's Anatomy,
+# kidneys, relations] [REC].
+KIDNEY_AHEAD_OF_SPINE_MM = 40.0
 KIDNEY_POLE_MIN_ML = 2.0
 KIDNEY_OVER_SOFT = 4.0
 # An adult kidney is 10-13 cm long, 5-7.5 cm wide and 2.5-3 cm thick [R: Gray's Anatomy]: its axial section
@@ -513,6 +531,16 @@ def _in_back_third(part: np.ndarray, body: np.ndarray, y_mm: np.ndarray, rows: s
     return part_back >= front + 2.0 / 3.0 * (back - front)
 
 
+def _spine_front_y(spine: np.ndarray | None, y_mm: np.ndarray, zsel: np.ndarray) -> float | None:
+    """LPS y (mm) of the front of the vertebral bodies: the median, over the slices ``zsel`` (bool per slice)
+    that hold ``spine`` (bool z, y, x), of its most anterior row; None without such a slice."""
+    if spine is None:
+        return None
+    rows = [np.flatnonzero(spine[k].any(1)) for k in np.flatnonzero(zsel)]
+    fronts = [float(y_mm[r].min()) for r in rows if r.size]
+    return float(np.median(fronts)) if fronts else None
+
+
 def _body_centre_y(body: np.ndarray, y_mm: np.ndarray) -> float:
     """AP centre (LPS y, mm) of the body, over all slices."""
     return float(np.average(y_mm, weights=body.sum((0, 2)) + 1e-9))
@@ -527,10 +555,14 @@ def _in_z(mask: np.ndarray, z_mm: np.ndarray, z0: float, z1: float) -> np.ndarra
     return out
 
 
-def _bladder(ctx: CTContext, levels: Mapping[str, float]) -> np.ndarray | None:
-    """Urine (bool z, y, x): the water-density component of the low pelvis, out to its partial-volume edge;
-    None when not found.
+def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray | None) -> np.ndarray | None:
+    """Urine (bool z, y, x): the water-density component of the low pelvis nearest the pubic symphysis
+    (``symphysis``, bool z, y, x), out to its partial-volume edge; None when not found.
 
+    The bladder lies against the back of the symphysis, across the thin retropubic space; fluid in the
+    rectum, the sigmoid or a pelvic loop lies behind or above it, and can hold more fluid than a small
+    bladder [R: Gray's Anatomy, the urinary bladder]. So of the fluid components of at least
+    ``BLADDER_MIN_FLUID_ML``, the one nearest the symphysis is the urine (the largest without a symphysis).
     The fluid range finds the urine; its edge is then placed where the CT reads half water,
     half fat (``BLADDER_EDGE_HU``), one voxel out at most and only where the PET shows urine
     (SUV at least ``BLADDER_EDGE_FRACTION`` x the urine median), so the mask is as wide on
@@ -552,7 +584,8 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float]) -> np.ndarray | None:
     fluid &= window[crop[0]][:, None, None] & near[crop[2]][None, None, :]
     if not fluid.any():
         return None
-    urine = _largest(fluid)
+    urine = _nearest(fluid, None if symphysis is None else symphysis[crop], ctx.spacing,
+                     BLADDER_MIN_FLUID_ML / ctx.voxel_ml)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
     return _in_volume(urine | edge, crop, ctx.body.shape)
@@ -585,8 +618,6 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     left, offset = x_mm > midline_x, np.abs(x_mm - midline_x)
     posterior = y_mm > _body_centre_y(body, y_mm)
-    spine = masks.get("spine")
-    spine_y = float(y_mm[np.argwhere(spine)[:, 1]].mean()) if spine is not None and spine.any() else None
     any_y = np.ones_like(y_mm, bool)
     # kidneys first: under PSMA ligands they are the hottest organ of the liver's and spleen's boxes
     boxes = {}
@@ -594,8 +625,12 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     # kidneys' upper poles [R: Gray's Anatomy, pleura and kidneys]; the lower poles lie about 200 mm below it
     top_kidney = levels.get("T11", dia)
     bottom_kidney = levels.get("L3", dia - 170) - 30
+    if "pelvic_inlet" in levels:  # a ptotic kidney's lower pole reaches the iliac crest (as without lungs)
+        bottom_kidney = min(bottom_kidney, levels["pelvic_inlet"] - KIDNEY_BELOW_INLET_MM)
+    spine_front = _spine_front_y(masks.get("spine"), y_mm, (z_mm >= bottom_kidney) & (z_mm <= top_kidney))
+    kidney_y = posterior if spine_front is None else y_mm >= spine_front - KIDNEY_AHEAD_OF_SPINE_MM
     for side, sel in (("left", left), ("right", ~left)):
-        boxes[f"kidney_{side}"] = ((bottom_kidney, top_kidney), sel & (offset > 30) & (offset < 140), posterior,
+        boxes[f"kidney_{side}"] = ((bottom_kidney, top_kidney), sel & (offset > 30) & (offset < 140), kidney_y,
                                    (60.0, 450.0))
     dome = levels.get("diaphragm_right", dia)
     boxes["liver"] = ((dome - 200, dome + 40), ~left | (offset < 40), any_y, (600.0, 3500.0))
@@ -623,7 +658,7 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
                     & tissue & ~taken[crop])
             organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], ctx.bone[crop], y_mm[crop[1]],
                                    background, size_ml, voxel_ml, gap_vox,
-                                   spine_y if name.startswith("kidney") else None, spacing[1:])
+                                   spine_front if name.startswith("kidney") else None, spacing[1:])
             if organ is None:
                 continue
             organs[name] = _in_volume(fill_slices(organ), crop, body.shape)
@@ -689,13 +724,13 @@ def _widest_section_mm2(mask: np.ndarray, spacing_yx: np.ndarray) -> float:
     return float(mask.sum((1, 2)).max() * np.prod(spacing_yx)) if mask.any() else 0.0
 
 
-def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_y,
+def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_front_y,
                    spacing_yx) -> np.ndarray | None:
     """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
 
     ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
-    its volume range; ``spine_y`` (kidneys) the vertebral bodies' LPS y (mm), whose front the organ's
-    centre lies behind, its largest axial section then at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the
+    its volume range; ``spine_front_y`` (kidneys) the LPS y (mm) of the vertebral bodies' front, which the
+    organ's centre lies behind, its largest axial section then at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the
     in-plane voxel size (mm). All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
     """
     lo_ml, hi_ml = size_ml
@@ -710,10 +745,10 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
         labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
         sizes = _sizes(labels, n) * voxel_ml
         fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
-        if spine_y is not None and fits.size:
+        if spine_front_y is not None and fits.size:
             # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
             centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
-            fits = fits[np.asarray(centre_y) >= spine_y - 10.0]
+            fits = fits[np.asarray(centre_y) >= spine_front_y]
             # and its axial section is a kidney's, not a spleen's or a liver's cut by the box
             fits = np.array([f for f in fits if _widest_section_mm2(labels == f + 1, spacing_yx) <= KIDNEY_SECTION_MM2],
                             int)
@@ -776,18 +811,20 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
     inlet = levels.get("pelvic_inlet")
     if inlet is None or "spine" not in masks or not masks["spine"].any():
         return kidneys
-    spine_y = float(y_mm[np.argwhere(masks["spine"])[:, 1]].mean())
+    above = z_mm >= inlet - KIDNEY_BELOW_INLET_MM
+    front = _spine_front_y(masks["spine"], y_mm, above)
+    if front is None:
+        return kidneys
     background = float(np.median(suv[soft])) if soft.any() else 0.0
     top_k = int(np.argmax(z_mm)) if kidney_soft[int(np.argmax(z_mm))].any() else None
     offset = np.abs(x_mm - midline_x)
     beside = (offset > 30) & (offset < 140)
-    above = z_mm >= inlet - KIDNEY_BELOW_INLET_MM
     for side, sel in (("left", x_mm > midline_x), ("right", x_mm <= midline_x)):
         name = f"kidney_{side}"
         if name in masks:
             continue
-        zone = (above[:, None, None] & (y_mm >= spine_y - 10.0)[None, :, None] & (sel & beside)[None, None, :]
-                & kidney_soft)
+        zone = (above[:, None, None] & (y_mm >= front - KIDNEY_AHEAD_OF_SPINE_MM)[None, :, None]
+                & (sel & beside)[None, None, :] & kidney_soft)
         if zone.sum() < 10:
             continue
         ref = float(np.percentile(suv[zone], 99.5))
@@ -804,7 +841,7 @@ def _kidneys_below_the_lungs(ctx: CTContext, soft: np.ndarray, kidney_soft: np.n
             ml = float(part.sum()) * voxel_ml
             centre_y = float(y_mm[box[1]][np.argwhere(part)[:, 1]].mean())
             cut = top_k is not None and box[0].start <= top_k < box[0].stop and part[top_k - box[0].start].any()
-            if centre_y < spine_y - 10.0 or not (60.0 <= ml <= 450.0 or (cut and ml >= KIDNEY_POLE_MIN_ML)):
+            if centre_y < front or not (60.0 <= ml <= 450.0 or (cut and ml >= KIDNEY_POLE_MIN_ML)):
                 continue
             if ml > best_ml:
                 best, best_ml = index, ml

@@ -314,7 +314,8 @@ def segment_lesions(
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: salivary glands"))
             continue
         n = int(np.count_nonzero(mask))
-        edge = _urine_edge(seed, mask, suv, physio, float(threshold[tuple(seed)]))
+        edge = _urine_edge(seed, mask, suv, physio, float(threshold[tuple(seed)]),
+                           ct_bone is not None and bool(ct_bone[tuple(seed)]))
         if edge is not None:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), f"physiological: {edge} spill-over"))
             continue
@@ -482,8 +483,9 @@ URINE_NOISE_Z = 4.0
 
 
 def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression,
-                threshold: float) -> str | None:
-    """The urine organ whose edge the hot spot ``seed`` (grown to ``mask``; detection ``threshold``) is, or None."""
+                threshold: float, in_bone: bool) -> str | None:
+    """The urine organ whose edge the hot spot ``seed`` (grown to ``mask``; detection ``threshold``) is, or None.
+    A hot spot whose voxel is bone on CT (``in_bone``) is no urine left outside the mask: urine is fluid."""
     at = tuple(seed)
     own = float(suv[at])
     for name, (noise, _) in physio.halo.items():
@@ -494,7 +496,7 @@ def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Sup
         if peak > URINE_EDGE_RATIO * own and peak >= URINE_EDGE * urine:
             return name
         ceiling = urine + URINE_NOISE_Z * physio.urine_sd[name]
-        if URINE_EDGE * urine <= own <= ceiling and urine >= URINE_HOT * threshold:
+        if URINE_EDGE * urine <= own <= ceiling and urine >= URINE_HOT * threshold and not in_bone:
             return name
     return None
 
