@@ -147,6 +147,17 @@ def _phantom_hu(phantom, spec=None):
     return hu, suv, pet, truth, z, y, x
 
 
+def _wholebody_hu(phantom):
+    """``_phantom_hu`` of the DCFPyL whole-body phantom, and its truth organ labels on the PET grid."""
+    from localize.sample_data import StudySpec
+
+    spec = StudySpec(seed=1, tracer="dcfpyl", extent="whole_body", ct_matrix=256, with_mr=False)
+    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom, spec)
+    organs = sitk.ReadImage(str(phantom(spec)[0] / "truth" / "organs.nii.gz"))
+    labels = sitk.GetArrayFromImage(sitk.Resample(organs, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    return hu, suv, pet, truth, z, y, x, labels
+
+
 @pytest.mark.slow
 def test_gas_mixed_stool_in_the_pelvis_is_not_lung(phantom):
     # a 6 x 6 x 10 cm colon of stool and gas bubbles (mottled -1000 / -50 HU, averaging about -600 HU on
@@ -190,12 +201,8 @@ def test_colon_gas_under_the_lung_bases_is_bowel_gas_not_lung(phantom):
     # lung's base: in the lung band and over the lungs' 150 ml, but at the level of their bases. Taken for
     # lung, it put the diaphragm 8 cm low
     from localize.anatomy.ct_heuristics import ct_anatomy
-    from localize.sample_data import StudySpec
 
-    spec = StudySpec(seed=1, tracer="dcfpyl", extent="whole_body", ct_matrix=256, with_mr=False)
-    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom, spec)
-    organs = sitk.ReadImage(str(phantom(spec)[0] / "truth" / "organs.nii.gz"))
-    labels = sitk.GetArrayFromImage(sitk.Resample(organs, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    hu, suv, pet, truth, z, y, x, labels = _wholebody_hu(phantom)
     lung = labels == truth.organ_classes["lung_left"]
     lungs = lung | (labels == truth.organ_classes["lung_right"])
     base_z = z[lungs].min()  # LPS mm
@@ -215,12 +222,8 @@ def test_a_low_kidney_turned_forward_is_kidney(phantom):
     # the right kidney moved 90 mm down and 20 mm forward (ptosis: its lower pole at L5, its centre still
     # 15 mm behind the front of the vertebral bodies): its box ended at L3 - 30 mm and held too little of it
     from localize.anatomy.ct_heuristics import ct_anatomy
-    from localize.sample_data import StudySpec
 
-    spec = StudySpec(seed=1, tracer="dcfpyl", extent="whole_body", ct_matrix=256, with_mr=False)
-    hu, suv, pet, truth, z, y, x = _phantom_hu(phantom, spec)
-    organs = sitk.ReadImage(str(phantom(spec)[0] / "truth" / "organs.nii.gz"))
-    labels = sitk.GetArrayFromImage(sitk.Resample(organs, pet, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    hu, suv, pet, truth, z, y, x, labels = _wholebody_hu(phantom)
     kidney = labels == truth.organ_classes["kidney_right"]
     dz = int(round(90 / abs(z[1, 0, 0] - z[0, 0, 0]))) * (1 if z[1, 0, 0] < z[0, 0, 0] else -1)  # index step down
     dy = -int(round(20 / abs(y[0, 1, 0] - y[0, 0, 0])))  # LPS y grows backwards: forward is down the rows

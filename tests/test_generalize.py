@@ -45,6 +45,14 @@ def _truth_mask(root, truth, name: str, grid: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(labels) == truth.organ_classes[name]
 
 
+def _run_and_score(root, truth, out) -> tuple[dict, dict]:
+    """(findings.json, checked against the contract; its score against the truth) of `localize run` on a study."""
+    run_study(root / "dicom", out)
+    doc = json.loads((out / "findings.json").read_text())
+    check_contract(doc)
+    return doc, score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+
+
 @pytest.fixture(scope="module")
 def pelvis_seed1(varied):
     """Training seed 1, pelvis only, contrast CT: (root, truth, PET image, built-in anatomy)."""
@@ -90,10 +98,7 @@ def test_the_first_sacral_vertebra_parted_by_a_residual_disc_is_sacrum(varied):
 def test_a_varied_pelvis_study_end_to_end(varied, tmp_path):
     # seed 2: low-dose non-contrast CT whose bladder mask lies off the PET urine, post-radiotherapy gland
     root, truth = varied(VariedSpec(2, tracer="psma11", extent="pelvis", status="post_radiotherapy", **CAPS))
-    run_study(root / "dicom", tmp_path / "out")
-    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    check_contract(doc)
-    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
     assert result["false"] == []
     for row in result["lesions"]:
         assert row["found"], row
@@ -122,10 +127,7 @@ def test_a_bone_lesion_beside_the_bladder_is_no_urine(varied, tmp_path):
     # seed 27: a 7 mm pubic bone lesion beside that bladder reads half the urine (SUV 16 against 31), within the
     # range of urine a short mask leaves out; but its voxel is bone on CT, and urine is fluid
     root, truth = varied(VariedSpec(27, tracer="dcfpyl", extent="pelvis", status="post_prostatectomy", **CAPS))
-    run_study(root / "dicom", tmp_path / "out")
-    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    check_contract(doc)
-    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
     assert result["false"] == []
     bone = [row for row in result["lesions"] if row["truth_site"] == "bone"]
     assert bone and all(row["found"] and row["site"] == "bone" and row["distance_mm"] <= 4.0 for row in bone), bone
@@ -135,9 +137,7 @@ def test_the_urine_edge_a_short_bladder_mask_leaves_is_no_lesion(varied, tmp_pat
     # seed 7: urine of SUV ~45 on a low-dose CT whose bladder mask stops short of it in places; the
     # partial-volume edge left outside (SUV ~22, half the urine) stood out of its spill-over as a lesion
     root, truth = varied(VariedSpec(7, tracer="psma11", extent="pelvis", status="post_prostatectomy", **CAPS))
-    run_study(root / "dicom", tmp_path / "out")
-    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
     assert result["false"] == []
     assert all(row["found"] and row["site"] == row["truth_site"] for row in result["lesions"]), result["lesions"]
     assert any(c["reason"] == "physiological: urinary_bladder spill-over" and c["suv_max"] < 0.6 * 45
@@ -151,9 +151,7 @@ def test_urine_beside_a_short_mask_is_no_lesion(varied, tmp_path, seed, status):
     # out of its spill-over as a lesion. Seed 28 (low-dose CT): urine left outside the mask at SUV 33, 1.1 x
     # the urine's median but within its own noise (median + 4 robust SD), stood out as a lesion
     root, truth = varied(VariedSpec(seed, tracer="dcfpyl", extent="pelvis", status=status, **CAPS))
-    run_study(root / "dicom", tmp_path / "out")
-    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
     assert all(row["found"] for row in result["lesions"]), result["lesions"]
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     near_bladder = ndimage.binary_dilation(_truth_mask(root, truth, "urinary_bladder", pet), iterations=2)
@@ -167,9 +165,7 @@ def test_bowel_wall_around_its_gas_is_no_lesion(varied, tmp_path):
     # Its region holds bowel gas next to its maximum: bowel, where the phantom drew bowel; the six lesions
     # (three of them in bone) are still found
     root, truth = varied(VariedSpec(31, tracer="psma1007", extent="pelvis", status="post_prostatectomy", **CAPS))
-    run_study(root / "dicom", tmp_path / "out")
-    doc = json.loads((tmp_path / "out" / "findings.json").read_text())
-    result = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
     assert len(result["lesions"]) == 6 and all(row["found"] for row in result["lesions"]), result["lesions"]
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     bowel = np.zeros(sitk.GetArrayViewFromImage(pet).shape, bool)
