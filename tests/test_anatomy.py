@@ -273,10 +273,35 @@ def test_a_noisy_liver_beside_a_hotter_organ_is_found_once_that_organ_is_peeled(
     white = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal(activity.shape), 0.6)
     suv = np.maximum(clean + 0.45 * np.sqrt(clean) * white / white.std(), 0).astype(np.float32)
     zone = np.ones(suv.shape, bool)
-    organ = _organ_in_zone(zone, zone, suv, np.zeros_like(zone), np.arange(60) * 4.0, 0.6, (600.0, 3500.0),
+    found = _organ_in_zone(zone, zone, suv, np.zeros_like(zone), np.arange(60) * 4.0, 0.6, (600.0, 3500.0),
                            0.064, 4, None, spacing[1:])
-    assert organ is not None and 2 * (organ & liver).sum() / (organ.sum() + liver.sum()) >= 0.9
+    assert found is not None
+    organ, _ = found
+    assert 2 * (organ & liver).sum() / (organ.sum() + liver.sum()) >= 0.9
     assert not (organ & hot).any()
+
+
+def test_a_kidney_against_a_liver_more_than_half_as_avid_is_parted_from_it():
+    # 4 mm voxels; a kidney (SUV 18) against the back of a liver (SUV 11, as with PSMA-1007) in the kidney's box:
+    # at half the kidney's peak the two are one part, too large and too wide for a kidney, and the kidney was lost
+    from localize.anatomy.ct_heuristics import _organ_in_zone
+
+    spacing = np.full(3, 4.0)
+    z, y, x = np.meshgrid(*(np.arange(60) * 4.0,) * 3, indexing="ij")  # mm
+    liver = ((z - 120) / 80) ** 2 + ((y - 90) / 60) ** 2 + ((x - 120) / 75) ** 2 <= 1
+    kidney = ((z - 120) / 55) ** 2 + ((y - 172) / 24) ** 2 + ((x - 120) / 28) ** 2 <= 1
+    activity = np.where(liver, 11.0, 0.6)
+    activity[kidney] = 18.0
+    clean = ndimage.gaussian_filter(activity, 1.0)
+    white = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal(activity.shape), 0.6)
+    suv = np.maximum(clean + 0.45 * np.sqrt(clean) * white / white.std(), 0).astype(np.float32)
+    zone = y >= 100.0  # the kidney's box: behind the front of the spine (y 140 mm) less 40 mm
+    found = _organ_in_zone(zone, zone, suv, np.zeros_like(zone), np.arange(60) * 4.0, 0.6, (60.0, 450.0),
+                           0.064, 4, 140.0, spacing[1:])
+    assert found is not None
+    organ, parted = found  # its blurred rim is grown later, outside the liver's mask
+    assert parted and (organ & kidney).sum() >= 0.6 * kidney.sum()
+    assert (organ & liver & ~kidney).sum() <= 0.02 * organ.sum()
 
 
 def test_a_kidney_cut_by_its_box_is_completed_by_its_avid_tissue_only():

@@ -54,6 +54,13 @@ from localize.anatomy.spine import BODY_AHEAD_MM, Spine, body_per_slice, find_sp
 from localize.detection.metrics import zyx_to_lps
 
 BONE_HU = 150.0
+# Metal (a hip prosthesis reads 3000 HU and more, cortical bone under 2000 HU [R]) throws bright and dark streaks
+# along lines through it across its slices, the bright ones above BONE_HU 10-20 cm away. The pelvis and the
+# spine are mirror images about the midline, a streak through a hip is not: in a slice holding metal, bone is
+# dense voxels whose mirror image about the midline lies within MIRROR_MM of bone (the prosthesis mirrors the
+# other femoral head) [REC: training seed 32, left hip prosthesis: streaks made the pubic symphysis 139 mm tall].
+METAL_HU = 2500.0
+MIRROR_MM = 10.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
 BLADDER_MIN_FLUID_ML = 10.0  # a fluid component smaller than this is no bladder to take for the urine [REC]
@@ -165,11 +172,22 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     return found, midline_x
 
 
+def _mirrored(mask: np.ndarray, x_mm: np.ndarray, midline_x_mm: float, tolerance_mm: float) -> np.ndarray:
+    """``mask`` (bool z, y, x; LPS x of its columns ``x_mm``) mirrored about ``midline_x_mm``, grown in-plane by
+    ``tolerance_mm``."""
+    step = float(x_mm[1] - x_mm[0])
+    columns = np.clip(np.round((2.0 * midline_x_mm - x_mm - x_mm[0]) / step).astype(int), 0, len(x_mm) - 1)
+    reach = int(np.ceil(tolerance_mm / abs(step)))
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    return ndimage.binary_dilation(mask[:, :, columns], structure=(yy**2 + xx**2 <= reach**2)[None])
+
+
 def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
     """The ``CTContext`` of CT ``hu`` and PET ``suv`` (z, y, x on ``grid``): its axes, body, bone and midline.
 
     body: HU > -500, largest component, holes filled per slice; bone: HU > ``BONE_HU`` in the body,
-    small holes (marrow) filled per slice; midline: the body's centre in x, weighted by slice (robust to arms).
+    small holes (marrow) filled per slice, in a slice holding metal only where mirrored bone lies within
+    ``MIRROR_MM`` (see METAL_HU); midline: the body's centre in x, weighted by slice (robust to arms).
     """
     spacing = np.array(grid.GetSpacing()[::-1])
     z_mm, y_mm, x_mm = axis_mm(grid)
@@ -177,6 +195,9 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
     bone = fill_small_holes(ndimage.binary_closing((hu > BONE_HU) & body, iterations=1) & body,
                             MARROW_HOLE_MM2 / float(spacing[1] * spacing[2]))
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
+    metal = (hu > METAL_HU).any((1, 2))
+    if metal.any():
+        bone[metal] &= _mirrored(bone[metal], x_mm, midline_x, MIRROR_MM)
     return CTContext(hu=hu, suv=suv, grid=grid, spacing=spacing, z_mm=z_mm, y_mm=y_mm, x_mm=x_mm,
                      voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x_mm=midline_x)
 
@@ -483,7 +504,11 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
     for j in range(i + 1, len(segments)):
         if segments[j][0] - segments[i][1] > SACRUM_REACH_MM:
             break
-        if joined_width_mm(bone, spine, x_mm, (z_mm >= segments[j][0]) & (z_mm <= segments[j][1])) >= SACRAL_RING_MM:
+        # a segment of sacral height by itself, just above (the dip between them too short for a disc): the
+        # sacrum, and the segment below its apex and coccyx reaching the pubis
+        whole = segments[j][1] - segments[j][0] >= SACRUM_MIN_MM and segments[j][0] - segments[top][1] <= SACRAL_GAP_MM
+        if whole or joined_width_mm(bone, spine, x_mm, (z_mm >= segments[j][0]) & (z_mm <= segments[j][1])) \
+                >= SACRAL_RING_MM:
             top = j
     sacrum_z = (segments[i][0], segments[top][1])  # below it the strip can reach the coccyx and the pubis
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
@@ -643,6 +668,7 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     taken = np.zeros_like(body)
     gap_vox = max(int(np.ceil(RIB_GAP_MM / float(spacing[1:].min()))), 1)
     organs: dict[str, np.ndarray] = {}
+    parted: set[str] = set()  # kidneys parted from a neighbour, their rim grown once the neighbour is known
     for _ in range(3):
         found = False
         for name, ((z0, z1), xsel, ysel, size_ml) in boxes.items():
@@ -656,11 +682,14 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
             tissue = (kidney_soft if name.startswith("kidney") else soft)[crop]
             zone = (zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
                     & tissue & ~taken[crop])
-            organ = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], ctx.bone[crop], y_mm[crop[1]],
-                                   background, size_ml, voxel_ml, gap_vox,
-                                   spine_front if name.startswith("kidney") else None, spacing[1:])
-            if organ is None:
+            found_in_zone = _organ_in_zone(zone, tissue & ~taken[crop], suv[crop], ctx.bone[crop], y_mm[crop[1]],
+                                           background, size_ml, voxel_ml, gap_vox,
+                                           spine_front if name.startswith("kidney") else None, spacing[1:])
+            if found_in_zone is None:
                 continue
+            organ, rim_later = found_in_zone
+            if rim_later:
+                parted.add(name)
             organs[name] = _in_volume(fill_slices(organ), crop, body.shape)
             taken[crop] |= ndimage.binary_dilation(organs[name][crop])
             found = True
@@ -669,6 +698,9 @@ def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mappin
     for name in ("kidney_left", "kidney_right"):
         if name in organs:
             others = np.logical_or.reduce([m for n, m in organs.items() if n != name] or [np.zeros_like(body)])
+            if name in parted:
+                rim = kidney_soft & ~others & (suv >= EDGE_FRACTION * float(np.percentile(suv[organs[name]], 99.5)))
+                organs[name] = organs[name] | ndimage.binary_dilation(organs[name], iterations=2, mask=rim)
             organs[name] = whole_kidney(organs[name], kidney_soft & ~others, suv, spacing, voxel_ml)
     return organs
 
@@ -724,55 +756,81 @@ def _widest_section_mm2(mask: np.ndarray, spacing_yx: np.ndarray) -> float:
     return float(mask.sum((1, 2)).max() * np.prod(spacing_yx)) if mask.any() else 0.0
 
 
+def _fitting_parts(avid: np.ndarray, y_mm: np.ndarray, size_ml: tuple[float, float], voxel_ml: float,
+                   spine_front_y: float | None, spacing_yx: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(``avid``, its labelled parts, their volumes in ml, the indices of those that fit the organ) for
+    ``_organ_in_zone``: a volume within ``size_ml``; for a kidney (``spine_front_y`` given) a centre behind the
+    vertebral bodies' front and an axial section of at most ``KIDNEY_SECTION_MM2``."""
+    labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
+    sizes = _sizes(labels, n) * voxel_ml
+    fits = np.flatnonzero((sizes >= size_ml[0]) & (sizes <= size_ml[1]))
+    if spine_front_y is not None and fits.size:
+        # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
+        centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], avid.shape), labels, fits + 1)
+        fits = fits[np.asarray(centre_y) >= spine_front_y]
+        # and its axial section is a kidney's, not a spleen's or a liver's cut by the box
+        fits = np.array([f for f in fits if _widest_section_mm2(labels == f + 1, spacing_yx) <= KIDNEY_SECTION_MM2],
+                        int)
+    return avid, labels, sizes, fits
+
+
 def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml, gap_vox, spine_front_y,
-                   spacing_yx) -> np.ndarray | None:
-    """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``).
+                   spacing_yx) -> tuple[np.ndarray, bool] | None:
+    """The avid organ of ``zone`` (bool z, y, x) with its rim and poles, or None (see ``_avid_organs``); and
+    whether it was parted from a neighbour more than half as avid (PSMA-1007's liver reads 10-12, more than half the
+    kidneys' 15-25: docs/detection.md#physiological-uptake-psma), its rim then left to grow once that neighbour is
+    known.
 
     ``tissue`` is where its rim may lie, ``bone`` the CT's bone, ``y_mm`` LPS y of the rows; ``size_ml``
     its volume range; ``spine_front_y`` (kidneys) the LPS y (mm) of the vertebral bodies' front, which the
     organ's centre lies behind, its largest axial section then at most ``KIDNEY_SECTION_MM2``; ``spacing_yx`` the
     in-plane voxel size (mm). All arrays share one crop, which holds ``zone`` grown by ``gap_vox`` + 3 voxels.
     """
-    lo_ml, hi_ml = size_ml
     box = zone.copy()
+    edge = EDGE_FRACTION
     for _peel in range(PEELS):  # a hotter neighbour too small or too large (pancreas tail): peel it off
         if box.sum() < 10:
             break
         ref = float(np.percentile(suv[box], 99.5))
         if ref <= 2.0 * background:
             break
-        avid = box & (suv >= 0.5 * ref)
-        labels, n = ndimage.label(ndimage.binary_opening(avid, iterations=1) if avid.sum() > 50 else avid)
-        sizes = _sizes(labels, n) * voxel_ml
-        fits = np.flatnonzero((sizes >= lo_ml) & (sizes <= hi_ml))
-        if spine_front_y is not None and fits.size:
-            # retroperitoneal: the kidney's centre lies no more anterior than the vertebral bodies [REC]
-            centre_y = ndimage.mean(np.broadcast_to(y_mm[None, :, None], suv.shape), labels, fits + 1)
-            fits = fits[np.asarray(centre_y) >= spine_front_y]
-            # and its axial section is a kidney's, not a spleen's or a liver's cut by the box
-            fits = np.array([f for f in fits if _widest_section_mm2(labels == f + 1, spacing_yx) <= KIDNEY_SECTION_MM2],
-                            int)
+        avid, labels, sizes, fits = _fitting_parts(box & (suv >= 0.5 * ref), y_mm, size_ml, voxel_ml, spine_front_y,
+                                                   spacing_yx)
         if fits.size:
             break
+        hottest = np.unique(labels[box & (suv >= ref)])
+        if spine_front_y is not None and hottest.any():
+            # a kidney joined at half its peak to a liver more than half as avid (PSMA-1007): parted half-way
+            # between the joined part's median (the larger organ's plateau) and the peak
+            level = 0.5 * (float(np.median(suv[np.isin(labels, hottest[hottest > 0])])) + ref)
+            split = _fitting_parts(box & (suv >= level), y_mm, size_ml, voxel_ml, spine_front_y, spacing_yx)
+            if split[3].size:
+                avid, labels, sizes, fits = split
+                edge = level / ref  # its rim is not grown into the neighbour it was parted from
+                break
         # peel the parts that hold the box's hottest voxels (a kidney, a bone lesion): the organ's own noisy,
         # fragmented parts below them stay for the next reading
-        hottest = np.unique(labels[box & (suv >= ref)])
         box &= ~ndimage.binary_dilation(np.isin(labels, hottest[hottest > 0]) if hottest.any() else avid, iterations=2)
     else:
         return None
     if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
         return None
-    organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
-    # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
-    parts, _ = ndimage.label(avid)
-    near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
-    organ |= np.isin(parts, near[near > 0])
+    if edge > EDGE_FRACTION:  # parted from a neighbour: the part that holds the box's hottest voxels
+        hottest = np.intersect1d(np.unique(labels[box & (suv >= ref)]), fits + 1)
+        organ = labels == (int(hottest[0]) if hottest.size else int(fits[np.argmax(sizes[fits])]) + 1)
+    else:
+        organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
+        # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
+        parts, _ = ndimage.label(avid)
+        near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
+        organ |= np.isin(parts, near[near > 0])
     # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
-    rim = tissue & (suv >= EDGE_FRACTION * ref)
+    rim = tissue & (suv >= edge * ref)
     # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
     # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
     # hotter than itself is a bone lesion's spill-out, a larger one a neighbouring organ
-    cold_bone = bone & (suv < EDGE_FRACTION * ref)
+    cold_bone = bone & (suv < edge * ref)
     across = ndimage.binary_dilation(organ, iterations=gap_vox, mask=organ | cold_bone)
     parts, _ = ndimage.label(rim & zone)
     boxes = ndimage.find_objects(parts)
@@ -783,7 +841,7 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
         if (part.sum() <= POLE_FRACTION * organ.sum()
                 and not (beside.any() and suv[box][beside].max() > suv[box][part].max())):
             organ[box] |= part
-    return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim)
+    return organ | ndimage.binary_dilation(organ, iterations=2, mask=rim), edge > EDGE_FRACTION
 
 
 def kidney_tissue(hu: np.ndarray, body: np.ndarray, masks: Mapping[str, np.ndarray]) -> np.ndarray:
