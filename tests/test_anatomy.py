@@ -259,6 +259,14 @@ def test_slice_fills_and_largest_component_equal_their_whole_volume_definitions(
             assert np.array_equal(_largest(mask), largest)
 
 
+def _noisy_suv(activity: np.ndarray) -> np.ndarray:
+    """``activity`` (SUV) blurred by a 1-voxel PSF, with Poisson-like noise (SD 0.45 x the square root of the SUV)
+    correlated over about a voxel."""
+    clean = ndimage.gaussian_filter(activity, 1.0)
+    white = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal(activity.shape), 0.6)
+    return np.maximum(clean + 0.45 * np.sqrt(clean) * white / white.std(), 0).astype(np.float32)
+
+
 def test_a_noisy_liver_beside_a_hotter_organ_is_found_once_that_organ_is_peeled():
     # 4 mm voxels: a 2.1 l liver (SUV 6, voxel CoV ~29 %) and, in its box, 110 ml of an organ at SUV 15 that sets
     # the box's reference: at half of it the liver's noisy voxels fall apart into pieces under a liver's size.
@@ -269,9 +277,7 @@ def test_a_noisy_liver_beside_a_hotter_organ_is_found_once_that_organ_is_peeled(
     hot = ((z - 110) / 30) ** 2 + ((y - 120) / 30) ** 2 + ((x - 205) / 30) ** 2 <= 1
     activity = np.where(liver, 6.0, 0.6)
     activity[hot] = 15.0
-    clean = ndimage.gaussian_filter(activity, 1.0)
-    white = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal(activity.shape), 0.6)
-    suv = np.maximum(clean + 0.45 * np.sqrt(clean) * white / white.std(), 0).astype(np.float32)
+    suv = _noisy_suv(activity)
     zone = np.ones(suv.shape, bool)
     found = _organ_in_zone(zone, zone, suv, np.zeros_like(zone), np.arange(60) * 4.0, 0.6, (600.0, 3500.0),
                            0.064, 4, None, spacing[1:])
@@ -292,9 +298,7 @@ def test_a_kidney_against_a_liver_more_than_half_as_avid_is_parted_from_it():
     kidney = ((z - 120) / 55) ** 2 + ((y - 172) / 24) ** 2 + ((x - 120) / 28) ** 2 <= 1
     activity = np.where(liver, 11.0, 0.6)
     activity[kidney] = 18.0
-    clean = ndimage.gaussian_filter(activity, 1.0)
-    white = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal(activity.shape), 0.6)
-    suv = np.maximum(clean + 0.45 * np.sqrt(clean) * white / white.std(), 0).astype(np.float32)
+    suv = _noisy_suv(activity)
     zone = y >= 100.0  # the kidney's box: behind the front of the spine (y 140 mm) less 40 mm
     found = _organ_in_zone(zone, zone, suv, np.zeros_like(zone), np.arange(60) * 4.0, 0.6, (60.0, 450.0),
                            0.064, 4, 140.0, spacing[1:])
