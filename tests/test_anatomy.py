@@ -259,6 +259,21 @@ def test_slice_fills_and_largest_component_equal_their_whole_volume_definitions(
             assert np.array_equal(_largest(mask), largest)
 
 
+@pytest.mark.parametrize("step", [4.0, -4.0])  # LPS x rising or falling along the columns
+def test_a_mask_mirrored_about_the_midline(step):
+    from localize.anatomy.ct_heuristics import mirrored
+
+    x_mm = 100.0 + step * np.arange(20)  # columns 0..19
+    midline = 100.0 + 12 * step  # mm
+    mask = np.zeros((1, 5, 20), bool)
+    mask[0, 2, 19] = True  # its mirror image lies at 100 + 5 step: column 5
+    mask[0, 2, 3] = True  # mirrored to 100 + 21 step, beyond the last column: nowhere
+    mask[0, 0, 0] = True  # at the grid's first column, mirrored beyond its last
+    assert list(zip(*np.nonzero(mirrored(mask, x_mm, midline, 0.0)[0]))) == [(2, 5)]
+    grown = mirrored(mask, x_mm, midline, 4.0)[0]  # by one voxel in-plane
+    assert grown[1, 5] and grown[3, 5] and grown[2, 4] and grown[2, 6] and not grown[1, 6] and grown.sum() == 5
+
+
 def _noisy_suv(activity: np.ndarray) -> np.ndarray:
     """``activity`` (SUV) blurred by a 1-voxel PSF, with Poisson-like noise (SD 0.45 x the square root of the SUV)
     correlated over about a voxel."""

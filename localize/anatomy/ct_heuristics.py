@@ -172,14 +172,17 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     return found, midline_x
 
 
-def _mirrored(mask: np.ndarray, x_mm: np.ndarray, midline_x_mm: float, tolerance_mm: float) -> np.ndarray:
-    """``mask`` (bool z, y, x; LPS x of its columns ``x_mm``) mirrored about ``midline_x_mm``, grown in-plane by
-    ``tolerance_mm``."""
+def mirrored(mask: np.ndarray, x_mm: np.ndarray, midline_x_mm: float, tolerance_mm: float) -> np.ndarray:
+    """``mask`` (bool z, y, x; LPS x of its columns ``x_mm``, evenly spaced either way) mirrored about
+    ``midline_x_mm``, grown in-plane by ``tolerance_mm``; False where the mirror image lies outside the grid."""
     step = float(x_mm[1] - x_mm[0])
-    columns = np.clip(np.round((2.0 * midline_x_mm - x_mm - x_mm[0]) / step).astype(int), 0, len(x_mm) - 1)
+    columns = np.round((2.0 * midline_x_mm - x_mm - x_mm[0]) / step).astype(int)
+    inside = (columns >= 0) & (columns < len(x_mm))
+    flipped = np.zeros_like(mask)
+    flipped[:, :, inside] = mask[:, :, columns[inside]]
     reach = int(np.ceil(tolerance_mm / abs(step)))
     yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
-    return ndimage.binary_dilation(mask[:, :, columns], structure=(yy**2 + xx**2 <= reach**2)[None])
+    return ndimage.binary_dilation(flipped, structure=(yy**2 + xx**2 <= reach**2)[None])
 
 
 def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
@@ -197,7 +200,7 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     metal = (hu > METAL_HU).any((1, 2))
     if metal.any():
-        bone[metal] &= _mirrored(bone[metal], x_mm, midline_x, MIRROR_MM)
+        bone[metal] &= mirrored(bone[metal], x_mm, midline_x, MIRROR_MM)
     return CTContext(hu=hu, suv=suv, grid=grid, spacing=spacing, z_mm=z_mm, y_mm=y_mm, x_mm=x_mm,
                      voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x_mm=midline_x)
 
@@ -825,7 +828,8 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
         parts, _ = ndimage.label(avid)
         near = np.unique(parts[ndimage.binary_dilation(organ, iterations=2) & avid])
         organ |= np.isin(parts, near[near > 0])
-    # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference
+    # the blurred rim (PET partial volume): soft tissue next to it down to EDGE_FRACTION x the reference (not
+    # below the level that parted it from a neighbour)
     rim = tissue & (suv >= edge * ref)
     # a pole behind a rib: a small part (POLE_FRACTION of the organ at most) of its box's uptake down to the
     # rim level, reached from the organ across bone cooler than the rim; a part whose bone neighbour is
