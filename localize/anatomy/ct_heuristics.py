@@ -51,7 +51,7 @@ from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
 from localize.anatomy.slices import fill_slices, fill_small_holes
 from localize.anatomy.spine import BODY_AHEAD_MM, Spine, body_per_slice, find_spine
-from localize.detection.metrics import zyx_to_lps
+from localize.detection.metrics import ball, zyx_to_lps
 
 BONE_HU = 150.0
 # Metal (a hip prosthesis reads 3000 HU and more, cortical bone under 2000 HU [R]) throws bright and dark streaks
@@ -172,17 +172,18 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
     return found, midline_x
 
 
-def mirrored(mask: np.ndarray, x_mm: np.ndarray, midline_x_mm: float, tolerance_mm: float) -> np.ndarray:
-    """``mask`` (bool z, y, x; LPS x of its columns ``x_mm``, evenly spaced either way) mirrored about
-    ``midline_x_mm``, grown in-plane by ``tolerance_mm``; False where the mirror image lies outside the grid."""
+def mirrored(mask: np.ndarray, x_mm: np.ndarray, midline_x_mm: float, tolerance_mm: float,
+             spacing_yx: np.ndarray) -> np.ndarray:
+    """``mask`` (bool z, y, x; LPS x of its columns ``x_mm``, evenly spaced either way; ``spacing_yx`` mm)
+    mirrored about ``midline_x_mm``, grown in-plane by ``tolerance_mm``; False where the mirror image lies
+    outside the grid."""
     step = float(x_mm[1] - x_mm[0])
     columns = np.round((2.0 * midline_x_mm - x_mm - x_mm[0]) / step).astype(int)
     inside = (columns >= 0) & (columns < len(x_mm))
     flipped = np.zeros_like(mask)
     flipped[:, :, inside] = mask[:, :, columns[inside]]
-    reach = int(np.ceil(tolerance_mm / abs(step)))
-    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
-    return ndimage.binary_dilation(flipped, structure=(yy**2 + xx**2 <= reach**2)[None])
+    disk = ball(tolerance_mm, np.array([1.0, *spacing_yx]))
+    return ndimage.binary_dilation(flipped, structure=disk[disk.shape[0] // 2][None])
 
 
 def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
@@ -200,7 +201,7 @@ def ct_context(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image) -> CTContext:
     midline_x = float(np.average(x_mm, weights=body.sum((0, 1)) + 1e-9))
     metal = (hu > METAL_HU).any((1, 2))
     if metal.any():
-        bone[metal] &= mirrored(bone[metal], x_mm, midline_x, MIRROR_MM)
+        bone[metal] &= mirrored(bone[metal], x_mm, midline_x, MIRROR_MM, spacing[1:])
     return CTContext(hu=hu, suv=suv, grid=grid, spacing=spacing, z_mm=z_mm, y_mm=y_mm, x_mm=x_mm,
                      voxel_ml=float(np.prod(spacing)) / 1000.0, body=body, bone=bone, midline_x_mm=midline_x)
 
