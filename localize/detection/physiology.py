@@ -247,6 +247,58 @@ def gas_at_maximum(region: np.ndarray, seed: np.ndarray, gas: np.ndarray, spacin
     return bool(len(inside)) and float(np.linalg.norm((inside - seed) * spacing_zyx, axis=1).min()) <= GAS_REACH_MM
 
 
+# A loop of bowel whose lumen holds fluid or stool shows on PET as a hot ring around a cold core: the uptake is in
+# its wall (docs/detection.md#physiological-uptake-psma), and readers set such curvilinear uptake that follows the
+# bowel aside. A noise peak of that wall stands out of its background as a node does. A node is solid: its
+# maximum lies at its centre, and the cold tissue beside it is open fat. A hot spot is a wall when a cold point
+# LUMEN_MM from it (below a quarter of the way from the background to its SUV) is walled in: more than
+# WALLED_FRACTION of the rays from that point meet tissue above half-way within twice its distance to the hot spot
+# (+ a voxel). Bowel lies between the pelvic floor and the diaphragm: a limb's necrotic tumour is a hot ring too
+# (a real FDG sarcoma scored 0.53). The wall of a tube crossed at right angles closes ~0.9 of the rays.
+# Training phantoms (seeds 1-40): 14 of 46 false soft-tissue lesions scored above one half, every node and bed
+# lesion at most 0.47, an intact gland's own texture up to 0.72 (so the prostate is not tested); in the
+# pipeline, false lesions went from 1.33 to 1.15 per study and no lesion was lost [REC].
+LUMEN_MM = (4.0, 15.0)
+WALLED_FRACTION = 0.5
+_RAYS = 32
+
+
+def _sphere_directions(n: int) -> np.ndarray:
+    """``n`` unit vectors (z, y, x) spread evenly over the sphere (Fibonacci lattice)."""
+    k = np.arange(n) + 0.5
+    polar, azimuth = np.arccos(1.0 - 2.0 * k / n), np.pi * (1.0 + 5.0**0.5) * k
+    return np.stack([np.cos(polar), np.sin(polar) * np.sin(azimuth), np.sin(polar) * np.cos(azimuth)], axis=1)
+
+
+def walled_lumen(suv: np.ndarray, seed: np.ndarray, background: float, spacing_zyx: np.ndarray,
+                 exclude: np.ndarray | None = None) -> float:
+    """Largest fraction of rays walled in, over the cold points ``LUMEN_MM`` from the hot spot at index ``seed``
+    of ``suv`` (z, y, x), its local ``background`` given (see ``WALLED_FRACTION``). ``exclude`` (bool, same
+    shape): voxels that are no wall (the organs whose uptake is physiological wherever it lies)."""
+    reach = 3.0 * LUMEN_MM[1] + 3.0 * float(spacing_zyx.max())
+    lo, crop = crop_around(seed, reach, spacing_zyx, suv.shape)
+    local = ndimage.gaussian_filter(suv[crop].astype(np.float32), 1.5 / spacing_zyx)  # a voxel's noise, not a lumen
+    at = seed - lo
+    value = float(local[tuple(at)])
+    wall = local >= background + 0.5 * (value - background)
+    if exclude is not None:
+        wall &= ~exclude[crop]
+    points = np.argwhere(local < background + 0.25 * (value - background))
+    distance = np.linalg.norm((points - at) * spacing_zyx, axis=1)
+    keep = (distance >= LUMEN_MM[0]) & (distance <= LUMEN_MM[1])
+    points, distance = points[keep], distance[keep]
+    if not len(points):
+        return 0.0
+    step = float(spacing_zyx.min())
+    lengths = np.arange(step, 2.0 * LUMEN_MM[1] + float(spacing_zyx.max()) + step, step)
+    rays = _sphere_directions(_RAYS)
+    where = points[:, None, None, :] + rays[None, :, None, :] * (lengths[None, None, :, None] / spacing_zyx)
+    hit = ndimage.map_coordinates(wall.astype(np.uint8), where.reshape(-1, 3).T, order=0, mode="constant")
+    hit = hit.reshape(len(points), len(rays), len(lengths)).astype(bool)
+    hit &= lengths[None, None, :] <= (2.0 * distance + float(spacing_zyx.max()))[:, None, None]
+    return float(hit.any(axis=2).mean(axis=1).max())
+
+
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror
 # pairs (docs/detection.md#physiological-uptake-psma); a gland whose mask is missing is as focal as a node. A hot spot
 # above the lung apices, at least PAIR_MM off the midline, whose mirror image about the midline holds uptake alike (the

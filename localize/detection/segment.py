@@ -34,6 +34,7 @@ from localize.detection.metrics import (
 from localize.detection.physiology import (
     PAIR_MM,
     URINE_EDGE,
+    WALLED_FRACTION,
     Suppression,
     gas_at_maximum,
     group_mask,
@@ -41,6 +42,7 @@ from localize.detection.physiology import (
     mirrored_glands,
     robust_mean_sd,
     suppression_for,
+    walled_lumen,
 )
 from localize.detection.reference import ReferenceRegion, reference_regions
 from localize.errors import ConfigError
@@ -307,6 +309,8 @@ def segment_lesions(
     if apex is not None and anatomy.midline_x_mm is not None:
         mirrors = [_mirror_index(pet_suv, seed, anatomy.midline_x_mm, apex) for seed in accepted]
         glands = mirrored_glands(detect, accepted, mirrors, spacing)
+    prostate, bowel_span = anatomy.mask("prostate"), _bowel_span(anatomy, ct_bone is not None)
+    no_wall = np.logical_or.reduce(residue + list(physio.organ.values())) if residue or physio.organ else None
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
     for k, (seed, mask) in enumerate(zip(accepted, masks)):
@@ -343,6 +347,11 @@ def segment_lesions(
                                  residue + list(physio.organ.values())) < MIN_COMPACTNESS:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "not focal (a tube or sheet)"))
                 continue
+            if bowel_span is not None and bowel_span[0] <= float(zyx_to_lps(pet_suv, seed)[2]) <= bowel_span[1] \
+                    and tissue is None and not (prostate is not None and prostate[tuple(seed)]) \
+                    and walled_lumen(detect, seed, background, spacing, no_wall) > WALLED_FRACTION:
+                candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: bowel (wall)"))
+                continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
         labels[mask] = len(lesions)  # provisional, renumbered below
     lesions = number_lesions(lesions)
@@ -362,6 +371,15 @@ def segment_lesions(
                     "noise_floor_suv": noise_floor_suv(s, references or {})},
         warnings=warnings,
     )
+
+
+def _bowel_span(anatomy: Anatomy, with_ct: bool) -> tuple[float, float] | None:
+    """LPS z range (mm) where bowel may lie: from the pelvic floor (the symphysis' bottom) to the diaphragm, either
+    open when the field does not show it; None without a CT, whose anatomy alone tells the trunk from a limb."""
+    if not with_ct:
+        return None
+    levels = anatomy.levels_z_mm
+    return levels.get("symphysis_bottom", -np.inf), levels.get("diaphragm", np.inf)
 
 
 def _mirror_index(pet_suv: sitk.Image, seed: np.ndarray, midline_x_mm: float, apex_z_mm: float) -> np.ndarray | None:
