@@ -9,8 +9,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from localize.anatomy.model import Anatomy
-from localize.detection.physiology import flatten_halo, ureter_tracks
-from localize.detection.segment import segment_lesions
+from localize.detection.physiology import WALLED_FRACTION, flatten_halo, ureter_tracks, walled_lumen
+from localize.detection.segment import bowel_span_z_mm, segment_lesions
 
 SPACING = 4.0  # mm, isotropic
 SHAPE = (56, 50, 50)  # z, y, x
@@ -178,3 +178,35 @@ def test_uptake_around_bowel_gas_is_bowel_and_a_node_against_the_loop_is_a_lesio
         assert [np.linalg.norm(np.subtract(les.target_lps_mm, node)) <= 4.0 for les in seg.lesions] == [True], seed
         assert any(c.reason == "physiological: bowel (gas)" and np.linalg.norm(c.peak_lps_mm) <= 14.0
                    for c in seg.candidates), seed
+
+
+def test_the_wall_round_a_loop_s_fluid_walls_it_in_and_a_solid_node_beside_a_tube_does_not():
+    # a loop of bowel crossing the field along z: 28 mm wide, its 4 mm wall at SUV 6 round fluid at 0.2; a solid
+    # node (12 mm, SUV 10) touching a solid tube as hot as that wall (a collapsed loop, 10 mm wide); on 0.5
+    z, y, x = _mm()
+    activity = np.full(SHAPE, 0.5)
+    loop_r = np.hypot(x + 48.0, y)
+    activity[loop_r <= 14.0] = 6.0
+    activity[loop_r <= 10.0] = 0.2
+    activity[np.hypot(x - 32.0, y) <= 5.0] = 6.0
+    activity[np.hypot(np.hypot(x - 44.0, y), z) <= 6.0] = 10.0
+    suv = sitk.GetArrayFromImage(_noisy_pet(activity, seed=2))
+    spacing = np.full(3, SPACING)
+
+    def index(x_mm, y_mm, z_mm):
+        return np.array([round((z_mm - ORIGIN[2]) / SPACING), round((y_mm - ORIGIN[1]) / SPACING),
+                         round((x_mm - ORIGIN[0]) / SPACING)])
+
+    wall, node = index(-60.0, 0.0, 0.0), index(44.0, 0.0, 0.0)
+    assert walled_lumen(suv, wall, 0.5, spacing) > WALLED_FRACTION
+    assert walled_lumen(suv, node, 0.5, spacing) < WALLED_FRACTION
+    assert walled_lumen(suv, wall, 0.5, spacing, exclude=loop_r <= 16.0) < WALLED_FRACTION  # no wall to wall it in
+
+
+def test_bowel_is_looked_for_from_the_pelvic_floor_to_the_diaphragm_of_a_study_with_ct():
+    grid = sitk.Image(4, 4, 4, sitk.sitkFloat32)
+    levels = {"symphysis_bottom": -420.0, "diaphragm": 35.0}
+    assert bowel_span_z_mm(Anatomy(grid=grid, masks={}, levels_z_mm=levels), with_ct=True) == (-420.0, 35.0)
+    assert bowel_span_z_mm(Anatomy(grid=grid, masks={}, levels_z_mm={"diaphragm": 35.0}), with_ct=True) \
+        == (-np.inf, 35.0)  # a field above the pelvis: open below
+    assert bowel_span_z_mm(Anatomy(grid=grid, masks={}, levels_z_mm=levels), with_ct=False) is None
