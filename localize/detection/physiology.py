@@ -261,6 +261,7 @@ def gas_at_maximum(region: np.ndarray, seed: np.ndarray, gas: np.ndarray, spacin
 LUMEN_MM = (4.0, 15.0)
 WALLED_FRACTION = 0.5
 _RAYS = 32
+_POINTS_PER_BATCH = 256
 
 
 def _sphere_directions(n: int) -> np.ndarray:
@@ -277,7 +278,7 @@ def walled_lumen(suv: np.ndarray, seed: np.ndarray, background: float, spacing_z
     shape): voxels that are no wall (the organs whose uptake is physiological wherever it lies)."""
     reach = 3.0 * LUMEN_MM[1] + 3.0 * float(spacing_zyx.max())
     lo, crop = crop_around(seed, reach, spacing_zyx, suv.shape)
-    local = ndimage.gaussian_filter(suv[crop].astype(np.float32), 1.5 / spacing_zyx)  # a voxel's noise, not a lumen
+    local = ndimage.gaussian_filter(suv[crop].astype(np.float32), 1.5 / spacing_zyx)  # a noisy voxel is no lumen
     at = seed - lo
     value = float(local[tuple(at)])
     wall = local >= background + 0.5 * (value - background)
@@ -291,12 +292,16 @@ def walled_lumen(suv: np.ndarray, seed: np.ndarray, background: float, spacing_z
         return 0.0
     step = float(spacing_zyx.min())
     lengths = np.arange(step, 2.0 * LUMEN_MM[1] + float(spacing_zyx.max()) + step, step)
-    rays = _sphere_directions(_RAYS)
-    where = points[:, None, None, :] + rays[None, :, None, :] * (lengths[None, None, :, None] / spacing_zyx)
-    hit = ndimage.map_coordinates(wall.astype(np.uint8), where.reshape(-1, 3).T, order=0, mode="constant")
-    hit = hit.reshape(len(points), len(rays), len(lengths)).astype(bool)
-    hit &= lengths[None, None, :] <= (2.0 * distance + float(spacing_zyx.max()))[:, None, None]
-    return float(hit.any(axis=2).mean(axis=1).max())
+    steps = _sphere_directions(_RAYS)[:, None, :] * (lengths[None, :, None] / spacing_zyx)  # rays, lengths, zyx
+    wall_u8, best = wall.astype(np.uint8), 0.0
+    for start in range(0, len(points), _POINTS_PER_BATCH):  # memory bounded on a fine grid
+        batch, reach_mm = points[start:start + _POINTS_PER_BATCH], 2.0 * distance[start:start + _POINTS_PER_BATCH]
+        where = batch[:, None, None, :] + steps[None]
+        hit = ndimage.map_coordinates(wall_u8, where.reshape(-1, 3).T, order=0, mode="constant")
+        hit = hit.reshape(len(batch), *steps.shape[:2]).astype(bool)
+        hit &= lengths[None, None, :] <= (reach_mm + float(spacing_zyx.max()))[:, None, None]
+        best = max(best, float(hit.any(axis=2).mean(axis=1).max()))
+    return best
 
 
 # Salivary (parotid, submandibular) and lacrimal glands take up PSMA ligands intensely and come in mirror

@@ -615,14 +615,13 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
 
 def focal_region(suv: np.ndarray, seed: np.ndarray, background: float, spacing: np.ndarray,
                  organs: Sequence[np.ndarray] = (), exclude: Sequence[np.ndarray] = ()) -> np.ndarray:
-    """The region (bool, on a crop around it) whose ``compactness`` is the hot spot's at ``seed`` of ``suv``
-    (z, y, x): its connected region
-    above half-way from ``background`` to its value, within ``PLATEAU_REACH_MM``, outside ``exclude``
-    and outside the ``organs`` beside it whose median uptake there reaches that level (a node against
-    the liver is measured without it). A region cut by the first or last slice of the field (its section
-    there at least ``FIELD_CUT`` of its widest) is measured with its mirror image beyond that slice: a tube
-    leaving the field stays a tube, a ball cut in half a ball; the cap of a ball that just reaches the
-    edge is measured as it is."""
+    """The region (bool, on a crop around it) whose ``compactness`` is the shape of the hot spot ``seed`` of
+    ``suv`` (z, y, x): its connected region above half-way from ``background`` to its value, within
+    ``PLATEAU_REACH_MM``, outside ``exclude`` and outside the ``organs`` beside it whose median uptake there
+    reaches that level (a node against the liver is measured without it). A region cut by the first or last
+    slice of the field (its section there at least ``FIELD_CUT`` of its widest) comes with its mirror image
+    beyond that slice: a tube leaving the field stays a tube, a ball cut in half a ball; the cap of a ball
+    that just reaches the edge is kept as it is."""
     lo, crop = crop_around(seed, PLATEAU_REACH_MM, spacing, suv.shape)
     local = suv[crop]
     at = seed - lo
