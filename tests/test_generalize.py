@@ -205,3 +205,23 @@ def test_bowel_wall_around_its_gas_is_no_lesion(varied, tmp_path):
     assert gas and all(bowel[pet.TransformPhysicalPointToIndex(c["peak_lps_mm"])[::-1]] for c in gas), gas
     assert not any(bowel[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]] and f["suv_max"] < 4.0
                    for f in result["false"]), result["false"]
+
+
+@pytest.mark.parametrize("seed, tracer, status, organ", [(28, "dcfpyl", "post_radiotherapy", "ureter_left"),
+                                                         (39, "psma11", "post_prostatectomy", "small_bowel")])
+def test_a_hot_stretch_of_ureter_or_bowel_drawn_out_beyond_a_node_s_shape_is_no_lesion(varied, tmp_path, seed, tracer,
+                                                                                        status, organ):
+    # seed 28: a bolus in the left ureter (SUV 15, ~3:1) and seed 39: a small-bowel loop on the bladder's dome (SUV
+    # 26) stood out as nodes, each focal enough for the floor of compactness 0.1. Their half-maximum regions hold
+    # over 20 voxels, enough to show they are longer than twice their width: no node is
+    root, truth = varied(VariedSpec(seed, tracer=tracer, extent="pelvis", status=status, **CAPS))
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
+    soft = [row for row in result["lesions"] if row["truth_site"] != "bone"]  # seed 39's L5 lesion: SUV 2.5, < 3
+    assert soft and all(row["found"] and row["distance_mm"] <= 4.0 for row in soft), soft
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    inside = ndimage.binary_dilation(_truth_mask(root, truth, organ, pet), iterations=1)  # one PET voxel of blur
+    at = [f for f in result["false"] if inside[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]]]
+    assert at == [], at
+    shaped = [c for c in doc["candidates"] if c["reason"] == "not focal (a tube or sheet)" and c["suv_max"] > 10.0
+              and inside[pet.TransformPhysicalPointToIndex(c["peak_lps_mm"])[::-1]]]
+    assert shaped, [c for c in doc["candidates"] if c["suv_max"] > 10.0]

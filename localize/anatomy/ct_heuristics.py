@@ -821,8 +821,9 @@ def _organ_in_zone(zone, tissue, suv, bone, y_mm, background, size_ml, voxel_ml,
     if box.sum() < 10 or ref <= 2.0 * background or fits.size == 0:
         return None
     if edge > EDGE_FRACTION:  # parted from a neighbour: the part that holds the box's hottest voxels
-        hottest = np.intersect1d(np.unique(labels[box & (suv >= ref)]), fits + 1)
-        organ = labels == (int(hottest[0]) if hottest.size else int(fits[np.argmax(sizes[fits])]) + 1)
+        hottest = np.intersect1d(np.unique(labels[box & (suv >= ref)]), fits + 1)  # labels, from 1
+        label = int(hottest[0]) if hottest.size else int(fits[np.argmax(sizes[fits])]) + 1
+        organ = labels == label
     else:
         organ = labels == (int(fits[np.argmax(sizes[fits])]) + 1)
         # parts of the organ cut off by a rib or a vertebra crossing it (within 2 voxels) belong to it
