@@ -410,3 +410,16 @@ def test_the_sacrum_reaches_down_through_its_thin_plate():
     spine = Spine(profile, z_mm, [(100.0, 130.0)])
     assert spine.reach_down(100.0, 10.0) == pytest.approx(40.0, abs=1.5)
     assert spine.reach_down(100.0, 4.0) == pytest.approx(76.0, abs=1.5)  # the 6 mm run not bridged
+
+
+def test_the_bodies_between_discs_skip_a_core_half_a_pitch_off_and_count_from_the_lumbosacral_disc():
+    # dark bands (z bottom, z top mm, depth) above a sacrum whose top reads at 238 mm: the lumbosacral disc at
+    # 227 mm, then discs every ~36 mm, and an osteoporotic core at 383 mm (14 mm above a disc, as deep)
+    discs = [(225.0, 229.0, 0.2), (252.0, 261.0, 0.5), (291.0, 303.0, 0.5), (330.0, 339.0, 0.5),
+             (366.0, 372.0, 0.3), (379.0, 387.0, 0.35), (402.0, 408.0, 0.35)]
+    spine = Spine(np.zeros(1), np.zeros(1), [], discs)
+    assert spine.between_discs(238.0) == [(229.0, 252.0), (261.0, 291.0), (303.0, 330.0), (339.0, 366.0),
+                                          (372.0, 402.0)]
+    # without the lumbosacral disc, L5 is not delimited: the count goes on from L4/L5, the first band above
+    assert spine.between_discs(238.0)[1:] == Spine(np.zeros(1), np.zeros(1), [], discs[1:]).between_discs(238.0)[1:]
+    assert Spine(np.zeros(1), np.zeros(1), [], discs[1:]).between_discs(238.0)[0] is None

@@ -17,6 +17,8 @@ Masks are bool numpy ``z, y, x`` arrays on the PET grid; points and levels LPS m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from localize.anatomy.grids import mean_index
@@ -237,6 +239,16 @@ def _vertebrae(g: _Geometry, _name: str):
             for above, _ in named[k + 1:]:
                 yield f"vertebrae_{above}", f"named by counting past the implausible {name}"
             return
+
+
+def plausible_vertebrae(bodies: Sequence[tuple[float, float] | None]) -> int:
+    """How many of ``bodies`` ((z bottom, z top) mm, bottom up; None: not seen, below the rest) pass the vertebra
+    checks from the lowest seen up (as ``_vertebrae``: none when the second fails against the lowest alone)."""
+    seen = [body for body in bodies if body is not None]
+    for k in range(len(seen)):
+        if _vertebra_problem([(b - a, (a + b) / 2) for a, b in seen[max(k - 2, 0):k + 1]]):
+            return 0 if k == 1 else k
+    return len(seen)
 
 
 def _vertebra_problem(spine: list[tuple[float, float]]) -> str | None:

@@ -46,6 +46,7 @@ from localize.anatomy.checks import (
     VERTEBRA_HEIGHT_MM,
     gland_problem,
     lung_problem,
+    plausible_vertebrae,
 )
 from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
@@ -320,6 +321,13 @@ SACRAL_RING_MM = 200.0
 SACRAL_GAP_MM = 10.0  # slices without bone in the strip bridged below a segment: the sacrum's plate leaves the strip's
 # section between its foramina and its curve [REC: real CT tests/data/totalsegmentator-abdomen, S2-S4 at 3 mm]
 SACRUM_REACH_MM = 60.0
+# The bodies between dark bands are taken for the vertebrae only where the bone-area segments name fewer than
+# this many plausibly, and only when at least this many of them are plausible in a row: evenly pitched bodies
+# are a spine's, one of vertebral height is no evidence [REC: training seed 32, a dark band below a hip
+# prosthesis's streaks named L5 45 mm low]. Higher up, the bone-area segments hold (a partial body at the top
+# of the field fails alone) [REC: a first version taken wherever the top body alone failed named whole-body
+# phantoms' solid bodies, whose dark bands are their cores, a vertebra off].
+DISC_CHAIN_MIN = 3
 PEELS = 3  # hotter neighbours taken out of an organ's box before giving up on it
 _NOT_BOWEL = ("bone", "urinary_bladder", "kidney_left", "kidney_right", "liver", "spleen", "lung_left",
               "lung_right", "prostate", "heart", "aorta")  # blood is a plateau too (SUV ~2 with PSMA-11)
@@ -517,14 +525,26 @@ def _spine_and_pelvis(ctx: CTContext, column_profile: Spine, lung_bottom_mm: flo
     sacrum_z = (segments[i][0], segments[top][1])  # below it the strip can reach the coccyx and the pubis
     masks["sacrum"] = _in_z(spine, z_mm, *sacrum_z)
     levels["pelvic_inlet"] = sacrum_z[1]  # sacral promontory
-    above = column_profile.split_tall(segments[top + 1 :], VERTEBRA_HEIGHT_MM[1], PITCH_RATIO)
-    for name, (z0, z1) in zip(VERTEBRA_NAMES, above):
-        masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, z0, z1)
-        levels[name] = (z0 + z1) / 2
-    if len(above) >= 1:
+    above: list[tuple[float, float] | None] = list(
+        column_profile.split_tall(segments[top + 1 :], VERTEBRA_HEIGHT_MM[1], PITCH_RATIO))
+    if plausible_vertebrae(above) < min(len(above), DISC_CHAIN_MIN):
+        # an osteoporotic spine's bone-area segments are the endplates round its discs, not its bodies: when
+        # they fail from the lowest lumbar vertebrae, the bodies between the discs read as dark bands, when at
+        # least DISC_CHAIN_MIN of them are plausible (spine.py, module notes)
+        between = column_profile.between_discs(sacrum_z[1])
+        if plausible_vertebrae(between) >= DISC_CHAIN_MIN:
+            above = between
+            if above[0] is None:
+                out.warnings.append("vertebrae_L5 not named: no lumbosacral disc seen between the discs above the "
+                                    "sacrum (L4 and up named between them)")
+    for name, body in zip(VERTEBRA_NAMES, above):
+        if body is not None:
+            masks[f"vertebrae_{name}"] = _in_z(spine, z_mm, *body)
+            levels[name] = (body[0] + body[1]) / 2
+    if above and above[0] is not None:
         # L5/S1 disc (docs/classification.md#landmark-levels)
         levels["common_iliac_bifurcation"] = (sacrum_z[1] + above[0][0]) / 2
-    if len(above) >= 2:
+    if len(above) >= 2 and above[1] is not None:
         # "typically at L4 (L4-L5)" (docs/classification.md#landmark-levels): the lower quarter of L4 [REC]
         l4_bottom, l4_top = above[1]
         levels["aortic_bifurcation"] = l4_bottom + 0.25 * (l4_top - l4_bottom)
