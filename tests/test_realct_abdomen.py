@@ -103,6 +103,9 @@ def test_the_lumbar_vertebrae_are_named_right_between_the_discs(abdomen):
         assert abs(ours - _body_centre(reference, names[name], grid)[2]) <= HALF_VERTEBRA_MM, name
     if "vertebrae_L5" not in named:  # its lumbosacral disc, tilted ~35 degrees, not seen at 3 mm: said
         assert any(w.startswith("vertebrae_L5 not named") for w in anatomy.warnings)
+    # the level hung from L4: the aorta's lowest slice is where it divides
+    aorta_bottom = float(z_mm[np.flatnonzero((reference == names["aorta"]).any((1, 2)))].min())
+    assert abs(anatomy.levels_z_mm["aortic_bifurcation"] - aorta_bottom) <= HALF_VERTEBRA_MM
 
 
 def test_the_pelvis_and_the_bladder(abdomen):
