@@ -14,7 +14,7 @@ from scipy import ndimage
 from localize.anatomy import build_anatomy, canonical_name, read_label_map, read_mask_folder
 from localize.anatomy.ct_heuristics import _largest, _organ_in_zone, whole_kidney
 from localize.anatomy.slices import IN_SLICE, fill_slices, fill_small_holes
-from localize.anatomy.spine import Spine, body_per_slice
+from localize.anatomy.spine import Spine, body_per_slice, find_spine
 from localize.errors import StudyError
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
@@ -423,3 +423,41 @@ def test_the_bodies_between_discs_skip_a_core_half_a_pitch_off_and_count_from_th
     # without the lumbosacral disc, L5 is not delimited: the count goes on from L4/L5, the first band above
     assert spine.between_discs(238.0)[1:] == Spine(np.zeros(1), np.zeros(1), [], discs[1:]).between_discs(238.0)[1:]
     assert Spine(np.zeros(1), np.zeros(1), [], discs[1:]).between_discs(238.0)[0] is None
+
+
+def _osteoporotic_column(fat_slab_z_mm: float) -> tuple[sitk.Image, list[float]]:
+    """A synthetic CT (LPS, 1 x 1 x 1.5 mm) of five osteoporotic bodies 26 mm tall (cores 100 HU in a 2 mm wall,
+    4 mm endplates, both 500 HU) over 10 mm discs of 90 HU, in soft tissue (40 HU); a 10 mm slab of fat
+    (-100 HU) over the front 18 mm of the body at ``fat_slab_z_mm`` (bands slipping off the body). Returns the CT and
+    the centres (LPS z mm) of the discs with a body on both sides."""
+    z_mm = np.arange(0.0, 240.0, 1.5)
+    y_mm, x_mm = np.arange(-80.0, 80.0, 1.0), np.arange(-60.0, 60.0, 1.0)
+    radius = np.hypot(x_mm[None, :], y_mm[:, None] - 20.0)  # bodies 20 mm in radius, centred at LPS y 20 mm
+    inside = radius <= 20.0
+    section = {"core": np.where(radius > 18.0, 500.0, 100.0), "plate": 500.0, "disc": 90.0}
+    hu = np.full((z_mm.size, y_mm.size, x_mm.size), 40.0, np.float32)
+    discs = []
+    for k in range(5):
+        z0 = 20.0 + 36.0 * k
+        for part, (lo, hi) in (("plate", (0.0, 4.0)), ("core", (4.0, 22.0)), ("plate", (22.0, 26.0)),
+                               ("disc", (26.0, 36.0))):
+            rows = (z_mm >= z0 + lo) & (z_mm < z0 + hi)
+            hu[rows] = np.where(inside, section[part], 40.0)
+        discs.append(z0 + 31.0)
+    hu[np.ix_(np.abs(z_mm - fat_slab_z_mm) <= 5.0, (y_mm >= 0.0) & (y_mm <= 18.0), np.abs(x_mm) <= 20.0)] = -100.0
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((1.0, 1.0, 1.5))
+    image.SetOrigin((float(x_mm[0]), float(y_mm[0]), 0.0))
+    return image, discs[:-1]
+
+
+def test_discs_are_read_as_dark_bands_between_endplates_and_fat_is_no_disc():
+    # osteoporotic cores as dark as the discs but 18 mm tall between their endplates: no band; each 10 mm disc
+    # between two endplates: a band at its level; where the front bands hold fat between the endplates (the
+    # bands slipping off the body), no band: a disc is soft tissue
+    ct, discs = _osteoporotic_column(fat_slab_z_mm=87.0)
+    spine = find_spine(ct, 0.0, 0.0)
+    centres = [(lo + hi) / 2 for lo, hi, _ in spine.discs]
+    expected = [z for z in discs if z != 87.0]
+    assert len(centres) == len(expected)
+    assert all(abs(found - truth) <= 3.0 for found, truth in zip(centres, expected))
