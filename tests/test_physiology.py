@@ -89,6 +89,24 @@ def test_hot_specks_joined_only_across_slices_are_no_ureter():
     assert not tracks.any()
 
 
+def test_a_node_apart_from_a_hotter_ureter_but_joined_to_it_at_the_threshold_is_not_ureter():
+    # a 9 mm node 13 mm from the axis of a ureter twice as hot: on the 4 mm grid the threshold joins them in
+    # the node's slices, whose sections then widen the tube and pull its path towards the node; the valley
+    # between their two peaks tells them apart
+    z, y, x = _mm()
+    on_path = (np.hypot(x - _path_x(z), y - 20.0) <= 2.0) & (z > -70) & (z < 60)
+    for seed in range(3):
+        activity = np.full(SHAPE, 0.5)
+        activity[(np.hypot(x - _path_x(z), y - 20.0) <= 3.0) & (z > -80) & (z < 70)] = 30.0
+        node = (_path_x(20.0) + 13.0, 20.0, 20.0)
+        activity[np.hypot(np.hypot(x - node[0], y - node[1]), z - node[2]) <= 4.5] += 20.0
+        suv = sitk.GetArrayFromImage(_noisy_pet(activity, seed))
+        tracks = ureter_tracks(suv, np.zeros(SHAPE, bool), np.array([SPACING] * 3), threshold_suv=3.0,
+                               min_length_mm=60.0, max_area_mm2=400.0, margin_mm=4.0)
+        node_zyx = np.rint((np.array(node[::-1]) - np.array(ORIGIN[::-1])) / SPACING).astype(int)
+        assert tracks[on_path].all() and not tracks[tuple(node_zyx)], seed
+
+
 def test_a_node_beside_a_hot_ureter_is_found_and_the_bolus_is_not():
     for seed in range(3):
         image, anatomy, node, bolus = _ureter_scene(with_kidney_mask=seed % 2 == 0, seed=seed)

@@ -12,6 +12,7 @@ from localize.anatomy.model import Anatomy
 from localize.detection.metrics import ball
 from localize.detection.reference import (
     BLOOD_POOL_CLEARANCE_MM,
+    MIN_VOI_VOXELS,
     _dilated,
     _eroded,
     aorta_cylinder,
@@ -80,6 +81,18 @@ def test_marrow_is_read_over_the_vertebral_bodies_when_no_vertebra_is_named():
     named = reference_regions(_image(suv), Anatomy(grid=image, masks={"spine": spine, "vertebrae_L3": l3}),
                               "fluciclovine")["marrow"]
     assert named.suv_mean == pytest.approx(3.0)
+
+
+def test_a_vertebra_thin_for_its_grid_still_gives_a_marrow_voi_whose_sd_is_the_noise():
+    # a 25 mm vertebral body on a 5 mm PET grid: 8 mm deep leaves its single central voxel, whose SD is 0;
+    # the VOI takes the deepest voxels up to MIN_VOI_VOXELS instead, and reads the marrow's noise (SD 0.5)
+    z, y, x = np.indices((30, 30, 30))
+    body = (np.abs(z - 15) <= 2) & (np.abs(y - 15) <= 2) & (np.abs(x - 15) <= 2)
+    suv = 0.5 + body * (2.0 + 0.5 * np.random.default_rng(3).standard_normal(body.shape))
+    image = _image(suv, spacing=5.0)
+    marrow = reference_regions(image, Anatomy(grid=image, masks={"vertebrae_L3": body}), "fluciclovine")["marrow"]
+    assert marrow.n_voxels >= MIN_VOI_VOXELS
+    assert marrow.suv_mean == pytest.approx(2.5, abs=0.2) and marrow.suv_sd == pytest.approx(0.5, rel=0.35)
 
 
 def test_blood_pool_keeps_clear_of_avid_organs_or_takes_the_aorta_as_it_is():

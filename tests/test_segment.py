@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
+from localize.detection.metrics import lps_to_zyx
 from localize.detection.physiology import excess_limits, limit_away_from, with_partial_volume_rim
 from localize.detection.reference import ReferenceRegion
 from localize.detection.segment import (
@@ -17,6 +18,7 @@ from localize.detection.segment import (
     MIN_COMPACTNESS,
     SegmentationSettings,
     compactness,
+    detection_thresholds,
     marrow_bearing,
     segment_lesions,
     settings_for,
@@ -160,6 +162,38 @@ def test_percist_threshold_uses_the_liver_reference():
             or _nearest(seg.lesions, LESIONS["touching_b"][0]).suv_max >= 7.5)
 
 
+def test_a_noisy_marrow_sets_the_bone_threshold_above_its_noise_peaks():
+    # fluciclovine, marrow SUV 2.2 with a voxel SD of 0.63 (28 %): 1.5 x mean + 2 SD lies 3.8 SD above the
+    # marrow, under the largest of its ~10^4 voxels' noise; a quiet marrow (SD 0.2) keeps that threshold
+    s = settings_for("fluciclovine")
+    blood = ReferenceRegion("blood_pool", 1.5, 0.2, (0.0, 0.0, 0.0), 200)
+    for sd, expected in ((0.63, 2.2 + s.blood_noise_z * 0.63), (0.2, 1.5 * 2.2 + 2 * 0.2)):
+        marrow = ReferenceRegion("marrow", 2.2, sd, (0.0, 0.0, 0.0), 200)
+        assert detection_thresholds(s, {"blood_pool": blood, "marrow": marrow})[1] == pytest.approx(expected)
+
+
+def test_a_bone_lesion_in_marrow_is_delineated_against_the_marrow_not_over_it():
+    # PSMA-1007, marrow SUV 2.2 (SD 0.45) in a 48 x 40 x 48 mm block of bone with a cortex of two voxels, a
+    # 13 mm lesion 2.4 SUV above it: at 41 % of its SUVmax (~2.0) a lesion would take the marrow around it
+    # (tens of ml, its target pulled off); from the marrow's mean it keeps its own ~1 ml
+    z, y, x = _grid_mm()
+    marrow = (np.abs(x + 20.0) <= 24.0) & (np.abs(y) <= 20.0) & (np.abs(z) <= 24.0)
+    centre = (-12.0, 0.0, 0.0)
+    refs = {"spleen": ReferenceRegion("spleen", 8.0, 0.8, (0.0, 0.0, 0.0), 500),
+            "marrow": ReferenceRegion("marrow", 2.2, 0.45, (0.0, 0.0, 0.0), 100)}
+    for seed in range(3):
+        activity = np.where(marrow, 2.2, 0.5)
+        activity[np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= 6.5] += 2.4
+        clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+        white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.5)
+        image = _as_image((clean + 0.45 * white / white.std() * np.sqrt(clean / 2.2)).astype(np.float32))
+        anatomy = Anatomy(grid=image, masks={"bone": ndimage.binary_dilation(marrow, iterations=2)})
+        seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", references=refs)
+        assert len(seg.lesions) == 1, seed
+        assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, centre)) <= 3.0
+        assert 0.3 <= seg.lesions[0].volume_ml <= 2.0
+
+
 def test_marrow_threshold_holds_in_thick_bone_only():
     spacing = np.array([4.0, 4.0, 4.0])
     bone = np.zeros((30, 30, 30), bool)
@@ -188,6 +222,26 @@ def test_a_ct_bladder_mask_off_the_urine_is_no_source_of_lesions():
     seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": off}), tracer_family="psma_ga68")
     assert len(seg.lesions) == 1
     assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, wall)) < 4.0
+
+
+def test_the_noise_peaks_of_lukewarm_noisy_urine_stay_urine_when_the_ct_mask_is_off_it():
+    # urine of SUV 6 with a voxel SD of 1.2 (20 %), its CT mask 8 mm off it: the organ is then the urine
+    # itself, up to its noise ceiling; its noise peaks (up to ~4 SD, 1.8 x its median) are no holes in it
+    # and no lesions (its troughs may be holes: nothing hot lies there)
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 6.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    rng = np.random.default_rng(7)
+    suv = (clean + 0.2 * clean * rng.standard_normal(SHAPE)).astype(np.float32)
+    shift = int(round(8.0 / SPACING))
+    off = np.roll(bladder, shift, axis=0)
+    urine = with_partial_volume_rim(suv, off, np.full(3, SPACING))
+    inner = ndimage.binary_erosion(bladder, iterations=2)
+    assert urine[inner & off & (suv >= np.median(suv[bladder]))].all()
+    image = _as_image(suv)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": off}), tracer_family="psma_ga68")
+    assert not [les for les in seg.lesions if bladder[tuple(np.rint(lps_to_zyx(image, les.peak_lps_mm)).astype(int))]]
 
 
 def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from skimage.morphology import reconstruction
 
 from localize.detection.metrics import ball, ball_mask, crop_around
 
@@ -32,9 +33,14 @@ if TYPE_CHECKING:  # segment imports this module
 
 # How far the urine seen on PET may lie from a CT mask of the bladder (two PET voxels of 4-5 mm: a CT mask
 # drawn against muscle on low-dose CT, or a bladder filling between CT and PET) and how much hotter than the
-# urine level a voxel may be and still be urine (noise on the urine's plateau) [REC].
+# urine level a voxel may be and still be urine (noise on the urine's plateau: URINE_CEILING x the level, or
+# inside the CT mask URINE_NOISE_Z robust SD of the urine's voxels above it when that is more: the largest
+# of 10^3-10^4 urine voxels lies about 4 SD above their median) [REC]. Training seed 52 (18F-PSMA-1007,
+# urine SUV 5.8 with an SD of 0.9, the CT mask off it): a noise peak of SUV 7.6 inside the mask was cut out
+# of the urine, a false lesion.
 URINE_REACH_MM = 10.0
 URINE_CEILING = 1.25
+URINE_NOISE_Z = 4.0
 URINE_EDGE = 0.4
 URINE_AGREEMENT = 0.9  # Dice of a CT bladder mask on the urine's half-level region: below, the mask is off it
 URINE_FULL = 0.75  # urine outside the mask at this x its median or more ...
@@ -160,7 +166,7 @@ def ureter_tracks(
         height_mm = (box[0].stop - box[0].start) * spacing_zyx[0]
         width_mm = 2.0 * np.sqrt(np.median(part.sum((1, 2))[part.any((1, 2))]) * pixel_mm2 / np.pi)
         if height_mm >= URETER_ELONGATION * width_mm and _coherence(part) >= URETER_COHERENCE:
-            tubes.append(_tube_path(part, box, spacing_zyx))
+            tubes.append(_tube_path(part, box, detection[box], threshold_suv, spacing_zyx))
     out = np.zeros(hot.shape, bool)
     for chain in _chains(tubes, spacing_zyx):
         z_span = (max(t["z"][-1] for t in chain) - min(t["z"][0] for t in chain) + 1) * spacing_zyx[0]
@@ -180,18 +186,43 @@ def _coherence(part: np.ndarray) -> float:
     return float(np.median(shares))
 
 
-def _tube_path(part: np.ndarray, box: tuple[slice, ...], spacing_zyx: np.ndarray) -> dict:
-    """Per slice of a tube piece (bool ``part`` in the crop ``box``): z index, centre (y, x) index, radius mm."""
+def _tube_path(part: np.ndarray, box: tuple[slice, ...], detection: np.ndarray, threshold_suv: float,
+               spacing_zyx: np.ndarray) -> dict:
+    """Per slice of a tube piece (bool ``part`` in the crop ``box``, SUV ``detection`` on that crop, hot from
+    ``threshold_suv``): z index, centre (y, x) index, radius mm. A section with two peaks (``_two_peaks``)
+    or bulging to ``URETER_BULGE`` x the median area holds something beside the tube: it sets neither the
+    tube's radius nor its path, which is interpolated there from the plain sections."""
     zs = np.flatnonzero(part.any((1, 2)))
     areas = part.sum((1, 2))[zs].astype(float)
     centres = np.array([np.argwhere(part[z]).mean(0) for z in zs])
-    typical = float(np.median(areas))
-    plain = areas <= URETER_BULGE * typical  # bulging sections: something beside the tube
+    single = np.array([not _two_peaks(detection[z], part[z], threshold_suv) for z in zs])
+    if not single.any():  # two peaks all along: two tubes side by side, neither the other's neighbour
+        single[:] = True
+    typical = float(np.median(areas[single]))
+    plain = single & (areas <= URETER_BULGE * typical)
     for axis in (0, 1):
         centres[:, axis] = np.interp(zs, zs[plain], centres[plain, axis])
     offset = np.array([box[1].start, box[2].start])
     radius_mm = np.sqrt(typical * float(spacing_zyx[1] * spacing_zyx[2]) / np.pi)
     return {"z": zs + box[0].start, "centre": centres + offset, "radius_mm": radius_mm}
+
+
+def _two_peaks(suv: np.ndarray, section: np.ndarray, threshold_suv: float) -> bool:
+    """Whether the hot ``section`` (bool y, x) of a slice of ``suv`` holds a second peak apart from its
+    hottest voxel: one that the valley between them drops below half-way from ``threshold_suv`` to that
+    peak (the saddle, by grey reconstruction from the hottest voxel within the section). A ureter's lumen
+    is one peak; a node beside it is a second one that the threshold joins to it on a coarse grid
+    (training seed 21: a 9 mm node of SUV 14 15 mm from a hotter ureter)."""
+    floor = min(threshold_suv, float(suv[section].min()))  # closing bridges voxels below the threshold
+    values = np.where(section, suv.astype(np.float64), floor)
+    peaks = section & (values == ndimage.maximum_filter(values, size=3))
+    if np.count_nonzero(peaks) < 2:
+        return False
+    marker = np.full(values.shape, floor)
+    top = np.unravel_index(int(np.argmax(values)), values.shape)
+    marker[top] = values[top]
+    saddle = reconstruction(marker, values, method="dilation")
+    return bool(np.any(peaks & (saddle < threshold_suv + 0.5 * (values - threshold_suv))))
 
 
 def _chains(tubes: list[dict], spacing_zyx: np.ndarray) -> list[list[dict]]:
@@ -463,8 +494,9 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     touching voxels of half to full its median SUV: its ragged partial-volume edge. A mask off the urine (a
     bladder of near-tissue HU on a noisy low-dose CT, or filling between CT and PET) would leave hot
     urine outside, standing out of its shell like a lesion: the organ is then the urine itself, the
-    voxels within ``reach_mm`` of the mask of ``URINE_EDGE`` to ``URINE_CEILING`` x the level
-    connected to it. A lesion hotter than the urine stays outside.
+    voxels within ``reach_mm`` of the mask from ``URINE_EDGE`` to ``URINE_CEILING`` x the level (inside
+    the mask up to its noise peaks, ``URINE_NOISE_Z``) connected to it. A lesion hotter than the urine
+    stays outside.
     """
     median, level = (float(v) for v in np.percentile(suv[organ], [50, 90]))
     rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
@@ -474,7 +506,11 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     lo, hi = _bbox(organ, int(np.ceil(reach_mm / spacing_zyx.min())) + 1, suv.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     near = _dilate(organ[crop], reach_mm, spacing_zyx)
-    urine = near & (suv[crop] >= URINE_EDGE * level) & (suv[crop] <= URINE_CEILING * level)
+    # inside the mask, the urine's noise peaks are urine too; outside it, what is hotter than
+    # URINE_CEILING x the level is something beside the bladder (a ureter's end, a lesion)
+    noise = robust_mean_sd(suv[organ & (suv >= URINE_EDGE * level)])[1]
+    ceiling = np.where(organ[crop], max(URINE_CEILING * level, level + URINE_NOISE_Z * noise), URINE_CEILING * level)
+    urine = near & (suv[crop] >= URINE_EDGE * level) & (suv[crop] <= ceiling)
     seeded = ndimage.binary_propagation(urine & organ[crop], mask=urine)
     half = seeded & (suv[crop] >= 0.5 * level)  # the urine's edge on PET, where a CT mask on it would lie
     agreement = 2.0 * (half & organ[crop]).sum() / max(half.sum() + organ.sum(), 1)

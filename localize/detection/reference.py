@@ -35,6 +35,10 @@ ORGAN_DEPTH_MM = 6.0  # parotid, spleen: one clinical PET FWHM (~5-7 mm) inside 
 VESSELS = ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein")
 # the blood pool keeps this far from organs with uptake: ~1.5 x a clinical PET FWHM, clear of their spill-in [REC]
 BLOOD_POOL_CLEARANCE_MM = 10.0
+# a VOI's SD is the image's noise there (thresholds and scores rest on it): of n voxels, its relative
+# standard error is about 1 / sqrt(2 (n - 1)), 13 % at 30. A vertebral body 8 mm deep on a 4-5 mm PET grid
+# can leave a single voxel, and an SD of 0 (training seeds 11, 29, 31) [REC].
+MIN_VOI_VOXELS = 30
 AVID_ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas", "urinary_bladder", "bowel", "small_bowel",
                "colon", "duodenum", "stomach")
 
@@ -233,7 +237,8 @@ def clear_of(mask: np.ndarray, others: np.ndarray, spacing: np.ndarray, distance
 
 
 def inner_core(mask: np.ndarray, spacing: np.ndarray, depth_mm: float) -> np.ndarray:
-    """Voxels of ``mask`` at least ``depth_mm`` from its edge (the deepest ones when it is thinner).
+    """Voxels of ``mask`` at least ``depth_mm`` from its edge; when fewer than ``MIN_VOI_VOXELS`` are
+    that deep (a structure thin for its grid), the ``MIN_VOI_VOXELS`` deepest ones (all, when it has fewer).
 
     The edge lies half a voxel beyond the outer voxel centres: the distance to the nearest voxel
     outside overstates the depth by that much, which is added to ``depth_mm``.
@@ -243,7 +248,8 @@ def inner_core(mask: np.ndarray, spacing: np.ndarray, depth_mm: float) -> np.nda
     if crop is None:
         return out
     depth = ndimage.distance_transform_edt(np.pad(mask[crop], 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    out[crop] = depth >= min(depth_mm + 0.5 * float(spacing.max()), float(depth.max()))
+    inside = np.sort(depth[mask[crop]])[::-1]
+    out[crop] = depth >= min(depth_mm + 0.5 * float(spacing.max()), float(inside[min(MIN_VOI_VOXELS, inside.size) - 1]))
     return out
 
 

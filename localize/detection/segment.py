@@ -34,6 +34,7 @@ from localize.detection.metrics import (
 from localize.detection.physiology import (
     PAIR_MM,
     URINE_EDGE,
+    URINE_NOISE_Z,
     WALLED_FRACTION,
     Suppression,
     gas_at_maximum,
@@ -127,11 +128,17 @@ class SegmentationSettings:
 # wherever it lies. On a low-count Ga-68 scan (blood SUV 2.0, SD 0.6) this floor is 4.7, above the fixed
 # floor of 3; on a clinical one (SD ~0.3) it stays below it. Training seeds 1-20: 21 of 51 false lesions
 # (vessel and bowel noise peaks of SUV 3.0-4.3) at less than 4.5 SD, every lesion at 5.3 SD or more [REC].
-# The floor holds only with a blood pool that passed its plausibility check.
+# The floor holds only with a blood pool that passed its plausibility check. The marrow that sets a bone
+# threshold (``bone_reference_region``) fills the axial skeleton's 10^4-10^5 voxels too: in marrow-bearing
+# bone a hot spot must stand ``blood_noise_z`` SD above the marrow's mean. Training seed 35 (18F-fluciclovine,
+# marrow SUV 2.2, SD 0.63: 1.5 x mean + 2 SD is mean + 3.8 SD): three marrow noise peaks of SUV 4.7-5.0 [REC].
 
 # A lesion inside an organ of diffuse uptake is delineated with the organ's uptake as its background
 # (background-adapted threshold: Nestle et al. J Nucl Med 2005;46:1342-8; Schaefer et al. Eur J Nucl Med
 # Mol Imaging 2008;35:1989-99): at 41 % of SUVmax a focus 1.5 x an avid gland would take the whole gland.
+# So is one in marrow-bearing bone against the marrow that sets its threshold: a 13 mm lesion at SUV 4.5 in
+# marrow of SUV 2.2 (18F-PSMA-1007, training seeds 10 and 12) grown at 41 % of its SUVmax takes 20-60 ml of
+# marrow and its target is pulled 5-7 mm off [REC].
 ORGAN_DELINEATION = 0.5
 
 # Tracer presets (docs/detection.md#physiological-uptake-psma): each tracer family's profile gives its preset's
@@ -187,7 +194,8 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
     """(soft tissue, bone) detection thresholds in SUV for settings ``s``.
 
     A missing reference raises ConfigError unless it is ``unused`` (then soft tissue is detected
-    at ``detect_suv``, bone at ``bone_suv``). Both are at least ``noise_floor_suv(s, references)``.
+    at ``detect_suv``, bone at ``bone_suv``). Both are at least ``noise_floor_suv(s, references)``; bone at
+    least ``blood_noise_z`` SD above the mean of ``bone_reference_region`` too (see BLOOD_NOISE).
     """
     soft = s.detect_suv
     if s.method in ("percist", "qpsma") and s.reference_region not in unused:
@@ -205,6 +213,8 @@ def detection_thresholds(s: SegmentationSettings, references: dict[str, Referenc
         if ref is None:
             raise ConfigError(f"bone_reference_region {s.bone_reference_region} not found in this study")
         bone = max(bone, s.reference_mean_factor * ref.suv_mean + s.reference_sd_factor * ref.suv_sd)
+        if s.blood_noise_z and ref.warning is None:  # marrow fills as many voxels as tissue at blood level
+            bone = max(bone, ref.suv_mean + s.blood_noise_z * ref.suv_sd)
     floor = noise_floor_suv(s, references)
     return max(soft, floor), max(bone, floor)
 
@@ -263,6 +273,7 @@ def segment_lesions(
     threshold = np.full(suv.shape, soft_t, np.float32)
     if bone is not None:
         threshold[bone] = bone_t
+    marrow = (references or {}).get(s.bone_reference_region or "")
 
     physio = suppression_for(suv, anatomy.masks, spacing, s, ureter_threshold_suv=soft_t if s.ureters else None)
     organ_any = physio.any_organ(suv.shape)
@@ -295,7 +306,10 @@ def segment_lesions(
         accepted.append(seed)
 
     parenchyma = [m for m in (group_mask(anatomy.masks, group) for group in s.suppress_excess_organs) if m is not None]
-    masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s)
+    # a lesion in marrow-bearing bone is delineated against the marrow (see ORGAN_DELINEATION)
+    in_marrow = (bone, marrow.suv_mean) if marrow is not None and marrow.warning is None and bone is not ct_bone \
+        and bone is not None else None
+    masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s, in_marrow)
 
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
@@ -489,19 +503,18 @@ FIELD_CUT = 0.5
 # A hot spot in a urine organ's spill-over halo whose grown region holds SUV over URINE_EDGE_RATIO x its
 # own, and at least URINE_EDGE x the urine's median, is the urine's partial-volume edge that the organ's
 # mask left out (its apparent maximum is urine at the wall), not a lesion. So is one that itself reads
-# from URINE_EDGE x the urine's median up to URINE_NOISE_Z robust SD of the urine's own voxels above it
-# (the partial-volume slope of the urine, and urine the mask left out, up to the noise peaks of the
-# urine's plateau: the largest of 10^3-10^4 urine voxels lies about 4 SD above their median) when the
-# urine is hot enough to make such hot spots (at least URINE_HOT x the detection threshold). A lesion
-# against the bladder reads hotter at the wall too, but at less than URINE_EDGE of the urine: one that
-# hot cannot be told from the urine's edge on PET alone; one hotter than the urine's noise stands out of it.
+# from URINE_EDGE x the urine's median up to URINE_NOISE_Z (``localize.detection.physiology``) robust SD
+# of the urine's own voxels above it (the partial-volume slope of the urine, and urine the mask left out,
+# up to the noise peaks of the urine's plateau) when the urine is hot enough to make such hot spots (at
+# least URINE_HOT x the detection threshold). A lesion against the bladder reads hotter at the wall too,
+# but at less than URINE_EDGE of the urine: one that hot cannot be told from the urine's edge on PET alone;
+# one hotter than the urine's noise stands out of it.
 # Training seeds 5, 7 and 11: such edges at 0.41-0.50 x the urine; the standard phantom's bladder-wall
 # lesion at 0.30 x; fluciclovine's faint urine (SUV 2-3) lies below URINE_HOT x the threshold, its lesions
 # beside the bladder above the urine. Training seeds 28 and 37 (low-dose CT, the bladder's mask short of
 # the urine): four false lesions of urine at 1.1-1.2 x its median, within 4 of its SD [REC].
 URINE_EDGE_RATIO = 2.0
 URINE_HOT = 3.0
-URINE_NOISE_Z = 4.0
 
 
 def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression,
@@ -708,13 +721,15 @@ def _grow(
     threshold: np.ndarray,
     spacing: np.ndarray,
     s: SegmentationSettings,
+    marrow: tuple[np.ndarray, float] | None = None,
 ) -> list[np.ndarray]:
     """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV.
 
     A lesion does not grow into an organ of diffuse uptake (``parenchyma``: liver, spleen, bowel...)
     it does not start in: a node beside the liver is cooler than 1 / ``percent_of_max`` x the liver.
     One that starts in such an organ (a recurrence in an irradiated gland) is delineated at least
-    ``ORGAN_DELINEATION`` of the way from the organ's median uptake to its peak, not over the organ.
+    ``ORGAN_DELINEATION`` of the way from the organ's median uptake to its peak, not over the organ;
+    so is one that starts in ``marrow`` (marrow-bearing bone, its reference SUVmean) from that mean.
     """
     if not seeds:
         return []
@@ -727,6 +742,8 @@ def _grow(
         lo, crop = crop_around(seed, s.max_radius_mm, spacing, suv.shape)
         inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
         barrier = organ_any[crop].copy()
+        if marrow is not None and marrow[0][tuple(seed)]:
+            level = max(level, marrow[1] + ORGAN_DELINEATION * (value - marrow[1]))
         for organ in parenchyma:
             if not organ[tuple(seed)]:
                 barrier |= organ[crop]
