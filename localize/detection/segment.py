@@ -274,6 +274,9 @@ def segment_lesions(
     if bone is not None:
         threshold[bone] = bone_t
     marrow = (references or {}).get(s.bone_reference_region or "")
+    # a lesion in marrow-bearing bone is delineated against the marrow (see ORGAN_DELINEATION)
+    in_marrow = (bone, marrow.suv_mean) if bone is not None and bone is not ct_bone and marrow is not None \
+        and marrow.warning is None else None
 
     physio = suppression_for(suv, anatomy.masks, spacing, s, ureter_threshold_suv=soft_t if s.ureters else None)
     organ_any = physio.any_organ(suv.shape)
@@ -306,9 +309,6 @@ def segment_lesions(
         accepted.append(seed)
 
     parenchyma = [m for m in (group_mask(anatomy.masks, group) for group in s.suppress_excess_organs) if m is not None]
-    # a lesion in marrow-bearing bone is delineated against the marrow (see ORGAN_DELINEATION)
-    in_marrow = (bone, marrow.suv_mean) if marrow is not None and marrow.warning is None and bone is not ct_bone \
-        and bone is not None else None
     masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s, in_marrow)
 
     if physio.walls is not None:
