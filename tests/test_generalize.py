@@ -225,3 +225,38 @@ def test_a_hot_stretch_of_ureter_or_bowel_drawn_out_beyond_a_node_s_shape_is_no_
     shaped = [c for c in doc["candidates"] if c["reason"] == "not focal (a tube or sheet)" and c["suv_max"] > 10.0
               and inside[pet.TransformPhysicalPointToIndex(c["peak_lps_mm"])[::-1]]]
     assert shaped, [c for c in doc["candidates"] if c["suv_max"] > 10.0]
+
+
+def test_a_node_beside_a_hotter_ureter_is_found(varied, tmp_path):
+    # seed 21 (whole body, 3 mm PET): a 9 mm common iliac node (SUV 14) 15 mm from a hotter ureter; the threshold
+    # joins them in the node's slices, which widened the ureter's mask over the node. The valley between their
+    # peaks keeps those slices out of the tube's width and path
+    root, truth = varied(VariedSpec(21, tracer="psma11", extent="whole_body", status="post_prostatectomy", **CAPS))
+    _, result = _run_and_score(root, truth, tmp_path / "out")
+    row = next(row for row in result["lesions"] if row["name"] == "L03_common_iliac")
+    assert row["found"] and row["distance_mm"] <= 4.0, row  # about one PET voxel
+    assert (row["region"], row["site"]) == (row["truth_region"], row["truth_site"]), row
+
+
+def test_a_noisy_marrow_makes_no_lesions(varied, tmp_path):
+    # seed 35 (fluciclovine, pelvis): the lumbar marrow reads SUV 2.2 with a voxel SD of 0.63; at 1.5 x its mean
+    # + 2 SD (mean + 3.8 SD) three noise peaks of the pelvic marrow (SUV 4.7-5.0) came out as bone lesions. The
+    # bone threshold is at least the marrow's mean + 4.5 SD, above the noise peaks of its ~10^4 voxels
+    root, truth = varied(VariedSpec(35, tracer="fluciclovine", extent="pelvis", status="post_prostatectomy", **CAPS))
+    doc, result = _run_and_score(root, truth, tmp_path / "out")
+    marrow = doc["reference_regions"]["marrow"]
+    assert doc["parameters"]["thresholds_suv"]["bone_suv"] >= marrow["suv_mean"] + 4.5 * marrow["suv_sd"] - 1e-6
+    assert all(row["found"] and row["distance_mm"] <= 4.0 for row in result["lesions"]), result["lesions"]
+    assert [f for f in result["false"] if f["suv_max"] >= 4.5] == [], result["false"]
+
+
+def test_noise_peaks_of_lukewarm_urine_off_its_ct_mask_are_no_lesions(varied, tmp_path):
+    # seed 52 (PSMA-1007, pelvis): urine of SUV ~5.8 (SD 0.9) with its CT mask off it; a noise peak of SUV 7.6
+    # inside the mask, over 1.25 x the urine's level, was cut out of the urine and reported as a lesion
+    root, truth = varied(VariedSpec(52, tracer="psma1007", extent="pelvis", status="post_radiotherapy", **CAPS))
+    _, result = _run_and_score(root, truth, tmp_path / "out")
+    assert all(row["found"] and row["distance_mm"] <= 4.0 for row in result["lesions"]), result["lesions"]
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    bladder = _truth_mask(root, truth, "urinary_bladder", pet)
+    inside = [f for f in result["false"] if bladder[pet.TransformPhysicalPointToIndex(f["target_lps_mm"])[::-1]]]
+    assert inside == [], inside

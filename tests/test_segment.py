@@ -174,8 +174,8 @@ def test_a_noisy_marrow_sets_the_bone_threshold_above_its_noise_peaks():
 
 def test_a_bone_lesion_in_marrow_is_delineated_against_the_marrow_not_over_it():
     # PSMA-1007, marrow SUV 2.2 (SD 0.45) in a 48 x 40 x 48 mm block of bone with a cortex of two voxels, a
-    # 13 mm lesion 2.4 SUV above it: at 41 % of its SUVmax (~2.0) a lesion would take the marrow around it
-    # (tens of ml, its target pulled off); from the marrow's mean it keeps its own ~1 ml
+    # 13 mm lesion (1.15 ml) 2.4 SUV above it: at 41 % of its SUVmax (~2.0) it would take the marrow around it
+    # (20-60 ml, its target pulled 5-7 mm off); at 41 % of its contrast over the marrow it keeps its own size
     z, y, x = _grid_mm()
     marrow = (np.abs(x + 20.0) <= 24.0) & (np.abs(y) <= 20.0) & (np.abs(z) <= 24.0)
     centre = (-12.0, 0.0, 0.0)
@@ -191,7 +191,7 @@ def test_a_bone_lesion_in_marrow_is_delineated_against_the_marrow_not_over_it():
         seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", references=refs)
         assert len(seg.lesions) == 1, seed
         assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, centre)) <= 3.0
-        assert 0.3 <= seg.lesions[0].volume_ml <= 2.0
+        assert 0.5 <= seg.lesions[0].volume_ml <= 2.0
 
 
 def test_marrow_threshold_holds_in_thick_bone_only():

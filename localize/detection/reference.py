@@ -248,8 +248,8 @@ def inner_core(mask: np.ndarray, spacing: np.ndarray, depth_mm: float) -> np.nda
     if crop is None:
         return out
     depth = ndimage.distance_transform_edt(np.pad(mask[crop], 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    inside = np.sort(depth[mask[crop]])[::-1]
-    out[crop] = depth >= min(depth_mm + 0.5 * float(spacing.max()), float(inside[min(MIN_VOI_VOXELS, inside.size) - 1]))
+    deepest = np.sort(depth[mask[crop]])[::-1][: MIN_VOI_VOXELS]
+    out[crop] = depth >= min(depth_mm + 0.5 * float(spacing.max()), float(deepest[-1]))
     return out
 
 
