@@ -244,6 +244,29 @@ def test_the_noise_peaks_of_lukewarm_noisy_urine_stay_urine_when_the_ct_mask_is_
     assert not [les for les in seg.lesions if bladder[tuple(np.rint(lps_to_zyx(image, les.peak_lps_mm)).astype(int))]]
 
 
+def test_lukewarm_noisy_urine_beyond_a_short_ct_mask_makes_no_lesion_and_a_node_beside_it_is_found():
+    # urine of SUV 4 with a voxel SD of 0.6, its CT mask 8 mm short of it all round (a half-water edge
+    # drawn inside the urine): the urine's noise peaks outside the mask reach SUV 4.4-5, above the fixed
+    # floor of 3, and must not come out as lesions; a node of SUV 14, 16 mm off the wall, must. Taking the
+    # voxels that touch the mask, up to the urine's noise ceiling, into the organ leaves such peaks one voxel
+    # further out as lesions (the organ's ragged edge stays at or below the urine's median)
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 4.0
+    node_centre = (BLADDER[0][0] + BLADDER[1][0] + 16.0, BLADDER[0][1], BLADDER[0][2])
+    activity[_ellipsoid(node_centre, (4.0, 4.0, 4.0))] = 14.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    suv = (clean * (1.0 + 0.15 * np.random.default_rng(3).standard_normal(SHAPE))).astype(np.float32)
+    short = ndimage.binary_erosion(bladder, iterations=2)
+    image = _as_image(suv)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": short}), tracer_family="psma_ga68")
+    near_urine = ndimage.binary_dilation(bladder, iterations=2)
+    peaks = [tuple(np.rint(lps_to_zyx(image, les.peak_lps_mm)).astype(int)) for les in seg.lesions]
+    assert not [peak for peak in peaks if near_urine[peak]]
+    assert len(seg.lesions) == 1
+    assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0
+
+
 def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     # a bladder whose CT mask stops short of its PET edge in places: the half-urine voxels left outside
     # stand out of their shell's median; a faint node 9 mm off the wall must still come out
