@@ -321,13 +321,14 @@ def segment_lesions(
     spill = [noise > 0 for noise, _ in physio.halo.values()]
     residue = [halo & ~physio.significant for halo in spill]  # what is left of the spill-over: no lesion's shape
     organs = list(physio.organ.values()) + parenchyma
+    outside = residue + list(physio.organ.values())  # no part of a hot spot's own region
     glands = set()
     apex = lung_apex_z_mm(anatomy)
     if apex is not None and anatomy.midline_x_mm is not None:
         mirrors = [_mirror_index(pet_suv, seed, anatomy.midline_x_mm, apex) for seed in accepted]
         glands = mirrored_glands(detect, accepted, mirrors, spacing)
     prostate, bowel_span = anatomy.mask("prostate"), bowel_span_z_mm(anatomy, ct_bone is not None)
-    no_wall = np.logical_or.reduce(residue + list(physio.organ.values())) if residue or physio.organ else None
+    no_wall = np.logical_or.reduce(outside) if outside else None
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
     for k, (seed, mask) in enumerate(zip(accepted, masks)):
@@ -360,11 +361,9 @@ def segment_lesions(
                 continue
             # measured without the organs whose uptake is physiological wherever it lies (bladder, ureters...)
             parenchyma_beside = [organ for organ in parenchyma if not organ[tuple(seed)]]
-            region = focal_region(detect, seed, background, spacing, parenchyma_beside,
-                                  residue + list(physio.organ.values()))
+            region = focal_region(detect, seed, background, spacing, parenchyma_beside, outside)
             if np.count_nonzero(region) == 1 and np.count_nonzero(focal_region(
-                    detect, seed, background, spacing, parenchyma_beside, residue + list(physio.organ.values()),
-                    fraction=LONE_FRACTION)) == 1:
+                    detect, seed, background, spacing, parenchyma_beside, outside, fraction=LONE_FRACTION)) == 1:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), LONE_VOXEL))
                 continue
             shape = compactness(region, spacing)
