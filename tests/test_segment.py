@@ -506,23 +506,30 @@ def test_a_recurrence_filling_a_third_of_an_irradiated_gland_is_judged_against_t
     assert limit_away_from(suv, gland, peak, np.full(3, SPACING), 4.0) < lesion.suv_max
 
 
+TUBE_AT, NODE_AT = (-50.0, 0.0, 0.0), (50.0, 0.0, 0.0)
+TRUNK_BONE = ((0.0, 80.0, 0.0), (20.0, 15.0, 90.0))  # the CT's bone: a trunk, where bowel and ureters lie
+
+
+def _tube_beside_node(tube_radii, tube_suv, node_radii, node_suv) -> sitk.Image:
+    """Test PET: hot ellipsoids at TUBE_AT and NODE_AT (radii mm, x y z) on SUV 0.5, blurred, with noise."""
+    activity = np.full(SHAPE, 0.5)
+    activity[_ellipsoid(TUBE_AT, tube_radii)] = tube_suv
+    activity[_ellipsoid(NODE_AT, node_radii)] = node_suv
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    noise = 0.8 * np.sqrt(0.05 * clean) * np.random.default_rng(7).standard_normal(SHAPE)
+    return _as_image(np.maximum(clean + noise, 0).astype(np.float32))
+
+
 def test_a_small_ureter_bolus_is_no_node_but_a_small_node_is():
     # a bolus of urine 9 mm wide and 22 mm tall (2.4:1) in a ureter, SUV 30 on 0.5 with noise: its half-maximum
     # region holds only ~14 voxels of 4 mm, too few for the resolved-shape bound, but no node blurred by 6 mm
     # is that long; a 10 mm node beside it is one
-    activity = np.full(SHAPE, 0.5)
-    bolus, node = (-50.0, 0.0, 0.0), (50.0, 0.0, 0.0)
-    activity[_ellipsoid(bolus, (4.5, 4.5, 11.0))] = 30.0
-    activity[_ellipsoid(node, (5.0, 5.0, 5.0))] = 16.0
-    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-    rng = np.random.default_rng(7)
-    suv = np.maximum(clean + 0.8 * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
-    image = _as_image(suv)
-    spine = _ellipsoid((0.0, 80.0, 0.0), (20.0, 15.0, 90.0))  # the CT's bone: a trunk, where ureters run
-    seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": spine}), tracer_family="psma_f18_renal")
-    assert [np.linalg.norm(np.subtract(les.target_lps_mm, node)) < 4.0 for les in seg.lesions] == [True]
+    image = _tube_beside_node((4.5, 4.5, 11.0), 30.0, (5.0, 5.0, 5.0), 16.0)
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": _ellipsoid(*TRUNK_BONE)}),
+                          tracer_family="psma_f18_renal")
+    assert [np.linalg.norm(np.subtract(les.target_lps_mm, NODE_AT)) < 4.0 for les in seg.lesions] == [True]
     tubes = [c for c in seg.candidates if c.reason == "not focal (a tube or sheet)"]
-    assert len(tubes) == 1 and np.linalg.norm(np.subtract(tubes[0].peak_lps_mm, bolus)) < 12.0
+    assert len(tubes) == 1 and np.linalg.norm(np.subtract(tubes[0].peak_lps_mm, TUBE_AT)) < 12.0
 
 
 @pytest.mark.parametrize("with_ct", [True, False])
@@ -530,16 +537,9 @@ def test_a_resolved_hot_sausage_of_bowel_is_no_node_but_an_oval_node_as_hot_is(w
     # a straight stretch of collapsed bowel 12 mm wide and 32 mm long (2.7:1; its half-maximum region holds ~40
     # voxels of 4 mm) and an oval node 14 x 14 x 10 mm (1.4:1), both at SUV 12 on 0.5 with noise, no mask for
     # either, in a trunk on CT: a node is no longer than twice its width, the sausage is
-    activity = np.full(SHAPE, 0.5)
-    sausage, node = (-50.0, 0.0, 0.0), (50.0, 0.0, 0.0)
-    activity[_ellipsoid(sausage, (6.0, 6.0, 16.0))] = 12.0
-    activity[_ellipsoid(node, (7.0, 7.0, 5.0))] = 12.0
-    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-    rng = np.random.default_rng(7)
-    suv = np.maximum(clean + 0.8 * np.sqrt(0.05 * clean) * rng.standard_normal(SHAPE), 0).astype(np.float32)
-    image = _as_image(suv)
-    spine = _ellipsoid((0.0, 80.0, 0.0), (20.0, 15.0, 90.0))  # the CT's bone (no level of it in view)
-    masks = {"bone": spine} if with_ct else {}
+    image = _tube_beside_node((6.0, 6.0, 16.0), 12.0, (7.0, 7.0, 5.0), 12.0)
+    sausage, node = TUBE_AT, NODE_AT
+    masks = {"bone": _ellipsoid(*TRUNK_BONE)} if with_ct else {}
     seg = segment_lesions(image, Anatomy(grid=image, masks=masks), tracer_family="psma_f18_renal")
     near = [[np.linalg.norm(np.subtract(les.target_lps_mm, point)) < 4.0 for point in (node, sausage)]
             for les in seg.lesions]
