@@ -520,6 +520,20 @@ def _tube_beside_node(tube_radii, tube_suv, node_radii, node_suv) -> sitk.Image:
     return _as_image(np.maximum(clean + noise, 0).astype(np.float32))
 
 
+def test_a_sausage_of_bowel_whose_hottest_voxel_the_bones_edge_takes_in_is_still_no_node():
+    # the sausage of the test below, its hottest voxel inside a patch of CT bone of 9 voxels (the edge of an
+    # iliac wing reaching into it): the hot spot lies mostly outside bone, so it is judged as soft tissue
+    image = _tube_beside_node((6.0, 6.0, 16.0), 12.0, (7.0, 7.0, 5.0), 12.0)
+    suv = sitk.GetArrayViewFromImage(image)
+    hottest = np.unravel_index(np.argmax(np.where(_ellipsoid(TUBE_AT, (10.0, 10.0, 20.0)), suv, 0)), SHAPE)
+    edge = np.zeros(SHAPE, bool)
+    edge[hottest[0], hottest[1] - 1:hottest[1] + 2, hottest[2] - 2:hottest[2] + 1] = True
+    seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": edge | _ellipsoid(*TRUNK_BONE)}),
+                          tracer_family="psma_f18_renal")
+    assert [np.linalg.norm(np.subtract(les.target_lps_mm, NODE_AT)) < 4.0 for les in seg.lesions] == [True]
+    assert any(c.reason == "not focal (a tube or sheet)" for c in seg.candidates)
+
+
 def test_a_small_ureter_bolus_is_no_node_but_a_small_node_is():
     # a bolus of urine 9 mm wide and 22 mm tall (2.4:1) in a ureter, SUV 30 on 0.5 with noise: its half-maximum
     # region holds only ~14 voxels of 4 mm, too few for the resolved-shape bound, but no node blurred by 6 mm

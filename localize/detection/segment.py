@@ -367,8 +367,10 @@ def segment_lesions(
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), LONE_VOXEL))
                 continue
             shape = compactness(region, spacing)
-            # in soft tissue where bowel and ureters lie, outside the prostate: a node, or bowel or urine
-            among_bowel = tissue is None and not (prostate is not None and prostate[tuple(seed)]) \
+            # in soft tissue where bowel and ureters lie, outside the prostate: a node, or bowel or urine; a hot
+            # spot mostly outside the CT's bone is soft tissue, though the bone's edge takes in its hottest voxel
+            soft = tissue is None or np.count_nonzero(ct_bone & mask) < 0.5 * n
+            among_bowel = soft and not (prostate is not None and prostate[tuple(seed)]) \
                 and bowel_span is not None and bowel_span[0] <= float(zyx_to_lps(pet_suv, seed)[2]) <= bowel_span[1]
             if shape < MIN_COMPACTNESS or (among_bowel and shape < node_compactness(int(np.count_nonzero(region)))):
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "not focal (a tube or sheet)"))
