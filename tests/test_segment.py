@@ -287,6 +287,25 @@ def test_a_ragged_urine_edge_is_no_lesion_but_a_node_beside_it_is():
     assert len(spill) == 1 and spill[0].suv_max < 45.0  # the hottest residue is listed for audit, once
 
 
+def test_a_node_that_a_dip_parts_from_the_urine_is_no_urine_edge():
+    # a 12 mm node 4 mm off the wall of urine of SUV 15 (10 % voxel noise): its SUVmax (8-9) lies between
+    # 0.4 x the urine and the urine's noise ceiling, as the urine's own partial-volume edge does, but the SUV
+    # dips between them (training seed 32: an obturator node of SUV 6 beside urine of SUV 15)
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 15.0
+    node_centre = (BLADDER[0][0] + BLADDER[1][0] + 10.0, BLADDER[0][1], BLADDER[0][2])
+    activity[_ellipsoid(node_centre, (6.0, 6.0, 6.0))] = 12.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    for seed in range(4):
+        suv = (clean * (1.0 + 0.1 * np.random.default_rng(seed).standard_normal(SHAPE))).astype(np.float32)
+        image = _as_image(suv)
+        seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": bladder}), tracer_family="psma_ga68")
+        assert len(seg.lesions) == 1, (seed, [(c.reason, c.suv_max) for c in seg.candidates])
+        assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, node_centre)) < 4.0
+        assert 0.4 * 15.0 < seg.lesions[0].suv_max < 15.0
+
+
 def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
     image, anatomy, _ = _scene()
     seg = segment_lesions(image, anatomy, tracer_family="fluciclovine")
