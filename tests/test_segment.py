@@ -20,6 +20,7 @@ from localize.detection.segment import (
     SegmentationSettings,
     compactness,
     detection_thresholds,
+    fewest_voxels,
     marrow_bearing,
     segment_lesions,
     settings_for,
@@ -571,22 +572,31 @@ def test_a_sausage_of_bowel_whose_hottest_voxel_the_bones_edge_takes_in_is_still
     assert any(c.reason == "not focal (a tube or sheet)" for c in seg.candidates)
 
 
-def test_a_6_mm_lesion_centred_in_a_4_mm_voxel_is_no_lone_voxel():
-    # a 6 mm sphere of SUV 30 on 0.5, blurred by 6 mm and sampled onto 4 mm voxels with the sphere at a voxel's
-    # centre (15 % voxel noise): its half-maximum region is often that voxel alone, but at 30 % of its contrast
-    # it spreads wider, so it is no lone voxel (tested at half-way instead, some would be lost)
+def test_the_fewest_voxels_of_a_lesion_follow_the_grid():
+    # three voxels, or as many as a 6 mm ball fills (113 mm3) where that is fewer; at least one
+    assert [fewest_voxels(3, np.full(3, mm)) for mm in (2.0, 3.3, 4.0, 4.8, 4.9, 5.5)] == [3, 3, 2, 2, 1, 1]
+    assert fewest_voxels(3, np.array([5.0, 2.7, 2.7])) == 3 and fewest_voxels(3, np.array([5.0, 4.0, 4.0])) == 2
+    assert fewest_voxels(1, np.full(3, 2.0)) == 1 and fewest_voxels(0, np.full(3, 5.0)) == 1
+
+
+@pytest.mark.parametrize("voxel_mm", [4.0, 5.0])
+def test_a_6_mm_lesion_centred_in_a_coarse_voxel_is_found_and_no_lone_voxel(voxel_mm):
+    # a 6 mm sphere of SUV 30 on 0.5, blurred by 6 mm and sampled onto 4 or 5 mm voxels with the sphere at a
+    # voxel's centre (15 % voxel noise): its half-maximum region is often that voxel alone, but at 30 % of its
+    # contrast it spreads wider, so it is no lone voxel (tested at half-way instead, some would be lost); on
+    # 5 mm voxels its region at 41 % of SUVmax is 1-2 voxels, fewer than the 3 of a finer grid
     fine = 4  # sub-voxels per voxel and axis
     shape = (20, 20, 20)
-    z, y, x = (np.indices([n * fine for n in shape]) + 0.5) * (SPACING / fine) - (np.array(shape) / 2 + 0.5) \
-        .reshape(3, 1, 1, 1) * SPACING
+    z, y, x = (np.indices([n * fine for n in shape]) + 0.5) * (voxel_mm / fine) - (np.array(shape) / 2 + 0.5) \
+        .reshape(3, 1, 1, 1) * voxel_mm
     activity = np.where(np.sqrt(z**2 + y**2 + x**2) <= 3.0, 30.0, 0.5)
-    blurred = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / (SPACING / fine))
+    blurred = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / (voxel_mm / fine))
     clean = blurred.reshape(shape[0], fine, shape[1], fine, shape[2], fine).mean((1, 3, 5))
     found = 0
     for seed in range(6):
         suv = np.maximum(clean * (1 + 0.15 * np.random.default_rng(seed).standard_normal(shape)), 0)
         image = sitk.GetImageFromArray(suv.astype(np.float32))
-        image.SetSpacing((SPACING,) * 3)
+        image.SetSpacing((voxel_mm,) * 3)
         seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": np.zeros(shape, bool)}),
                               tracer_family="psma_f18_renal")
         assert not [c for c in seg.candidates if c.reason == LONE_VOXEL], seed

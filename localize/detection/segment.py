@@ -87,7 +87,7 @@ class SegmentationSettings:
     min_separation_mm: float = 10.0  # two hot spots closer than this are one candidate
     prominence: float = 0.15  # a hot spot is distinct if the SUV dips by this fraction before a hotter one
     smoothing_fwhm_mm: float = 0.0  # Gaussian smoothing for detection only (0: none)
-    min_voxels: int = 3  # docs/detection.md#segmentation-pipeline, step 5
+    min_voxels: int = 3  # docs/detection.md#segmentation-pipeline, step 5 (fewer on coarse grids: fewest_voxels)
     min_volume_ml: float = 0.0
     audit_min_suv: float = 2.0  # hot spots from this SUV on are examined ...
     audit_fraction: float = 0.8  # ... and listed below threshold when reaching this fraction of it
@@ -304,7 +304,7 @@ def segment_lesions(
             if value >= s.audit_fraction * threshold[tuple(seed)]:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
             continue
-        if not _distinct(detect, seed, value, accepted, s.prominence, s.max_radius_mm, spacing):
+        if not _distinct(detect, seed, accepted, s.prominence, s.max_radius_mm, spacing):
             continue  # a shoulder of a hotter accepted hot spot: the same lesion
         if seed[0] in (0, suv.shape[0] - 1):
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), FIELD_EDGE))
@@ -331,6 +331,7 @@ def segment_lesions(
     no_wall = np.logical_or.reduce(outside) if outside else None
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
+    fewest = fewest_voxels(s.min_voxels, spacing)
     for k, (seed, mask) in enumerate(zip(accepted, masks)):
         if k in glands:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: salivary glands"))
@@ -345,7 +346,7 @@ def segment_lesions(
             # mostly inside bone though its hottest voxel is not (the CT's edge, the cortex's blur): marrow
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "below threshold"))
             continue
-        if n < s.min_voxels or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
+        if n < fewest or n * voxel_volume_ml(pet_suv) < s.min_volume_ml:
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "too small"))
             continue
         if gas is not None and gas_at_maximum(mask, seed, gas, spacing):
@@ -530,6 +531,21 @@ URINE_EDGE_RATIO = 2.0
 URINE_HOT = 3.0
 
 
+# The fewest voxels of a lesion: ``min_voxels`` (docs/detection.md#segmentation-pipeline, step 5), but no
+# more than a ball of SMALLEST_LESION_MM fills. Three voxels are 60 mm3 on a 2.7 mm grid and 500 mm3 on a
+# 5.5 mm one, where a 6 mm lesion, even blurred, often grows to one or two: sampled at a voxel's centre,
+# 0-1 of 6 noise draws of an SUV 30 lesion were found on 5-5.5 mm voxels, 4-5 of 6 on 4 mm. The hot
+# spot of one voxel that stands out alone is still no lesion (LONE_FRACTION) [REC].
+SMALLEST_LESION_MM = 6.0  # the smallest lesion measured (docs/limits.md)
+
+
+def fewest_voxels(min_voxels: int, spacing: np.ndarray) -> int:
+    """The fewest voxels (z, y, x ``spacing`` mm) of a lesion: ``min_voxels``, or fewer where a ball of
+    SMALLEST_LESION_MM fills fewer; at least one."""
+    ball_mm3 = np.pi / 6.0 * SMALLEST_LESION_MM**3
+    return max(1, min(min_voxels, int(np.ceil(ball_mm3 / float(np.prod(spacing))))))
+
+
 def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Suppression,
                 threshold: float, in_bone: bool, prominence: float, spacing: np.ndarray) -> str | None:
     """The urine organ whose edge the hot spot ``seed`` (grown to ``mask``; detection ``threshold``) is, or None.
@@ -538,8 +554,7 @@ def _urine_edge(seed: np.ndarray, mask: np.ndarray, suv: np.ndarray, physio: Sup
     at = tuple(seed)
     own = float(suv[at])
     lo, crop = crop_around(seed, PLATEAU_REACH_MM, spacing, suv.shape)
-    joined = physio.walls is not None and bool(
-        (_component_at(suv[crop] >= (1.0 - prominence) * own, seed - lo) & physio.walls[crop]).any())
+    joined = physio.walls is not None and bool((_summit(suv[crop], seed - lo, prominence) & physio.walls[crop]).any())
     for name, (noise, _) in physio.halo.items():
         if noise[at] == 0 or not mask.any():
             continue
@@ -664,7 +679,7 @@ def local_background(suv: np.ndarray, seed: np.ndarray, spacing: np.ndarray, exc
             if value > level + organ_sd * spread:
                 apart |= inside
     if solid:
-        own = _component_at(local >= (1.0 - prominence) * value, at)
+        own = _summit(local, at, prominence)
         for organ in solid:
             inside = organ[crop]
             if not (own & inside).any():
@@ -756,17 +771,16 @@ def compactness(region: np.ndarray, spacing: np.ndarray) -> float:
 def _distinct(
     suv: np.ndarray,
     seed: np.ndarray,
-    value: float,
     accepted: list[np.ndarray],
     prominence: float,
     radius_mm: float,
     spacing: np.ndarray,
 ) -> bool:
-    """True unless the region above (1 - prominence) x value around ``seed`` reaches a hotter accepted seed."""
+    """True unless the region above (1 - prominence) x its SUV around ``seed`` reaches a hotter accepted seed."""
     if not accepted:
         return True
     lo, crop = crop_around(seed, radius_mm, spacing, suv.shape)
-    region = _component_at(suv[crop] >= value * (1.0 - prominence), seed - lo)
+    region = _summit(suv[crop], seed - lo, prominence)
     others = np.asarray(accepted) - lo
     inside = ((others >= 0) & (others < region.shape)).all(1)
     return not region[tuple(others[inside].T)].any()
@@ -866,6 +880,11 @@ def _component_at(mask: np.ndarray, at: np.ndarray) -> np.ndarray:
     return labels == labels[tuple(at)]
 
 
+def _summit(suv: np.ndarray, at: np.ndarray, prominence: float) -> np.ndarray:
+    """The region around index ``at`` of ``suv`` that no dip of ``prominence`` (a fraction of its SUV) parts from it."""
+    return _component_at(suv >= (1.0 - prominence) * float(suv[tuple(at)]), at)
+
+
 def _candidate(pet_suv: sitk.Image, seed: np.ndarray, value: float, reason: str) -> Candidate:
     p = zyx_to_lps(pet_suv, seed)
     return Candidate(peak_lps_mm=(float(p[0]), float(p[1]), float(p[2])), suv_max=value, reason=reason)
@@ -892,6 +911,6 @@ def segment_seeded(pet_suv: sitk.Image, seed_lps_mm, settings: SegmentationSetti
     seed = lo + np.array(np.unravel_index(int(np.argmax(near)), near.shape))
     threshold = np.full(suv.shape, threshold_suv, np.float32)
     mask = _grow(suv, [seed], barrier, [], threshold, spacing, settings)[0]
-    if mask.sum() < max(settings.min_voxels, 1):
+    if mask.sum() < fewest_voxels(settings.min_voxels, spacing):
         return None
     return mask, measure_lesion(pet_suv, suv, mask, label=0)
