@@ -239,7 +239,10 @@ def test_a_gland_is_gland_sized_round_behind_the_pubis_and_at_the_bladder_base()
     assert "below the bladder" in gland_problem(ball & (Z < -10), spacing, voxel_ml, Z_MM, bladder, 27.0)
     sheet = _box((-60, -30, -40), (60, -22, 0))  # levator-like: wide and thin
     assert "flat or long" in gland_problem(sheet, spacing, voxel_ml, Z_MM, bladder, 27.0)
-    assert "outside 12-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)
+    assert "outside 8-120 ml" in gland_problem(ball & (Z > 0), spacing, voxel_ml, Z_MM, bladder, 27.0)
+    atrophic = (X**2 + (Y + 25) ** 2 + (Z + 12) ** 2) <= 13.5**2  # ~10 ml: a small gland after radiotherapy
+    assert 8.0 < atrophic.sum() * voxel_ml < 12.0
+    assert gland_problem(atrophic, spacing, voxel_ml, Z_MM, bladder, 27.0) is None
 
 
 @pytest.mark.slow

@@ -57,13 +57,15 @@ SYMPHYSIS_BEFORE_SACRUM_MM = 50.0
 # Urinary bladder [REC]: from a few ml after voiding to ~1.5 l overdistended; a midline organ.
 BLADDER_ML = (5.0, 1500.0)
 BLADDER_OFF_MIDLINE_MM = 40.0
-# An intact adult prostate: 12-120 ml (enlarged glands included), roughly round (its longest axis at
-# most 2.5 x its shortest), its top at the bladder base (within 15 mm of the bladder's lowest slice)
-# [REC: standard anatomy]. After prostatectomy the bladder neck sits on the pelvic floor and the
-# soft tissue behind the symphysis (levator, rectal wall) is flat or long, or lies away from the bladder.
+# An intact adult prostate: 8-120 ml (enlarged glands included; a small gland of 12 ml shrinks to ~9 ml
+# after radiotherapy, its diameters to ~0.9 x within a year: Tanaka et al., Rep Pract Oncol Radiother
+# 2017;22:477), roughly round (its longest axis at most 2.5 x its shortest), its top at the bladder base
+# (within 15 mm of the bladder's lowest slice) [REC: standard anatomy]. After prostatectomy the bladder
+# neck sits on the pelvic floor and the soft tissue behind the symphysis (levator, rectal wall) is flat or
+# long, or lies away from the bladder.
 # Soft tissue under GLAND_EVIDENCE_ML there is evidence neither way (an atrophic gland after radiotherapy
 # can be small) [REC].
-GLAND_ML = (12.0, 120.0)
+GLAND_ML = (8.0, 120.0)
 GLAND_ELONGATION = 2.5
 GLAND_BELOW_BLADDER_MM = 15.0
 GLAND_EVIDENCE_ML = 5.0

@@ -16,7 +16,7 @@ and columns right -> left (the DICOM axial default); levels are LPS z in mm.
   below the sacral promontory; femoral heads where both meet;
 * urinary bladder: water-density (HU -20..30) component of the low pelvis
   between the acetabula, out to its half-water edge where the PET shows urine;
-* prostate (intact gland): soft-tissue component of 12-120 ml on the midline within 6 cm
+* prostate (intact gland): soft-tissue component of 8-120 ml on the midline within 6 cm
   behind the pubis, between the symphysis bottom and the bladder (absent after prostatectomy);
 * PET-avid organs (liver, spleen, kidneys, parotid and submandibular glands):
   the largest avid soft-tissue component in the box where each organ lies;
