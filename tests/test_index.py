@@ -129,9 +129,11 @@ def tree(tmp_path_factory) -> dict:
     (root / "d1").mkdir(exist_ok=True)
     (root / "d1" / "meta.json").write_text('{"a": 1}')
     (root / "d1" / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (root / "d1" / "README").write_text("series exported 2024\n")  # text with no suffix: skipped
     whole = Path(expected[ct_uid]["files"][0]).read_bytes()
     (root / "d2").mkdir(exist_ok=True)
     (root / "d2" / "cut.dcm").write_bytes(whole[: len(whole) // 2])
+    (root / "d2" / "text.dcm").write_text(" ")  # text named as DICOM: reported, not skipped
     (root / "d2" / "empty").write_bytes(b"")
     no_uid = _image("CT", "P9", generate_uid(), generate_uid(), generate_uid(), 0.0)
     del no_uid.SeriesInstanceUID
@@ -199,12 +201,13 @@ def test_rtstruct_reference(tree):
 def test_bad_and_plain_files_reported(tree):
     archive = index_folder(tree["root"])
     reasons = {Path(p).name: r for p, r in archive.unreadable}
-    assert set(reasons) == {"cut.dcm", "empty", "nouid.dcm"}
+    assert set(reasons) == {"cut.dcm", "empty", "nouid.dcm", "text.dcm"}
+    assert reasons["text.dcm"].startswith("not DICOM")
     assert "truncated" in reasons["cut.dcm"]
     assert "0 bytes" in reasons["empty"]
     assert "SeriesInstanceUID" in reasons["nouid.dcm"]
     assert all("\n" not in r for r in reasons.values())
-    assert archive.skipped == 3  # notes.txt, meta.json, pic.png
+    assert archive.skipped == 4  # notes.txt, meta.json, pic.png, README
     assert archive.dicomdirs == [tree["dicomdir"]]
     n_indexed = sum(s.instance_count for s in archive.all_series())
     assert archive.files_seen == n_indexed + len(archive.unreadable) + archive.skipped + 1

@@ -519,6 +519,11 @@ def _is_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
+def _dicom_suffix(path: str) -> bool:
+    """A name whose suffix says DICOM (.dcm, .dicom ...): a text file under it is reported, not skipped."""
+    return os.path.splitext(os.path.basename(path))[1].lower() in _DICOM_SUFFIXES - {""}
+
+
 def _suspicious_name(path: str) -> bool:
     """Names under which a DICOM file could hide (no suffix, .dcm..., UID-like)."""
     name = os.path.basename(path)
@@ -554,7 +559,7 @@ def _read_one(path: str, tracers: dict[str, TracerSummary], limits: Limits = DEF
                 return ("unreadable", "empty file (0 bytes)") if _suspicious_name(path) else ("skipped", "")
             has_prefix = head[128:132] == b"DICM"
             if not has_prefix and not looks_like_dicom_without_preamble(head):
-                if _suspicious_name(path) and not _is_text(head):
+                if _suspicious_name(path) and (not _is_text(head) or _dicom_suffix(path)):
                     if len(head) < 132 and not head.strip(b"\x00"):
                         return ("unreadable", f"truncated: {len(head)} bytes, no DICM prefix")
                     return ("unreadable", "not DICOM: no DICM prefix and no recognisable data set")
