@@ -246,18 +246,24 @@ def test_the_noise_peaks_of_lukewarm_noisy_urine_stay_urine_when_the_ct_mask_is_
     assert not [les for les in seg.lesions if bladder[tuple(np.rint(lps_to_zyx(image, les.peak_lps_mm)).astype(int))]]
 
 
+def _urine_and_node(urine_suv: float, off_wall_mm: float, node_radius_mm: float, node_suv: float):
+    """(bladder mask, node centre LPS mm, noise-free blurred SUV z, y, x): urine filling BLADDER on SUV 0.3 and a
+    node centred ``off_wall_mm`` beyond its wall in x."""
+    activity = np.full(SHAPE, 0.3)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = urine_suv
+    node_centre = (BLADDER[0][0] + BLADDER[1][0] + off_wall_mm, BLADDER[0][1], BLADDER[0][2])
+    activity[_ellipsoid(node_centre, (node_radius_mm,) * 3)] = node_suv
+    return bladder, node_centre, ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+
+
 def test_lukewarm_noisy_urine_beyond_a_short_ct_mask_makes_no_lesion_and_a_node_beside_it_is_found():
     # urine of SUV 4 with a voxel SD of 0.6, its CT mask 8 mm short of it all round (a half-water edge
     # drawn inside the urine): the urine's noise peaks outside the mask reach SUV 4.4-5, above the fixed
     # floor of 3, and must not come out as lesions; a node of SUV 14, 16 mm off the wall, must. Taking the
     # voxels that touch the mask, up to the urine's noise ceiling, into the organ leaves such peaks one voxel
     # further out as lesions (the organ's ragged edge stays at or below the urine's median)
-    activity = np.full(SHAPE, 0.3)
-    bladder = _ellipsoid(*BLADDER)
-    activity[bladder] = 4.0
-    node_centre = (BLADDER[0][0] + BLADDER[1][0] + 16.0, BLADDER[0][1], BLADDER[0][2])
-    activity[_ellipsoid(node_centre, (4.0, 4.0, 4.0))] = 14.0
-    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    bladder, node_centre, clean = _urine_and_node(4.0, 16.0, 4.0, 14.0)
     suv = (clean * (1.0 + 0.15 * np.random.default_rng(3).standard_normal(SHAPE))).astype(np.float32)
     short = ndimage.binary_erosion(bladder, iterations=2)
     image = _as_image(suv)
@@ -292,12 +298,7 @@ def test_a_node_that_a_dip_parts_from_the_urine_is_no_urine_edge():
     # a 12 mm node 4 mm off the wall of urine of SUV 15 (10 % voxel noise): its SUVmax (8-9) lies between
     # 0.4 x the urine and the urine's noise ceiling, as the urine's own partial-volume edge does, but the SUV
     # dips between them (training seed 32: an obturator node of SUV 6 beside urine of SUV 15)
-    activity = np.full(SHAPE, 0.3)
-    bladder = _ellipsoid(*BLADDER)
-    activity[bladder] = 15.0
-    node_centre = (BLADDER[0][0] + BLADDER[1][0] + 10.0, BLADDER[0][1], BLADDER[0][2])
-    activity[_ellipsoid(node_centre, (6.0, 6.0, 6.0))] = 12.0
-    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    bladder, node_centre, clean = _urine_and_node(15.0, 10.0, 6.0, 12.0)
     for seed in range(4):
         suv = (clean * (1.0 + 0.1 * np.random.default_rng(seed).standard_normal(SHAPE))).astype(np.float32)
         image = _as_image(suv)
