@@ -533,9 +533,9 @@ URINE_HOT = 3.0
 
 # The fewest voxels of a lesion: ``min_voxels`` (docs/detection.md#segmentation-pipeline, step 5), but no
 # more than a ball of SMALLEST_LESION_MM fills. Three voxels are 60 mm3 on a 2.7 mm grid and 500 mm3 on a
-# 5.5 mm one, where a 6 mm lesion, even blurred, often grows to one or two: sampled at a voxel's centre,
-# 0-1 of 6 noise draws of an SUV 30 lesion were found on 5-5.5 mm voxels, 4-5 of 6 on 4 mm. The hot
-# spot of one voxel that stands out alone is still no lesion (LONE_FRACTION) [REC].
+# 5.5 mm one, where a 6 mm lesion, even blurred, often grows to one or two: sampled at a voxel's centre
+# (FWHM 6 mm), 1 of 6 noise draws of an SUV 30 lesion was found on 5 mm voxels with three, 6 of 6 with one.
+# The hot spot of one voxel that stands out alone is still no lesion (LONE_FRACTION) [REC].
 SMALLEST_LESION_MM = 6.0  # the smallest lesion measured (docs/limits.md)
 
 
