@@ -32,7 +32,7 @@ from localize.detection.metrics import (
     zyx_to_lps,
 )
 from localize.detection.physiology import (
-    PAIR_MM,
+    PAIR_OFF_MIDLINE_MM,
     URINE_EDGE,
     URINE_NOISE_Z,
     WALLED_FRACTION,
@@ -325,7 +325,9 @@ def segment_lesions(
     glands = set()
     apex = lung_apex_z_mm(anatomy)
     if apex is not None and anatomy.midline_x_mm is not None:
-        mirrors = [_mirror_index(pet_suv, seed, anatomy.midline_x_mm, apex) for seed in accepted]
+        body = anatomy.mask("body")
+        mirrors = [_mirror_index(pet_suv, seed, section_midline_x_mm(pet_suv, seed, body, anatomy.midline_x_mm), apex)
+                   for seed in accepted]
         glands = mirrored_glands(detect, accepted, mirrors, spacing)
     prostate, bowel_span = anatomy.mask("prostate"), bowel_span_z_mm(anatomy, ct_bone is not None)
     no_wall = np.logical_or.reduce(outside) if outside else None
@@ -416,11 +418,23 @@ def bowel_span_z_mm(anatomy: Anatomy, with_ct: bool) -> tuple[float, float] | No
     return levels.get("symphysis_bottom", -np.inf), levels.get("diaphragm", np.inf)
 
 
+def section_midline_x_mm(pet_suv: sitk.Image, seed: np.ndarray, body: np.ndarray | None, default_mm: float) -> float:
+    """LPS x (mm) midway across the section of ``body`` (bool z, y, x on the grid of ``pet_suv``) that holds the hot
+    spot ``seed`` in its axial slice: the head's and neck's own midline, which turn and shift on the trunk's;
+    ``default_mm`` where no body mask holds the hot spot."""
+    if body is None or not body[tuple(seed)]:
+        return default_mm
+    sections, _ = ndimage.label(body[seed[0]])
+    columns = np.flatnonzero((sections == sections[seed[1], seed[2]]).any(0))
+    ends = [float(zyx_to_lps(pet_suv, np.array([seed[0], seed[1], column]))[0]) for column in (columns[0], columns[-1])]
+    return sum(ends) / 2.0
+
+
 def _mirror_index(pet_suv: sitk.Image, seed: np.ndarray, midline_x_mm: float, apex_z_mm: float) -> np.ndarray | None:
     """Continuous (z, y, x) index of the mirror image of hot spot ``seed`` about the LPS x = ``midline_x_mm``
-    plane; None below the lung apex (LPS z ``apex_z_mm``) or within PAIR_MM of the midline."""
+    plane; None below the lung apex (LPS z ``apex_z_mm``) or within PAIR_OFF_MIDLINE_MM of the midline."""
     x, y, z = zyx_to_lps(pet_suv, seed)
-    if z <= apex_z_mm or abs(x - midline_x_mm) < PAIR_MM:
+    if z <= apex_z_mm or abs(x - midline_x_mm) < PAIR_OFF_MIDLINE_MM:
         return None
     return np.array(pet_suv.TransformPhysicalPointToContinuousIndex((2.0 * midline_x_mm - x, y, z))[::-1])
 
