@@ -642,7 +642,7 @@ LONE_VOXEL = "a lone voxel (noise or urine spill-over)"
 # voxels of its half-maximum region, and which stands less than FLOOD_SD x ``local_contrast_sd`` robust SD
 # above its local background, is a noise peak of that plateau (they stand 4-5 SD out of it, LOCAL_CONTRAST);
 # a lesion in an organ whose mask is missing floods the organ too, but stands far out of its noise (a liver
-# metastasis of 2.7 x the liver: 14 SD). Training seeds 1-100: 12 of 54 false lesions (bowel loops and iliac
+# metastasis of 2.5 x its background: 14 SD). Training seeds 1-100: 12 of 54 false lesions (bowel loops and iliac
 # vessels, SUVmax 3.1-5.9, 2.5-36 ml at 6-208 x, 4.0-7.4 SD) went, no lesion was lost; lesions reached
 # 4.5 x (a bone lesion in warm marrow), in soft tissue 4 x (a half-maximum region of one voxel, under 1 ml) [REC].
 FLOOD_RATIO = 5.0
