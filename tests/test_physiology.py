@@ -28,16 +28,30 @@ def _path_x(z):
     return -40.0 + 0.12 * z
 
 
+def _ball(centre, radius: float) -> np.ndarray:
+    """Voxels of the test grid within ``radius`` mm of ``centre`` (LPS x, y, z mm)."""
+    z, y, x = _mm()
+    return np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= radius
+
+
+def _as_image(suv: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(suv.astype(np.float32))
+    image.SetSpacing((SPACING,) * 3)
+    image.SetOrigin(ORIGIN)
+    return image
+
+
+def _blurred_pet(activity: np.ndarray) -> sitk.Image:
+    """``activity`` (SUV, z, y, x on the test grid) blurred to ``FWHM_MM``, without noise."""
+    return _as_image(ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING))
+
+
 def _noisy_pet(activity: np.ndarray, seed: int) -> sitk.Image:
     """``activity`` (SUV, z, y, x on the test grid) as a PET reads it: blurred to ``FWHM_MM``, with Poisson-like
     noise (variance proportional to the value, correlated over about a voxel)."""
     clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
     white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.6)
-    suv = np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
-    return image
+    return _as_image(np.maximum(clean + 0.1 * np.sqrt(5.0 * clean) * white / white.std(), 0))
 
 
 def _ureter_scene(with_kidney_mask: bool, seed: int = 0):
@@ -127,21 +141,14 @@ def test_mirror_image_glands_above_the_lungs_are_glands_and_lone_or_unlike_nodes
     z, y, x = _mm()
     activity = np.full(SHAPE, 0.5)
     lungs = (np.hypot(x - 4.0, y) <= 70.0) & (z < 0.0) & (np.abs(x - 4.0) >= 10.0)
-
-    def ball(centre, radius):
-        return np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= radius
-
-    masked_gland, gland = ball((-30.0, -30.0, 60.0), 10.0), ball((38.0, -26.0, 62.0), 10.0)
+    masked_gland, gland = _ball((-30.0, -30.0, 60.0), 10.0), _ball((38.0, -26.0, 62.0), 10.0)
     activity[masked_gland] = 10.0
     activity[gland] = 11.0
     lone, hot, cool = (-60.0, 0.0, 40.0), (64.0, 10.0, 30.0), (-56.0, 10.0, 30.0)
-    activity[ball(lone, 5.0)] = 8.0
-    activity[ball(hot, 5.0)] = 15.0
-    activity[ball(cool, 5.0)] = 5.0
-    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    activity[_ball(lone, 5.0)] = 8.0
+    activity[_ball(hot, 5.0)] = 15.0
+    activity[_ball(cool, 5.0)] = 5.0
+    image = _blurred_pet(activity)
     masks = {"lung_left": lungs & (x > 4.0), "lung_right": lungs & (x < 4.0), "submandibular_gland_right": masked_gland}
     seg = segment_lesions(image, Anatomy(grid=image, masks=masks, midline_x_mm=4.0), tracer_family=family)
     found = sorted(tuple(np.round(les.target_lps_mm)) for les in seg.lesions)
@@ -166,18 +173,10 @@ def test_glands_mirrored_about_the_head_s_own_midline_are_glands_and_a_lone_node
     head = (np.hypot((x - 16.0) / 75.0, (y + 10.0) / 80.0) <= 1.0) & (z >= 0.0)
     lungs = trunk & (np.hypot((x - 4.0) / 70.0, y / 60.0) <= 1.0) & (np.abs(x - 4.0) >= 10.0) & (z < -10.0)
 
-    def ball(centre, radius):
-        return np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= radius
-
     gland, twin, node, big = (-18.0, -40.0, 50.0), (54.0, -32.0, 62.0), (-30.0, 20.0, 20.0), (31.5, 40.0, 40.0)
-    activity[ball(gland, 6.0)] = 9.0
-    activity[ball(twin, 6.0)] = 8.5
-    activity[ball(node, 5.0)] = 8.0
-    activity[ball(big, 14.0)] = 6.0
-    suv = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING).astype(np.float32)
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
+    for centre, radius, uptake in ((gland, 6.0, 9.0), (twin, 6.0, 8.5), (node, 5.0, 8.0), (big, 14.0, 6.0)):
+        activity[_ball(centre, radius)] = uptake
+    image = _blurred_pet(activity)
     masks = {"body": trunk | head, "lung_left": lungs & (x > 4.0), "lung_right": lungs & (x < 4.0)}
     seg = segment_lesions(image, Anatomy(grid=image, masks=masks, midline_x_mm=4.0), tracer_family="psma_ga68")
     assert sorted(min(np.linalg.norm(np.subtract(les.target_lps_mm, p)) for p in (node, big)) < 4.0
