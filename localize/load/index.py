@@ -519,17 +519,21 @@ def _is_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
+def _suffix(path: str) -> str:
+    """The file name's suffix, lower case ("" without one)."""
+    return os.path.splitext(os.path.basename(path))[1].lower()
+
+
 def _dicom_suffix(path: str) -> bool:
     """A name whose suffix says DICOM (.dcm, .dicom ...): a text file under it is reported, not skipped."""
-    return os.path.splitext(os.path.basename(path))[1].lower() in _DICOM_SUFFIXES - {""}
+    return _suffix(path) in _DICOM_SUFFIXES - {""}
 
 
 def _suspicious_name(path: str) -> bool:
     """Names under which a DICOM file could hide (no suffix, .dcm..., UID-like)."""
-    name = os.path.basename(path)
-    if name.startswith("."):
+    if os.path.basename(path).startswith("."):
         return False
-    suffix = os.path.splitext(name)[1].lower()
+    suffix = _suffix(path)
     return suffix in _DICOM_SUFFIXES or suffix[1:].isdigit()
 
 
