@@ -18,6 +18,7 @@ Three kinds of suppression:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -273,9 +274,9 @@ GAS_REACH_MM = 6.5
 
 def gas_at_maximum(region: np.ndarray, seed: np.ndarray, gas: np.ndarray, spacing_zyx: np.ndarray) -> bool:
     """True when ``region`` (bool z, y, x) holds ``gas`` within ``GAS_REACH_MM`` of its maximum at index ``seed``."""
-    points = np.argwhere(region)
-    inside = points[gas[tuple(points.T)]]
-    return bool(len(inside)) and float(np.linalg.norm((inside - seed) * spacing_zyx, axis=1).min()) <= GAS_REACH_MM
+    lo, crop = crop_around(seed, GAS_REACH_MM, spacing_zyx, region.shape)
+    near = ball_mask(seed - lo, region[crop].shape, GAS_REACH_MM, spacing_zyx)
+    return bool((region[crop] & gas[crop] & near).any())
 
 
 # A loop of bowel whose lumen holds fluid or stool shows on PET as a hot ring around a cold core: the uptake is in
@@ -573,7 +574,7 @@ def flatten_halo(
             continue
         shell_values = values[tuple(shell.T)]
         tree = cKDTree(shell * spacing_zyx)
-        neighbours = _padded(tree.query_ball_point(shell * spacing_zyx, patch_mm))
+        neighbours = _padded(tree.query_ball_point(shell * spacing_zyx, patch_mm, return_sorted=False))
         median = _medians(shell_values, neighbours)
         residual = shell_values - median
         spread = 1.4826 * _medians(np.abs(residual), neighbours)
@@ -587,7 +588,8 @@ def _padded(neighbours: list[list[int]]) -> np.ndarray:
     """Neighbour lists as one (n, longest) index array, -1 where a list is shorter."""
     lengths = np.fromiter((len(i) for i in neighbours), int, len(neighbours))
     out = np.full((len(neighbours), int(lengths.max(initial=1))), -1, np.int64)
-    out[np.arange(out.shape[1]) < lengths[:, None]] = np.concatenate([np.asarray(i, np.int64) for i in neighbours])
+    out[np.arange(out.shape[1]) < lengths[:, None]] = np.fromiter(itertools.chain.from_iterable(neighbours), np.int64,
+                                                                  int(lengths.sum()))
     return out
 
 
