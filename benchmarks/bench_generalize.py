@@ -8,7 +8,10 @@ figures below estimate accuracy on studies the methods were not fitted to. Tune 
 Every study runs through ``run_study`` with the default pipeline for its tracer, exactly as
 ``localize run DICOM --out OUT`` does, and is scored on:
 
-- found: truth lesions >= 6 mm with a detection within max(radius, 1 PET voxel) + 4 mm;
+- found: truth lesions >= 6 mm with a detection within max(radius, 1 PET voxel) + 4 mm; and, as ``above
+  threshold``, the same over those whose noise-free SUVmax reaches the run's detection threshold for their
+  tissue (``thresholds_suv`` in findings.json: bone for bone lesions, soft tissue otherwise): the lesions that
+  the study's thresholds let through, whose misses are the method's;
 - false lesions per study: detections matching no truth lesion (nearest truth farther than that);
 - region and site accuracy over found lesions (``unclassified`` counts as wrong);
 - target error (mm, median and 95th centile) and SUVmax error (%) over found lesions, against the lesion's
@@ -70,11 +73,14 @@ def organs_near(root: Path, truth):
 def pooled(studies: list[dict]) -> dict:
     rows = [r for s in studies for r in s["lesions"] if r["diameter_mm"] >= MIN_DIAMETER_MM]
     hits = [r for r in rows if r["found"]]
+    detectable = [r for r in rows if r.get("above_threshold")]
     dist = np.array([r["distance_mm"] for r in hits]) if hits else np.array([np.nan])
     suv = np.abs([r["suv_error"] for r in hits]) if hits else np.array([np.nan])
     noise_free = np.abs([r["suv_error_noise_free"] for r in hits]) if hits else np.array([np.nan])
     return {"studies": len(studies), "lesions": len(rows),
             "found": len(hits) / len(rows) if rows else np.nan,
+            "found_above_threshold": (sum(r["found"] for r in detectable) / len(detectable)) if detectable else np.nan,
+            "lesions_above_threshold": len(detectable),
             "false_per_study": sum(len(s["false"]) for s in studies) / max(len(studies), 1),
             "region": np.mean([r["region"] == r["truth_region"] for r in hits]) if hits else np.nan,
             "site": np.mean([r["site"] == r["truth_site"] for r in hits]) if hits else np.nan,
@@ -86,6 +92,7 @@ def pooled(studies: list[dict]) -> dict:
 
 def line(name: str, p: dict) -> str:
     return (f"{name:<26} n={p['studies']:>3} lesions={p['lesions']:>4} found={p['found']:.3f} "
+            f"(above threshold {p['found_above_threshold']:.3f} of {p['lesions_above_threshold']}) "
             f"false/study={p['false_per_study']:.2f} region={p['region']:.3f} site={p['site']:.3f} "
             f"target med={p['target_median_mm']:.2f} p95={p['target_p95_mm']:.2f} mm "
             f"SUV<=10%={p['suv_within_10pct']:.3f} (med {p['suv_median_pct']:.1f}%, noise-free "
@@ -128,6 +135,9 @@ def main() -> None:
             continue
         doc = json.loads((root / "out" / "findings.json").read_text())
         s = score(truth, doc, truth.variation["scan"]["pet_voxel_mm"])
+        thresholds = doc["parameters"]["thresholds_suv"]
+        for row, t in zip(s["lesions"], truth.lesions):
+            row["above_threshold"] = t.suv_max >= thresholds["bone_suv" if t.site == "bone" else "soft_tissue_suv"]
         near = organs_near(root, truth)
         for f in s["false"]:
             f["truth_organs"] = near(f["target_lps_mm"])
@@ -156,6 +166,8 @@ def main() -> None:
         unit = "mm" if key.endswith("_mm") else "per study" if key == "false_per_study" else "fraction"
         report(f"generalize {key} ({len(studies)} studies)", float(total[key]), unit, target=target,
                higher_is_better=not lower)
+    report(f"generalize found_above_threshold ({total['lesions_above_threshold']} lesions)",
+           float(total["found_above_threshold"]), "fraction", higher_is_better=True)
     report(f"generalize suv_noise_free_within_10pct ({len(studies)} studies)",
            float(total["suv_noise_free_within_10pct"]), "fraction", higher_is_better=True)
     if args.json:
