@@ -9,7 +9,14 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from localize.anatomy.model import Anatomy
-from localize.detection.physiology import WALLED_FRACTION, flatten_halo, ureter_tracks, walled_lumen
+from localize.detection.physiology import (
+    GAS_REACH_MM,
+    WALLED_FRACTION,
+    flatten_halo,
+    gas_at_maximum,
+    ureter_tracks,
+    walled_lumen,
+)
 from localize.detection.segment import bowel_span_z_mm, segment_lesions
 
 SPACING = 4.0  # mm, isotropic
@@ -183,6 +190,31 @@ def test_glands_mirrored_about_the_head_s_own_midline_are_glands_and_a_lone_node
                   for les in seg.lesions) == [True, True], [les.target_lps_mm for les in seg.lesions]
     glands = [c.peak_lps_mm for c in seg.candidates if c.reason == "physiological: salivary glands"]
     assert len(glands) == 2 and all(min(np.linalg.norm(np.subtract(g, t)) for g in glands) < 4.0 for t in (gland, twin))
+
+
+def test_gas_counts_within_its_reach_of_the_maximum_in_mm_and_only_inside_the_hot_spot_s_region():
+    # anisotropic voxels (z 4 mm, y 2 mm, x 1 mm): gas 4 or 6 mm from the maximum counts along each axis whose
+    # grid holds that distance, gas 7 or 8 mm from it (past GAS_REACH_MM = 6.5) along none, whatever the index
+    # distance; gas outside the region never
+    spacing = np.array([4.0, 2.0, 1.0])
+    seed = np.array([10, 10, 10])
+    region = np.ones((21, 21, 21), bool)
+    for axis, step in enumerate(spacing):
+        for distance_mm, counts in ((4.0, True), (6.0, True), (7.0, False), (8.0, False)):
+            offset = int(np.ceil(distance_mm / step - 1e-9))
+            if abs(offset * step - distance_mm) > 1e-9:
+                continue  # not on this axis's grid
+            gas = np.zeros(region.shape, bool)
+            at = seed.copy()
+            at[axis] -= offset
+            gas[tuple(at)] = True
+            assert gas_at_maximum(region, seed, gas, spacing) is counts, (axis, distance_mm)
+            assert gas_at_maximum(region & ~gas, seed, gas, spacing) is False
+    assert 6.0 <= GAS_REACH_MM < 7.0
+    corner = np.zeros(region.shape, bool)
+    corner[0, 0, 0] = True  # at the grid's edge, far from a maximum at the corner's opposite
+    assert gas_at_maximum(region, np.array([20, 20, 20]), corner, spacing) is False
+    assert gas_at_maximum(region, np.array([1, 2, 3]), corner, spacing) is True  # 6.4 mm away
 
 
 def test_the_halo_s_spill_over_is_the_median_of_each_voxel_s_patch_of_its_shell():
