@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers.grid import image_of
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
@@ -42,10 +43,7 @@ def _ball(centre, radius: float) -> np.ndarray:
 
 
 def _as_image(suv: np.ndarray) -> sitk.Image:
-    image = sitk.GetImageFromArray(suv.astype(np.float32))
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
-    return image
+    return image_of(suv, SPACING, ORIGIN)
 
 
 def _blurred_pet(activity: np.ndarray) -> sitk.Image:

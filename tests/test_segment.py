@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers.grid import image_of
 from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
@@ -41,10 +42,7 @@ def _grid_mm():
 
 def _as_image(suv: np.ndarray) -> sitk.Image:
     """An SUV array (z, y, x) on the test grid: ``SPACING`` mm voxels, first voxel at ``ORIGIN`` (LPS mm)."""
-    image = sitk.GetImageFromArray(suv)
-    image.SetSpacing((SPACING,) * 3)
-    image.SetOrigin(ORIGIN)
-    return image
+    return image_of(suv, SPACING, ORIGIN)
 
 
 def _ellipsoid(centre, radii):

@@ -20,6 +20,15 @@ def grid() -> sitk.Image:
     return image
 
 
+def image_of(values: np.ndarray, spacing_mm: float, origin_lps_mm: tuple[float, float, float]) -> sitk.Image:
+    """A float32 image of ``values`` (z, y, x) on an axial grid of isotropic ``spacing_mm`` voxels, voxel (0, 0, 0)
+    at ``origin_lps_mm`` (LPS x, y, z mm)."""
+    image = sitk.GetImageFromArray(np.asarray(values, np.float32))
+    image.SetSpacing((spacing_mm,) * 3)
+    image.SetOrigin(origin_lps_mm)
+    return image
+
+
 def coords():
     """LPS x, y, z of every voxel centre as z, y, x arrays (axial identity grid)."""
     z, y, x = np.meshgrid(*(np.arange(n) * SPACING + o for n, o in zip(SIZE[::-1], ORIGIN[::-1])), indexing="ij")
