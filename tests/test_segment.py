@@ -24,6 +24,7 @@ from localize.detection.segment import (
     detection_thresholds,
     fewest_voxels,
     marrow_bearing,
+    node_compactness,
     segment_lesions,
     settings_for,
 )
@@ -432,6 +433,39 @@ def test_compactness_of_a_ball_an_ellipsoid_and_a_tube():
     assert 0.17 <= two_to_one <= 0.35  # 0.25 for a smooth 2:1 ellipsoid
     tube = compactness(_ellipsoid((0.0, 0.0, 0.0), (5.0, 5.0, 40.0)), spacing)
     assert tube < MIN_COMPACTNESS < two_to_one
+
+
+def _blurred_region(axes_mm, rotation, spacing_zyx, fwhm_mm, phase, fine=4):
+    """Half-maximum region of a uniform ellipsoid (semi-axes ``axes_mm``, turned by ``rotation``) blurred by a
+    Gaussian PSF of ``fwhm_mm`` and averaged into voxels of ``spacing_zyx`` shifted by ``phase`` of a voxel."""
+    step = spacing_zyx / fine
+    n = 2 * np.ceil((max(axes_mm) + 2 * fwhm_mm) / spacing_zyx).astype(int) * fine + fine
+    z, y, x = np.meshgrid(*[(np.arange(n[i]) - n[i] / 2 + 0.5) * step[i] + phase[i] * spacing_zyx[i]
+                            for i in range(3)], indexing="ij")
+    turned = np.stack([z, y, x], -1) @ rotation
+    inside = ((turned / np.asarray(axes_mm)) ** 2).sum(-1) <= 1.0
+    blurred = ndimage.gaussian_filter(inside.astype(float), fwhm_mm / 2.3548 / step)
+    voxels = blurred.reshape(n[0] // fine, fine, n[1] // fine, fine, n[2] // fine, fine).mean((1, 3, 5))
+    labels, _ = ndimage.label(voxels >= 0.5 * voxels.max())
+    return labels == labels[np.unravel_index(np.argmax(voxels), voxels.shape)]
+
+
+def test_an_oval_node_scores_above_the_node_bound_on_any_clinical_grid():
+    # a node 1.5 times as long as wide (within the short-to-long axis ratio of metastatic nodes), 10-30 mm
+    # long, any orientation, blurred by a PSF of 5-7 mm and sampled on voxels of 2-5.5 mm at any phase: its
+    # half-maximum region must pass the bound set for its size (see MIN_NODE_COMPACTNESS)
+    rng = np.random.default_rng(5)
+    scored = []
+    for _ in range(30):
+        half_length = rng.uniform(5.0, 15.0)
+        spacing = np.array([rng.uniform(2.0, 5.5), *[rng.uniform(2.0, 5.5)] * 2])
+        rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        region = _blurred_region((half_length, half_length / 1.5, half_length / 1.5), rotation, spacing,
+                                 rng.uniform(5.0, 7.0), rng.uniform(-0.5, 0.5, 3))
+        n = int(region.sum())
+        scored.append((n, compactness(region, spacing), node_compactness(n)))
+    assert sum(n >= 20 for n, _, _ in scored) >= 10  # the resolved sizes, where the bound is the 2:1 one
+    assert all(score >= bound for _, score, bound in scored), [s for s in scored if s[1] < s[2]]
 
 
 def test_a_hot_loop_of_bowel_is_no_lesion_but_a_node_as_hot_beside_it_is():
