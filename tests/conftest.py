@@ -52,3 +52,10 @@ def phantom(tmp_path_factory):
 def small_archive(tmp_path_factory):
     """``build_small_archive`` once per session."""
     return build_small_archive(tmp_path_factory.mktemp("small_archive"))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n logical`` (pyproject.toml): none when one test module is asked for, whose worker would
+    only add its start-up; else pytest-xdist's own count (one per logical core, at most ``--maxprocesses``)."""
+    modules = {str(arg).split("::")[0] for arg in config.args}
+    return 0 if len(modules) == 1 and modules.pop().endswith(".py") else None
