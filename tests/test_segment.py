@@ -436,8 +436,10 @@ def test_compactness_of_a_ball_an_ellipsoid_and_a_tube():
 
 
 def _blurred_region(axes_mm, rotation, spacing_zyx, fwhm_mm, phase, fine=4):
-    """Half-maximum region of a uniform ellipsoid (semi-axes ``axes_mm``, turned by ``rotation``) blurred by a
-    Gaussian PSF of ``fwhm_mm`` and averaged into voxels of ``spacing_zyx`` shifted by ``phase`` of a voxel."""
+    """Half-maximum region (bool z, y, x) of a uniform ellipsoid centred on the grid: semi-axes ``axes_mm`` (mm,
+    along z, y, x before the 3 x 3 ``rotation``), blurred by a Gaussian PSF of ``fwhm_mm`` (FWHM, mm) on a grid
+    ``fine`` times finer, then averaged into voxels of ``spacing_zyx`` (mm) shifted by ``phase`` (fractions of a
+    voxel, z, y, x)."""
     step = spacing_zyx / fine
     n = 2 * np.ceil((max(axes_mm) + 2 * fwhm_mm) / spacing_zyx).astype(int) * fine + fine
     z, y, x = np.meshgrid(*[(np.arange(n[i]) - n[i] / 2 + 0.5) * step[i] + phase[i] * spacing_zyx[i]
