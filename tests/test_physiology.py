@@ -259,6 +259,43 @@ def test_uptake_around_bowel_gas_is_bowel_and_a_node_against_the_loop_is_a_lesio
                    for c in seg.candidates), seed
 
 
+def _hollow_organ_scene(seed: int):
+    """A bowel loop with a hot stretch and a ureter with a bolus (SUV 10 and 15), each with a node (10 mm, SUV 10)
+    against it, on SUV 0.5. Returns (image, the loop's and the ureter's masks, nodes, stretch and bolus centres in
+    LPS mm): the masks as an organ segmentation of the CT would give them."""
+    z, y, x = _mm()
+    loop = np.hypot(y - 30.0, z) <= 12.0  # a loop 24 mm wide, along x
+    ureter = np.hypot(x + 50.0, y + 30.0) <= 3.0  # a ureter 6 mm wide, along z
+    activity = np.full(SHAPE, 0.5)
+    activity[loop] = 3.0
+    activity[loop & (x >= -20.0) & (x <= 0.0)] = 10.0
+    activity[ureter & (z >= -20.0) & (z <= -5.0)] = 15.0
+    nodes = [(30.0, 13.0, 0.0), (-41.0, -30.0, 40.0)]  # against the loop's wall, against the ureter
+    for c in nodes:
+        activity[np.hypot(np.hypot(x - c[0], y - c[1]), z - c[2]) <= 5.0] = 10.0
+    return _noisy_pet(activity, seed), loop, ureter, nodes, [(-10.0, 30.0, 0.0), (-50.0, -30.0, -12.5)]
+
+
+def test_a_hot_loop_or_ureter_segmented_on_the_ct_is_physiological_and_a_node_against_it_is_a_lesion():
+    # loops differ in uptake, so a hot stretch stands out of the bowel's own distribution as a lesion would; where an
+    # organ segmentation of the CT (imported anatomy) names the loop and the ureter, what lies in them is theirs
+    for seed in range(3):
+        image, loop, ureter, nodes, physiological = _hollow_organ_scene(seed)
+        masks = {"small_bowel": loop, "ureter_left": ureter}
+        seg = segment_lesions(image, Anatomy(grid=image, masks=masks), tracer_family="psma_f18_renal")
+        found = sorted(min(range(2), key=lambda k: np.linalg.norm(np.subtract(les.target_lps_mm, nodes[k])))
+                       for les in seg.lesions)
+        assert found == [0, 1], (seed, [les.target_lps_mm for les in seg.lesions])
+        assert all(min(np.linalg.norm(np.subtract(les.target_lps_mm, c)) for c in nodes) <= 4.0 for les in seg.lesions)
+        for organ, centre in zip(("bowel", "ureter"), physiological):
+            assert any(c.reason == f"physiological: {organ} (CT)" and np.linalg.norm(
+                np.subtract(c.peak_lps_mm, centre)) <= 12.0 for c in seg.candidates), (seed, organ)
+        # without the organ segmentation both stand out as lesions: the masks decide, not their shape or SUV
+        bare = segment_lesions(image, Anatomy(grid=image, masks={}), tracer_family="psma_f18_renal")
+        assert all(any(np.linalg.norm(np.subtract(les.target_lps_mm, c)) <= 12.0 for les in bare.lesions)
+                   for c in physiological), seed
+
+
 def test_the_wall_round_a_loop_s_fluid_walls_it_in_and_a_solid_node_beside_a_tube_does_not():
     # a loop of bowel crossing the field along z: 28 mm wide, its 4 mm wall at SUV 6 round fluid at 0.2; a solid
     # node (12 mm, SUV 10) touching a solid tube as hot as that wall (a collapsed loop, 10 mm wide); on 0.5

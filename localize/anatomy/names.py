@@ -30,6 +30,7 @@ _PAIRED_TG263 = {
     "iliac_artery": ("A_Iliac_{s}", "A_Iliac_Common_{s}"),
     "iliac_vena": ("V_Iliac_{s}", "V_Iliac_Common_{s}"),
     "adrenal_gland": ("Glnd_Adrenal_{s}",),
+    "ureter": ("Ureter_{s}",),
 }
 
 _SINGLE_TG263 = {

@@ -39,6 +39,8 @@ from localize.detection.physiology import (
     Suppression,
     gas_at_maximum,
     group_mask,
+    hollow_organ_at,
+    hollow_organ_masks,
     limit_away_from,
     mirrored_glands,
     robust_mean_sd,
@@ -330,6 +332,7 @@ def segment_lesions(
                    for seed in accepted]
         glands = mirrored_glands(detect, accepted, mirrors, spacing)
     prostate, bowel_span = anatomy.mask("prostate"), bowel_span_z_mm(anatomy, ct_bone is not None)
+    hollow = hollow_organ_masks(anatomy.masks)
     no_wall = np.logical_or.reduce(outside) if outside else None
     labels = np.zeros(suv.shape, np.uint16)
     lesions: list[Lesion] = []
@@ -353,6 +356,11 @@ def segment_lesions(
             continue
         if gas is not None and gas_at_maximum(mask, seed, gas, spacing):
             candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: bowel (gas)"))
+            continue
+        hollow_organ = None if any(m is not None and m[tuple(seed)] for m in (ct_bone, prostate)) \
+            else hollow_organ_at(mask, seed, hollow)
+        if hollow_organ is not None:
+            candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), f"physiological: {hollow_organ} (CT)"))
             continue
         if s.min_local_contrast:
             beside = [organ for organ in organs if not organ[tuple(seed)]]
