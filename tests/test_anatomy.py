@@ -25,7 +25,8 @@ from localize.load.volume import load_series
     [("Bladder", "urinary_bladder"), ("urinary_bladder", "urinary_bladder"), ("Kidney_L", "kidney_left"),
      ("Glnd_Submand_R", "submandibular_gland_right"), ("Parotid_L", "parotid_gland_left"),
      ("Femur_Head_R", "femoral_head_right"), ("lung_upper_lobe_left", "lung_left"), ("vertebrae_L3", "vertebrae_L3"),
-     ("ProstateBed", "prostate_bed"), ("Bowel", "bowel"), ("colon", "colon"), ("A_Aorta", "aorta")],
+     ("ProstateBed", "prostate_bed"), ("Bowel", "bowel"), ("colon", "colon"), ("A_Aorta", "aorta"),
+     ("Ureter_L", "ureter_left"), ("Bowel_Small", "small_bowel")],
 )
 def test_tg263_and_totalsegmentator_names(name, canonical):
     assert canonical_name(name) == canonical
