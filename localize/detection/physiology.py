@@ -285,8 +285,9 @@ def gas_at_maximum(region: np.ndarray, seed: np.ndarray, gas: np.ndarray, spacin
 # a loop is that loop's wall or content, whatever its SUV: loops differ in uptake from one to the next, so no limit
 # read on the bowel's own distribution tells a hot loop from a lesion (docs/detection.md#physiological-uptake-psma).
 # A node beside a loop keeps its maximum and most of its region outside it, unless the PET lies off the CT by more
-# than its radius. The rectum is not among them (a recurrence in the prostate bed lies against it), and the caller
-# leaves the CT's bone and the prostate out (a sacral lesion beside a loop, a gland pressed on the sigmoid).
+# than its radius. A rectum named apart (TG-263 Rectum) is not among them: a recurrence in the prostate bed lies
+# against it, and keeps its maximum outside a colon mask that takes the rectum in, as a node beside a loop does.
+# The caller leaves the CT's bone and the prostate out (a sacral lesion beside a loop).
 # Training seeds 1-100 with each phantom's own organ map imported: false lesions 45 -> 21, no lesion lost; no
 # lesion's maximum lay within 1.8 mm of a loop (a sacral one) or 8.6 mm of a ureter [REC].
 HOLLOW_ORGANS = {"bowel": ("small_bowel", "colon", "duodenum"), "ureter": ("ureter_left", "ureter_right")}
