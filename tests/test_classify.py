@@ -9,9 +9,11 @@ from helpers.grid import box as _box
 from helpers.grid import coords as _coords
 from helpers.grid import grid as _grid
 from helpers.grid import lesion as _lesion
+from scipy import ndimage
 
 from localize.anatomy.model import Anatomy
 from localize.classify import classify_lesions, expression_scores, stage
+from localize.classify.landmarks import Landmarks
 from localize.findings import Lesion
 
 
@@ -158,6 +160,26 @@ def test_pelvic_node_sites_by_nearest_iliac_branch():
     assert _one(_lesion(62, 58, 80), anatomy).site == "internal_iliac"
     assert _one(_lesion(72, -22, 60), anatomy).site == "external_iliac"  # lateral to the external iliac
     assert _one(_lesion(42, -5, 40), anatomy).site == "obturator"  # medial to it
+    # nearer the internal iliac than the external, but 30 mm from it: not along it, and medial to the external
+    assert _one(_lesion(44, 35, 48), anatomy).site == "obturator"
+
+
+def test_an_artery_mask_parted_for_one_slice_is_no_bifurcation():
+    # one lumen (common and external iliac, as TotalSegmentator's iliac_artery) from (8, 8, 185) to (70, -20, 20),
+    # cut in two for one 4 mm slice as a thin mask breaks up on the PET grid: no branches, the level stands
+    x, y, z = _coords()
+    artery = np.zeros(x.shape, bool)
+    a, b = np.array((8, 8, 185)), np.array((70, -20, 20))
+    for t in np.linspace(0, 1, 300):
+        c = a + t * (b - a)
+        artery |= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= 6.0**2  # 12 mm wide
+    k = int(np.argmin(np.abs(z[:, 0, 0] - 150.0)))
+    columns = np.flatnonzero(artery[k].any(0))
+    artery[k][:, columns[len(columns) // 2]] = False
+    marks = Landmarks(_anatomy(iliac_artery_left=artery))
+    assert ndimage.label(artery[k])[1] == 2
+    assert marks.iliac_branch_points("left") is None
+    assert marks.ci_bifurcation_z_mm("left") == 130.0
 
 
 def test_mipsma_v2_boundaries_and_spleen_for_psma_1007():
