@@ -227,8 +227,8 @@ def _split_iliac(marks: Landmarks, side: str) -> tuple[float, np.ndarray, np.nda
     anterior one is the external iliac, the posterior one the internal iliac (standard
     pelvic anatomy: the internal iliac dives posteriorly into the true pelvis). The
     bifurcation is where the two lumens' centres, extrapolated linearly upwards from
-    the first slices where they are apart, meet. Two sections count in runs of ``SPLIT_MIN_SLICES``
-    consecutive slices or more.
+    the first slices where they are apart, meet. Two sections count in runs of
+    ``SPLIT_MIN_SLICES`` consecutive slices or more.
     """
     name = f"iliac_artery_{side}"
     if not marks.has(name):

@@ -26,9 +26,10 @@ Rules, checked in this order at the lesion's target point (LPS mm):
    (within 30 mm in front of the sacrum) or other pelvic; lateral ones by the
    nearest-vessel rule when the iliac arteries are segmented (internal iliac if
    nearer the posterior branch and within 20 mm of it, else obturator when
-   medial to the external iliac, else external iliac), by bone landmarks otherwise (posterior to the hip bone's
-   middle -> internal iliac, below the acetabular roof -> obturator, else external
-   iliac; docs/classification.md#node-regions).
+   medial to the external iliac, else external iliac), by bone landmarks
+   otherwise (posterior to the hip bone's middle -> internal iliac, below the
+   acetabular roof -> obturator, else external iliac;
+   docs/classification.md#node-regions).
 
 A lesion whose call needs a level or structure that was not found (no CT and no
 imported anatomy, a pelvis out of view) is ``unclassified`` / ``unknown`` with a
@@ -60,12 +61,12 @@ BOUNDARY_MARGIN_MM = 10.0  # docs/classification.md#boundary-margin
 COMMON_ILIAC_SPAN_MM = 50.0  # the common iliac arteries' length above the pelvic brim [R: Gray's Anatomy, 40-60 mm]
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
 PRESACRAL_HALF_WIDTH_MM = 25.0
+PRESACRAL_DEPTH_MM = 30.0
 # A node along the internal iliac vessels lies within 7 mm of them (the region's margin round the vessels; the
 # obturator region is a strip along the side wall beyond it: Taylor et al. Int J Radiat Oncol Biol Phys
 # 2005;63:1604-12, tabulated in Radiat Oncol 2010;5:59): its centre within the artery's radius (~4 mm), that
 # margin and its own radius (up to 9 mm) of the artery's centre line [REC].
 INTERNAL_ILIAC_REACH_MM = 20.0
-PRESACRAL_DEPTH_MM = 30.0
 # RTOG prostate-fossa envelope (Michalski et al. IJROBP 2010;76:361-368; [REC] approximation,
 # docs/classification.md#prostate-bed)
 BED_BELOW_SYMPHYSIS_MM = 15.0
