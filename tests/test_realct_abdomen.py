@@ -14,9 +14,10 @@ import SimpleITK as sitk
 from helpers.data import REPO
 from helpers.realct import dice, label_names, simulated_pet
 
-from localize.anatomy import build_anatomy
+from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import axis_mm
 from localize.classify import classify_lesions, infer_status
+from localize.classify.landmarks import Landmarks
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
 
@@ -157,3 +158,23 @@ def test_lesions_in_real_anatomy_are_found_and_placed(abdomen):
     # 3 mm CT and it comes out as a node (docs/limits.md#anatomy-on-real-ct); at most the urine's edge
     # and a small-bowel focus are false lesions besides
     assert len(lesions) <= len(truth) + 2
+
+
+@pytest.mark.parametrize("spacing_mm", [PET_SPACING_MM, (4.0, 4.0, 4.0), (5.0, 5.0, 5.0)])
+def test_totalsegmentator_s_one_lumen_iliac_artery_gives_no_false_bifurcation(spacing_mm):
+    # TotalSegmentator's iliac_artery is the common and external iliac, one lumen all the way down; imported onto
+    # a PET grid it breaks into two sections for one slice where it narrows. No branch is made of that: the
+    # common-iliac bifurcation stays the L5/S1 disc level (midway between L5's bottom and the sacrum's top)
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    extent_mm = np.array(ct.GetSize()) * np.array(ct.GetSpacing())
+    grid = sitk.Image([int(n) for n in np.round(extent_mm / spacing_mm)], sitk.sitkFloat32)  # the CT's box
+    grid.SetSpacing(spacing_mm)
+    grid.SetOrigin(ct.GetOrigin())
+    grid.SetDirection(ct.GetDirection())
+    label_map, names = read_label_map(DATA / "labels.nii.gz", DATA / "labels.json")
+    marks = Landmarks(build_anatomy(None, grid, label_map=label_map, label_names=names))
+    disc = marks.anatomy.levels_z_mm["common_iliac_bifurcation"]
+    for side in ("left", "right"):
+        assert marks.has(f"iliac_artery_{side}")
+        assert marks.iliac_branch_points(side) is None, side
+        assert marks.ci_bifurcation_z_mm(side) == disc

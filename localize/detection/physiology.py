@@ -95,7 +95,12 @@ class Suppression:
 
 def group_mask(masks: dict[str, np.ndarray], group: str) -> np.ndarray | None:
     """Union of the anatomy masks that make up ``group`` (None if none is present)."""
-    parts = [masks[name] for name in ORGAN_GROUPS.get(group, (group,)) if name in masks]
+    return union_of(masks, ORGAN_GROUPS.get(group, (group,)))
+
+
+def union_of(masks: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray | None:
+    """Union of the anatomy masks named ``names`` (None if none is present)."""
+    parts = [masks[name] for name in names if name in masks]
     if not parts:
         return None
     return np.logical_or.reduce(parts)
@@ -296,12 +301,8 @@ HOLLOW_SHARE = 0.5
 
 def hollow_organ_masks(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The ``HOLLOW_ORGANS`` that ``masks`` (canonical name -> bool z, y, x) hold, each the union of its parts."""
-    out = {}
-    for name, parts in HOLLOW_ORGANS.items():
-        present = [masks[part] for part in parts if part in masks and masks[part].any()]
-        if present:
-            out[name] = np.logical_or.reduce(present)
-    return out
+    unions = {name: union_of(masks, parts) for name, parts in HOLLOW_ORGANS.items()}
+    return {name: mask for name, mask in unions.items() if mask is not None and mask.any()}
 
 
 def hollow_organ_at(region: np.ndarray, seed: np.ndarray, hollow: dict[str, np.ndarray]) -> str | None:
