@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 from helpers.data import REPO
 from helpers.realct import dice, label_names, simulated_pet
+from scipy import ndimage
 
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import axis_mm
@@ -129,35 +130,68 @@ def _label_point(reference: np.ndarray, value: int, grid: sitk.Image, z: float |
     return np.array([x_mm[points[:, 2]].mean(), y_mm[points[:, 1]].mean(), z_mm[points[:, 0]].mean()])
 
 
-def test_lesions_in_real_anatomy_are_found_and_placed(abdomen):
-    # PSMA-like physiology on the real CT's labels plus 12 mm lesions (SUV + 12) where recurrences are
-    # looked for: beside the left external iliac artery, beside the aorta at L2, in the prostate, in L3
-    _, reference, names, grid = abdomen
-    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
-    truth = {"external_iliac": _label_point(reference, names["iliac_artery_left"], grid, 165.0) + [14.0, 0, 0],
-             "retroperitoneal": _label_point(reference, names["aorta"], grid, 340.0) + [24.0, 0, 0],
-             "prostate": _label_point(reference, names["prostate"], grid),
-             "bone": _body_centre(reference, names["vertebrae_L3"], grid)}  # its osteoporotic core: ~100 HU
-    pet = simulated_pet(ct, reference, names, grid, lesions=tuple((c, 12.0, 12.0) for c in truth.values()))
+def _truth_lesions(reference: np.ndarray, names: dict[str, int], grid: sitk.Image) -> dict[str, np.ndarray]:
+    """Centres (LPS mm) of 12 mm lesions where recurrences are looked for: beside the left external iliac
+    artery, beside the aorta at L2, in the prostate, in L3 (its osteoporotic core: ~100 HU)."""
+    return {"external_iliac": _label_point(reference, names["iliac_artery_left"], grid, 165.0) + [14.0, 0, 0],
+            "retroperitoneal": _label_point(reference, names["aorta"], grid, 340.0) + [24.0, 0, 0],
+            "prostate": _label_point(reference, names["prostate"], grid),
+            "bone": _body_centre(reference, names["vertebrae_L3"], grid)}
+
+
+def _lesions_on_simulated_pet(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], grid: sitk.Image,
+                              truth: dict[str, np.ndarray], noise_seed: int) -> list:
+    """The lesions the built-in anatomy and the DCFPyL preset find and label on a PET simulated on the real CT's
+    labels with ``truth``'s lesions (12 mm, SUV + 12) and noise draw ``noise_seed``."""
+    pet = simulated_pet(ct, reference, names, grid, seed=noise_seed,
+                        lesions=tuple((c, 12.0, 12.0) for c in truth.values()))
     anatomy = build_anatomy(ct, pet)
     references = reference_regions(pet, anatomy, "psma_f18_renal")
     found = segment_lesions(pet, anatomy, tracer_family="psma_f18_renal", references=references)
     status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
-    lesions = classify_lesions(found.lesions, anatomy, status=status, references=references,
-                               tracer_family="psma_f18_renal", labels=found.labels).lesions
+    return classify_lesions(found.lesions, anatomy, status=status, references=references,
+                            tracer_family="psma_f18_renal", labels=found.labels).lesions
+
+
+def _nearest(lesions: list, centre: np.ndarray) -> tuple[float, object]:
+    return min(((float(np.linalg.norm(np.subtract(les.target_lps_mm, centre))), les) for les in lesions),
+               key=lambda pair: pair[0])
+
+
+def test_lesions_in_real_anatomy_are_found_and_placed(abdomen):
+    # PSMA-like physiology on the real CT's labels plus 12 mm lesions (SUV + 12) where recurrences are looked for
+    _, reference, names, grid = abdomen
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    truth = _truth_lesions(reference, names, grid)
+    lesions = _lesions_on_simulated_pet(ct, reference, names, grid, truth, noise_seed=0)
     nearest = {}
     for name, centre in truth.items():
-        distance, lesion = min(((float(np.linalg.norm(np.subtract(les.target_lps_mm, centre))), les)
-                                for les in lesions), key=lambda pair: pair[0])
+        distance, nearest[name] = _nearest(lesions, centre)
         assert distance <= 2.0, (name, distance)  # each found, its target within 2 mm
-        nearest[name] = lesion
     assert (nearest["external_iliac"].region, nearest["external_iliac"].site) == ("nodal", "external_iliac")
     assert (nearest["retroperitoneal"].region, nearest["retroperitoneal"].site) == ("distant", "retroperitoneal")
     assert nearest["prostate"].region == "local"
     # the L3 lesion's region is not asserted: the osteoporotic core lies outside the CT bone mask on this
-    # 3 mm CT and it comes out as a node (docs/limits.md#anatomy-on-real-ct); at most the urine's edge
-    # and a small-bowel focus are false lesions besides
-    assert len(lesions) <= len(truth) + 2
+    # 3 mm CT and it comes out as a node (docs/limits.md#anatomy-on-real-ct); at most a small-bowel focus
+    # is a false lesion besides
+    assert len(lesions) <= len(truth) + 1
+
+
+@pytest.mark.parametrize("noise_seed", [2, 5])
+def test_the_urine_s_slope_over_the_hip_bone_is_no_lesion(abdomen, noise_seed):
+    # the PET's blur lays the edge of the urine (SUV 40) over the right hip bone beside the bladder, beyond the
+    # built-in bladder mask: at 0.41-0.42 x the urine, on CT bone, it came out as a bone lesion in these noise
+    # draws. It is no maximum of the PET (the urine next to it is hotter); the lesions are all still found
+    _, reference, names, grid = abdomen
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    truth = _truth_lesions(reference, names, grid)
+    lesions = _lesions_on_simulated_pet(ct, reference, names, grid, truth, noise_seed)
+    assert all(_nearest(lesions, centre)[0] <= 2.0 for centre in truth.values())
+    near_bladder = ndimage.binary_dilation(reference == names["urinary_bladder"], iterations=3)  # 9-12 mm
+    hips = np.isin(reference, [names["hip_left"], names["hip_right"]])
+    for lesion in lesions:
+        at = tuple(np.rint(grid.TransformPhysicalPointToContinuousIndex(lesion.peak_lps_mm)[::-1]).astype(int))
+        assert not (near_bladder[at] and hips[at]), lesion
 
 
 @pytest.mark.parametrize("spacing_mm", [PET_SPACING_MM, (4.0, 4.0, 4.0), (5.0, 5.0, 5.0)])
