@@ -40,9 +40,8 @@ from localize.detection.segment import segment_lesions
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
 from localize.sample_data import StudySpec, make_study
+from localize.sample_data.spec import TRACER_FAMILY
 
-FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary",
-          "fluciclovine": "fluciclovine"}
 DIFFUSE = ("liver", "spleen", "bowel", "small_bowel", "colon", "duodenum", "stomach", "kidney", "pancreas",
            "parotid", "submandibular")
 TRUTH_REFERENCE = {"liver": "liver", "aortic_blood_pool": "blood_pool", "parotid": "parotid", "spleen": "spleen",
@@ -89,9 +88,9 @@ def one_study(root: Path, tracer: str, ct_matrix: int, label_map: bool = False, 
     anatomy = build_anatomy(ct, pet, label_map=labels, label_names=names)
     t1 = time.perf_counter()
     imperfect(anatomy, without, erode_mm, spacing_zyx_mm(pet))
-    refs = reference_regions(pet, anatomy, FAMILY[tracer])
+    refs = reference_regions(pet, anatomy, TRACER_FAMILY[tracer])
     t2 = time.perf_counter()
-    seg = segment_lesions(pet, anatomy, tracer_family=FAMILY[tracer], references=refs)
+    seg = segment_lesions(pet, anatomy, tracer_family=TRACER_FAMILY[tracer], references=refs)
     t3 = time.perf_counter()
 
     matched, used = {}, set()
@@ -143,9 +142,9 @@ def main() -> None:
     parser.add_argument("--without", nargs="*", default=[], help="anatomy masks (names or prefixes) to delete")
     parser.add_argument("--erode-mm", type=float, default=0.0, help="erode the diffuse-uptake organs' masks")
     args = parser.parse_args()
-    pooled = {tracer: [] for tracer in FAMILY}
+    pooled = {tracer: [] for tracer in TRACER_FAMILY}
     with tempfile.TemporaryDirectory() as tmp:
-        for extent, seed, tracer in ((e, s, t) for e in args.extent for s in args.seeds for t in FAMILY):
+        for extent, seed, tracer in ((e, s, t) for e in args.extent for s in args.seeds for t in TRACER_FAMILY):
             r = one_study(Path(tmp) / f"{extent}{seed}{tracer}", tracer, args.ct_matrix, args.label_map, seed, extent,
                           tuple(args.without), args.erode_mm)
             pooled[tracer].append(r)

@@ -9,6 +9,9 @@ from localize.errors import ConfigError
 GENERATOR_VERSION = "3"
 
 TRACERS = ("psma11", "dcfpyl", "psma1007", "fluciclovine")
+# the preset (``localize.tracers`` family) that each tracer's radiopharmaceutical code selects
+TRACER_FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary",
+                 "fluciclovine": "fluciclovine"}
 VENDORS = ("siemens", "ge", "philips")
 DEFECTS = (None, "no_radiopharmaceutical_sequence", "truncated_file", "missing_slice", "no_pet")
 SITES = ("prostate_bed", "prostate_bed_bladder", "prostate", "obturator", "external_iliac", "internal_iliac",

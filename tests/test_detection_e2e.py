@@ -22,11 +22,10 @@ from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
 from localize.load.pet import load_pet
 from localize.load.volume import load_series
+from localize.sample_data.spec import TRACER_FAMILY
 
 pytestmark = pytest.mark.slow
 
-FAMILY = {"psma11": "psma_ga68", "dcfpyl": "psma_f18_renal", "psma1007": "psma_f18_hepatobiliary",
-          "fluciclovine": "fluciclovine"}
 PHYSIOLOGICAL = ("kidney_left", "kidney_right", "urinary_bladder", "liver", "spleen", "small_bowel", "colon",
                  "parotid_gland_left", "parotid_gland_right", "submandibular_gland_left", "submandibular_gland_right")
 
@@ -54,17 +53,17 @@ def _match(seg, truth):
     return out
 
 
-@pytest.mark.parametrize("tracer", list(FAMILY))
+@pytest.mark.parametrize("tracer", list(TRACER_FAMILY))
 def test_phantom_lesions_found_measured_and_nothing_physiological(phantom, tracer):
     root, truth = phantom(tracer=tracer)
-    pet, anatomy, seg = _run(root, truth, FAMILY[tracer])
+    pet, anatomy, seg = _run(root, truth, TRACER_FAMILY[tracer])
     matched = _match(seg, truth)
 
     big = [t for t in truth.lesions if t.diameter_mm >= 8 and t.suv_max >= 4]
     small = [t for t in truth.lesions if 5 <= t.diameter_mm < 8 and t.suv_max >= 4]
     assert len(big) >= 5
     if tracer == "psma1007":  # unspecific marrow uptake: bone at least 1.5 x lumbar marrow mean + 2 SD
-        marrow = reference_regions(pet, anatomy, FAMILY[tracer])["marrow"]
+        marrow = reference_regions(pet, anatomy, TRACER_FAMILY[tracer])["marrow"]
         assert seg.thresholds["bone_suv"] == pytest.approx(max(3.0, 1.5 * marrow.suv_mean + 2 * marrow.suv_sd))
     assert sum(matched[t.name] is not None for t in big) / len(big) >= 0.95
     if small:
@@ -97,7 +96,7 @@ def test_node_beside_the_bladder_and_ureter_is_found_with_ct_only_anatomy(phanto
     # seed 11: an 8 mm obturator node (SUVmax 4.4) one PET voxel from urine activity, once lost to a
     # spill-over residue at the bladder wall that took its place among the hot spots
     root, truth = phantom(tracer="psma11", status="post_radiotherapy", seed=11)
-    _, _, seg = _run(root, truth, FAMILY["psma11"], label_map=False)
+    _, _, seg = _run(root, truth, TRACER_FAMILY["psma11"], label_map=False)
     matched = _match(seg, truth)
     node = next(t for t in truth.lesions if t.site == "obturator")
     assert matched[node.name] is not None
@@ -109,7 +108,7 @@ def test_fluciclovine_rib_lesion_is_judged_against_soft_tissue_not_marrow(phanto
     # a rib is too thin to show marrow uptake: the marrow-referenced bone threshold (~5.2 here) does not
     # apply there, and the 9 mm rib lesion (SUVmax ~5) comes out
     root, truth = phantom(tracer="fluciclovine", extent="whole_body", seed=2)
-    _, _, seg = _run(root, truth, FAMILY["fluciclovine"])
+    _, _, seg = _run(root, truth, TRACER_FAMILY["fluciclovine"])
     assert seg.thresholds["bone_suv"] > 5.0
     rib = next(t for t in truth.lesions if t.name.endswith("bone_rib"))
     assert rib.suv_max < seg.thresholds["bone_suv"]
@@ -121,7 +120,7 @@ def test_bowel_without_its_mask_is_no_flood_of_lesions(phantom, tracer):
     # small-bowel loops (SUV 4-6) and colon with no mask, as when an organ is missed: their noise peaks
     # pass SUV 3 by the handful, but none stands out of its own loop; every lesion is still found
     root, truth = phantom(tracer=tracer)
-    _, anatomy, seg = _run(root, truth, FAMILY[tracer], without=("small_bowel", "colon", "bowel", "duodenum"))
+    _, anatomy, seg = _run(root, truth, TRACER_FAMILY[tracer], without=("small_bowel", "colon", "bowel", "duodenum"))
     assert not {"small_bowel", "colon", "bowel"} & set(anatomy.masks)
     matched = _match(seg, truth)
     assert all(matched[t.name] is not None for t in truth.lesions if t.diameter_mm >= 6 and t.suv_max >= 4)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers.realct import dice, label_names, simulated_pet
 
 from localize.anatomy import build_anatomy
 from localize.load.volume import load_series
+from localize.sample_data.real_ct import dice, label_names, simulated_pet
 
 pytestmark = pytest.mark.testdata
 

@@ -308,6 +308,28 @@ def test_a_node_that_a_dip_parts_from_the_urine_is_no_urine_edge():
         assert 0.4 * 15.0 < seg.lesions[0].suv_max < 15.0
 
 
+@pytest.mark.parametrize("tracer", ["fluciclovine", "psma_f18_hepatobiliary"])
+def test_a_lesion_that_a_bladder_mask_of_faint_urine_takes_in_is_found(tracer):
+    # faint early urine (SUV 1.0 on tissue of 0.8, fluciclovine): the PET cannot tell the urine from what is
+    # round it, so the CT's mask is the organ; drawn 12 mm too low, it takes in the gland below the bladder and
+    # a 12 mm lesion there (SUV 10). That lesion is no urine and no spill-over of it (real CT
+    # tests/data/totalsegmentator-abdomen: the built-in bladder took the prostate in, and its lesion was lost)
+    activity = np.full(SHAPE, 0.8)
+    bladder = _ellipsoid(*BLADDER)
+    activity[bladder] = 1.0
+    centre = (BLADDER[0][0], BLADDER[0][1], BLADDER[0][2] - BLADDER[1][2] - 8.0)
+    activity[_ellipsoid(centre, (6.0, 6.0, 6.0))] += 10.0
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    low = np.roll(bladder, -3, axis=0) | bladder  # 12 mm too low
+    assert low[tuple(np.rint(lps_to_zyx(_as_image(clean), centre)).astype(int))]
+    for seed in range(3):
+        suv = (clean * (1.0 + 0.1 * np.random.default_rng(seed).standard_normal(SHAPE))).astype(np.float32)
+        image = _as_image(suv)
+        seg = segment_lesions(image, Anatomy(grid=image, masks={"urinary_bladder": low}), tracer_family=tracer)
+        assert len(seg.lesions) == 1, (seed, [(c.reason, c.suv_max) for c in seg.candidates])
+        assert np.linalg.norm(np.subtract(seg.lesions[0].target_lps_mm, centre)) < 3.0
+
+
 def test_a_preset_without_its_references_falls_back_to_the_floors_and_says_so():
     image, anatomy, _ = _scene()
     seg = segment_lesions(image, anatomy, tracer_family="fluciclovine")

@@ -2,9 +2,11 @@
 
 * aorta: a round soft-tissue tube (blood ~40 HU, wall-to-wall 20-30 mm [REC: adult abdominal aorta
   ~2 cm, descending thoracic ~2.5 cm]) lying just anterior (and left) of the lumbar vertebral bodies
-  and left of the thoracic ones, behind the heart. Tracked slice by slice upwards and downwards from
-  two starts: the L3 level (the fluciclovine blood-pool level, docs/detection.md#reference-regions), in front of the
-  vertebral body, and the T8 level (the PERCIST blood-pool level), beside it on the left; in each
+  and left of the thoracic ones, behind the heart; the inferior vena cava, as round and as dense, lies
+  right of the midline [R: Gray's Anatomy, abdominal aorta and inferior vena cava]. Tracked slice by
+  slice upwards and downwards from two starts: the L3 level (the fluciclovine blood-pool level,
+  docs/detection.md#reference-regions), in front of the vertebral body, and the T8 level (the PERCIST
+  blood-pool level), beside it on the left; in each
   slice the deepest point of soft tissue (in-plane distance to the nearest non-soft voxel) near the
   previous centre. Where it merges with the heart, the crura or another organ of the same density
   the centre is carried on, and those slices are left out of the mask (its wall is not seen there):
@@ -103,8 +105,10 @@ def _first_centre(soft: np.ndarray, spine: np.ndarray, spacing: np.ndarray, y_mm
     if not peaks.any():
         return None
     rows, cols = np.nonzero(peaks)
-    # the deepest such tube; ties to the one nearest the vertebral body
-    best = max(range(len(rows)), key=lambda i: (depth[rows[i], cols[i]], -y_mm[rows[i]]))
+    # the deepest such tube left of the midline (the inferior vena cava, as wide and as dense on a non-contrast
+    # CT, lies right of it), else the deepest; ties to the one nearest the vertebral body
+    left = [i for i in range(len(rows)) if x_mm[cols[i]] >= midline_x]
+    best = max(left or range(len(rows)), key=lambda i: (depth[rows[i], cols[i]], -y_mm[rows[i]]))
     return float(y_mm[rows[best]]), float(x_mm[cols[best]]), float(depth[rows[best], cols[best]])
 
 

@@ -442,9 +442,12 @@ def suppression_for(
         mask = group_mask(masks, group)
         if mask is None or not mask.any():
             continue
+        faint = faint_urine(suv, mask)
         mask = with_partial_volume_rim(suv, mask, spacing_zyx)
         if group in out.organ:
             out.organ[group] = mask  # no margin: the halo rule decides right next to the wall
+        if faint:
+            continue  # no spill-over to flatten, and no urine's edge to tell from a lesion
         out.halo[group] = flatten_halo(suv, out.detection, mask, spacing_zyx, settings.halo_mm)
         out.urine[group] = float(np.median(suv[mask]))
         core = ndimage.binary_erosion(mask, iterations=2)  # the urine away from its partial-volume edge
@@ -531,6 +534,14 @@ def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
+def faint_urine(suv: np.ndarray, organ: np.ndarray) -> bool:
+    """True when the urine in ``organ`` (bool, z, y, x) is no hotter than twice the tissue round it (its 90th centile
+    against the median of the voxels touching it): little early urine (fluciclovine), whose spill-over is nothing
+    that stands out."""
+    rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
+    return float(np.percentile(suv[organ], 90)) <= 2.0 * float(np.median(suv[rim]))
+
+
 def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray,
                             reach_mm: float = URINE_REACH_MM) -> np.ndarray:
     """A urine-filled ``organ`` as the PET shows it (bool z, y, x); ``spacing_zyx`` in mm.
@@ -544,15 +555,18 @@ def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.
     urine outside, standing out of its shell like a lesion: the organ is then the urine itself, the
     voxels within ``reach_mm`` of the mask from ``URINE_EDGE`` to ``URINE_CEILING`` x the level (inside
     the mask up to its noise peaks, ``URINE_NOISE_Z``) connected to it. A lesion hotter than the urine
-    stays outside.
+    stays outside; with little urine, so does what stands above the urine's noise in the mask.
     """
     median, level = (float(v) for v in np.percentile(suv[organ], [50, 90]))
     rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
     # no higher than the median: taking the urine's noise peaks beside a mask short of the urine into it leaves
     # those one voxel further out as lesions
     ragged = organ | (rim & (suv >= 0.5 * median) & (suv <= median))
-    if level <= 2.0 * float(np.median(suv[rim])):
-        return ragged
+    if faint_urine(suv, organ):
+        # the PET cannot tell little urine from what is round it: what stands above the urine's noise in the CT's
+        # mask is no urine (a lesion of the gland or wall beside the bladder that the mask took in)
+        noise = robust_mean_sd(suv[organ])[1]
+        return ragged & (suv <= max(URINE_CEILING * level, level + URINE_NOISE_Z * noise))
     lo, hi = _bbox(organ, int(np.ceil(reach_mm / spacing_zyx.min())) + 1, suv.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     near = _dilate(organ[crop], reach_mm, spacing_zyx)
