@@ -538,8 +538,11 @@ def faint_urine(suv: np.ndarray, organ: np.ndarray) -> bool:
     """True when the urine in ``organ`` (bool, z, y, x) is no hotter than twice the tissue round it (its 90th centile
     against the median of the voxels touching it): little early urine (fluciclovine), whose spill-over is nothing
     that stands out."""
-    rim = ndimage.binary_dilation(organ, structure=np.ones((3, 3, 3))) & ~organ
-    return float(np.percentile(suv[organ], 90)) <= 2.0 * float(np.median(suv[rim]))
+    lo, hi = _bbox(organ, 2, suv.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    inside = organ[crop]
+    rim = ndimage.binary_dilation(inside, structure=np.ones((3, 3, 3))) & ~inside
+    return float(np.percentile(suv[crop][inside], 90)) <= 2.0 * float(np.median(suv[crop][rim]))
 
 
 def with_partial_volume_rim(suv: np.ndarray, organ: np.ndarray, spacing_zyx: np.ndarray,
