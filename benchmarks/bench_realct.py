@@ -35,6 +35,7 @@ from localize.anatomy import build_anatomy
 from localize.classify import classify_lesions, infer_status
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
+from localize.findings import Lesion
 from localize.sample_data.real_ct import label_names, pet_grid, recurrence_sites, simulated_pet, tracer_uptake
 from localize.sample_data.spec import TRACER_FAMILY
 
@@ -46,6 +47,17 @@ LESION_MM, LESION_SUV = 12.0, 10.0
 FOUND_MM, FALSE_MM = 4.0, 10.0
 
 
+def find_and_label(ct: sitk.Image, pet: sitk.Image, family: str) -> list[Lesion]:
+    """The lesions that the built-in anatomy, the reference regions, the ``family`` preset and the classification
+    find and label on ``pet`` (SUV) with ``ct`` (HU), as ``localize run`` does after loading."""
+    anatomy = build_anatomy(ct, pet)
+    references = reference_regions(pet, anatomy, family)
+    found = segment_lesions(pet, anatomy, tracer_family=family, references=references)
+    status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
+    return classify_lesions(found.lesions, anatomy, status=status, references=references, tracer_family=family,
+                            labels=found.labels).lesions
+
+
 def one_draw(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], grid: sitk.Image, tracer: str,
              draw: int) -> dict:
     """Score one noise draw of ``tracer``'s PET on the real CT."""
@@ -54,24 +66,18 @@ def one_draw(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], grid:
     uptake, rest = tracer_uptake(names, tracer)
     pet = simulated_pet(ct, reference, names, grid, uptake, seed=draw, rest=rest,
                         lesions=tuple((c, LESION_MM, LESION_SUV) for c in truth.values()))
-    family = TRACER_FAMILY[tracer]
     t0 = time.perf_counter()
-    anatomy = build_anatomy(ct, pet)
-    references = reference_regions(pet, anatomy, family)
-    found = segment_lesions(pet, anatomy, tracer_family=family, references=references)
-    status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
-    lesions = classify_lesions(found.lesions, anatomy, status=status, references=references, tracer_family=family,
-                               labels=found.labels).lesions
+    lesions = find_and_label(ct, pet, TRACER_FAMILY[tracer])
     seconds = time.perf_counter() - t0
     rows = []
     for name, centre in truth.items():
         distance, lesion = min(((float(np.linalg.norm(np.subtract(les.target_lps_mm, centre))), les)
                                 for les in lesions), key=lambda pair: pair[0], default=(np.inf, None))
         region, site = TRUTH[name]
-        ok = lesion is not None and distance <= FOUND_MM
-        rows.append({"name": name, "found": ok, "distance_mm": distance,
-                     "region_ok": ok and lesion.region == region,
-                     "site_ok": ok and (site is None or lesion.site == site)})
+        found = lesion if lesion is not None and distance <= FOUND_MM else None
+        rows.append({"name": name, "found": found is not None, "distance_mm": distance,
+                     "region_ok": found is not None and found.region == region,
+                     "site_ok": found is not None and (site is None or found.site == site)})
     false = []
     for lesion in lesions:
         if min(np.linalg.norm(np.subtract(lesion.target_lps_mm, c)) for c in truth.values()) > FALSE_MM:

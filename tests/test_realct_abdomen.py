@@ -14,12 +14,10 @@ import SimpleITK as sitk
 from helpers.data import REPO
 from scipy import ndimage
 
+from benchmarks.bench_realct import find_and_label
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import axis_mm
-from localize.classify import classify_lesions, infer_status
 from localize.classify.landmarks import Landmarks
-from localize.detection.reference import reference_regions
-from localize.detection.segment import segment_lesions
 from localize.sample_data.real_ct import (
     PSMA_SUV,
     dice,
@@ -124,13 +122,7 @@ def _lesions_on_simulated_pet(ct: sitk.Image, reference: np.ndarray, names: dict
     uptake, rest = tracer_uptake(names, tracer) if tracer else (PSMA_SUV, None)
     pet = simulated_pet(ct, reference, names, grid, uptake, seed=noise_seed, rest=rest,
                         lesions=tuple((c, 12.0, 12.0) for c in truth.values()))
-    family = TRACER_FAMILY[tracer] if tracer else "psma_f18_renal"
-    anatomy = build_anatomy(ct, pet)
-    references = reference_regions(pet, anatomy, family)
-    found = segment_lesions(pet, anatomy, tracer_family=family, references=references)
-    status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
-    return classify_lesions(found.lesions, anatomy, status=status, references=references,
-                            tracer_family=family, labels=found.labels).lesions
+    return find_and_label(ct, pet, TRACER_FAMILY[tracer] if tracer else "psma_f18_renal")
 
 
 def _nearest(lesions: list, centre: np.ndarray) -> tuple[float, object]:
