@@ -64,6 +64,11 @@ METAL_HU = 2500.0
 MIRROR_MM = 10.0
 LUNG_MIN_HU = -960.0  # aerated lung is about -850 HU, air -1000 HU [REC]
 FLUID_HU = (-20.0, 30.0)
+# Adipose tissue: -190 to -30 HU (Kvist et al. Am J Clin Nutr 1988;48:1351-61; on PET/CT's own CT, partial volume
+# included, -140 to -30: Kim et al. Nucl Med Mol Imaging 2012;46:294-9; the lower bound of the first keeps the noisy
+# fat of a low-dose CT). Bowel lumen holds gas, fluid or stool, not fat: the fat between loops and round a node is no
+# lumen (``localize.detection.physiology.walled_lumen``).
+FAT_HU = (-190.0, -30.0)
 BLADDER_MIN_FLUID_ML = 10.0  # a fluid component smaller than this is no bladder to take for the urine [REC]
 SOFT_HU = (-30.0, 150.0)
 KIDNEY_MAX_HU = 300.0  # enhanced renal cortex and medulla on portal-venous CT stay below [REC]
@@ -170,6 +175,7 @@ def ct_anatomy(hu: np.ndarray, suv: np.ndarray, grid: sitk.Image, ct: sitk.Image
         gas = bowel_gas(hu, body, lungs, z_mm)
         if gas.any():
             masks["bowel_gas"] = gas
+    masks["fat"] = body & (hu >= FAT_HU[0]) & (hu <= FAT_HU[1])
     return found, midline_x
 
 

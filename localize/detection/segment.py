@@ -272,7 +272,7 @@ def segment_lesions(
         warnings.append(f"reference region {s.bone_reference_region} not found: bone detection without it")
     soft_t, bone_t = detection_thresholds(s, references or {}, unused=frozenset(unused))
     bone = ct_bone = anatomy.mask("bone")
-    gas = anatomy.mask("bowel_gas")
+    gas, fat = anatomy.mask("bowel_gas"), anatomy.mask("fat")
     if bone is not None and s.bone_reference_region is not None:
         bone = marrow_bearing(bone, spacing)  # a marrow-referenced threshold holds where marrow is seen
     threshold = np.full(suv.shape, soft_t, np.float32)
@@ -393,7 +393,7 @@ def segment_lesions(
             if shape < MIN_COMPACTNESS or (among_bowel and shape < node_compactness(int(np.count_nonzero(region)))):
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "not focal (a tube or sheet)"))
                 continue
-            if among_bowel and walled_lumen(detect, seed, background, spacing, no_wall) > WALLED_FRACTION:
+            if among_bowel and walled_lumen(detect, seed, background, spacing, no_wall, fat) > WALLED_FRACTION:
                 candidates.append(_candidate(pet_suv, seed, float(suv[tuple(seed)]), "physiological: bowel (wall)"))
                 continue
         lesions.append(measure_lesion(pet_suv, suv, mask, label=len(lesions) + 1, target_weights=detect))
