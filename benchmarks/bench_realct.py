@@ -17,7 +17,10 @@ and the classification, as ``localize run`` does after loading, and is scored on
 Real organ shapes, sizes and positions are what the phantom studies of ``generalize`` cannot give; one
 patient is what this gives. Figures are printed per tracer, then pooled, beside the issue-level targets.
 
-Run: python -m benchmarks realct -- [--draws 10] [--tracers dcfpyl psma11 psma1007 fluciclovine]
+With ``--import-labels`` the reference labels are imported as the anatomy (as ``localize run --anatomy`` imports
+TotalSegmentator's output) instead of the built-in anatomy.
+
+Run: python -m benchmarks realct -- [--draws 10] [--tracers dcfpyl psma11 psma1007 fluciclovine] [--import-labels]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import SimpleITK as sitk
 
 from benchmarks.common import report
 from localize.anatomy import build_anatomy
+from localize.anatomy.ct_heuristics import ct_on_grid
 from localize.classify import classify_lesions, infer_status
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
@@ -47,27 +51,30 @@ LESION_MM, LESION_SUV = 12.0, 10.0
 FOUND_MM, FALSE_MM = 4.0, 10.0
 
 
-def find_and_label(ct: sitk.Image, pet: sitk.Image, family: str) -> list[Lesion]:
-    """The lesions that the built-in anatomy, the reference regions, the ``family`` preset and the classification
-    find and label on ``pet`` (SUV) with ``ct`` (HU), as ``localize run`` does after loading."""
-    anatomy = build_anatomy(ct, pet)
+def find_and_label(ct: sitk.Image, pet: sitk.Image, family: str, label_map: sitk.Image | None = None,
+                   classes: dict[int, str] | None = None) -> list[Lesion]:
+    """The lesions that the anatomy (built-in, or ``label_map`` with its ``classes`` imported as ``--anatomy``
+    does), the reference regions, the ``family`` preset and the classification find and label on ``pet`` (SUV)
+    with ``ct`` (HU), as ``localize run`` does after loading."""
+    anatomy = build_anatomy(ct, pet, label_map=label_map, label_names=classes)
     references = reference_regions(pet, anatomy, family)
     found = segment_lesions(pet, anatomy, tracer_family=family, references=references)
     status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
     return classify_lesions(found.lesions, anatomy, status=status, references=references, tracer_family=family,
-                            labels=found.labels).lesions
+                            labels=found.labels, ct_hu=ct_on_grid(ct, pet)).lesions
 
 
 def one_draw(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], grid: sitk.Image, tracer: str,
-             draw: int) -> dict:
-    """Score one noise draw of ``tracer``'s PET on the real CT."""
+             draw: int, label_map: sitk.Image | None = None) -> dict:
+    """Score one noise draw of ``tracer``'s PET on the real CT; with ``label_map`` (the reference labels)
+    imported as the anatomy."""
     inv = {v: k for k, v in names.items()}
     truth = recurrence_sites(reference, names, grid)
     uptake, rest = tracer_uptake(names, tracer)
     pet = simulated_pet(ct, reference, names, grid, uptake, seed=draw, rest=rest,
                         lesions=tuple((c, LESION_MM, LESION_SUV) for c in truth.values()))
     t0 = time.perf_counter()
-    lesions = find_and_label(ct, pet, TRACER_FAMILY[tracer])
+    lesions = find_and_label(ct, pet, TRACER_FAMILY[tracer], label_map, inv if label_map is not None else None)
     seconds = time.perf_counter() - t0
     rows = []
     for name, centre in truth.items():
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--tracers", nargs="+", default=list(TRACER_FAMILY), choices=list(TRACER_FAMILY))
+    parser.add_argument("--import-labels", action="store_true",
+                        help="import the reference labels as the anatomy (as --anatomy does) instead of the built-in")
     args = parser.parse_args(argv)
     ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
     names = label_names(DATA / "labels.json")
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     pooled: list[dict] = []
     for tracer in args.tracers:
-        draws = [one_draw(ct, reference, names, grid, tracer, draw) for draw in range(args.draws)]
+        draws = [one_draw(ct, reference, names, grid, tracer, draw, labels if args.import_labels else None)
+                 for draw in range(args.draws)]
         pooled += draws
         summary(f"realct {tracer}", draws)
     summary("realct all", pooled)

@@ -8,6 +8,7 @@ the PET grid; points are LPS mm.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from localize.anatomy.ct_heuristics import axis_mm
+from localize.sample_data import dicom_writer as dw
+from localize.sample_data import scanner
 from localize.sample_data.imaging import UPTAKE
 
 # PSMA-like SUVs [REC: DCFPyL liver ~5, spleen ~6, kidney ~20, urine ~40, small bowel ~4, blood pool ~1.8,
@@ -123,3 +126,59 @@ def simulated_pet(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+INJECTION = datetime(2024, 3, 15, 10, 2, 0)
+
+
+def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer: str, weight_kg: float = 80.0) -> None:
+    """Write ``ct`` (HU) and ``pet_suv`` (SUVbw) as one PET/CT study of DICOM files, as a scanner does: the CT in
+    ``folder``/CT (int16 + 1024, its own orientation), the PET in ``folder``/PET (Bq/mL with a slope per slice,
+    decay corrected to the series start, ``tracer``'s radiopharmaceutical, dose and uptake time from
+    ``localize.sample_data.scanner.PROTOCOLS``, the patient's weight), one frame of reference."""
+    protocol = scanner.PROTOCOLS[tracer]
+    dose = scanner.dose_bq(tracer, weight_kg)
+    start = dw.time_plus(INJECTION, protocol.uptake_s)
+    date, time = dw.dt(start)
+    patient = {"PatientName": "RealCT^Simulated", "PatientID": "REALCT0001", "PatientBirthDate": "19550101",
+               "PatientSex": "M", "PatientWeight": str(weight_kg)}
+    study = {"StudyInstanceUID": dw.uid("realct", tracer, "study"), "StudyDate": date, "StudyTime": time,
+             "StudyID": "1", "AccessionNumber": "R000001", "ReferringPhysicianName": "",
+             "FrameOfReferenceUID": dw.uid("realct", tracer, "for"), "PositionReferenceIndicator": "",
+             "PatientPosition": "HFS", "Manufacturer": "SIEMENS"}
+
+    def geometry(image: sitk.Image) -> dw.Geometry:
+        return dw.Geometry(np.array(image.GetOrigin()), np.array(image.GetDirection()).reshape(3, 3),
+                           tuple(image.GetSpacing()))
+
+    hu = sitk.GetArrayFromImage(ct)
+    ct_base = dw.base_dataset(patient, study, {
+        "Modality": "CT", "SOPClassUID": dw.CT_STORAGE, "SeriesInstanceUID": dw.uid("realct", tracer, "ct"),
+        "SeriesNumber": 2, "SeriesDate": date, "SeriesTime": time, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+        "RescaleIntercept": "-1024", "RescaleSlope": "1", "RescaleType": "HU", "KVP": "120"})
+    dw.write_series(folder / "CT", ct_base, np.clip(np.rint(hu + 1024), 0, 4095).astype(np.uint16), geometry(ct),
+                    [f"CT{k:04d}.dcm" for k in range(hu.shape[0])])
+    stored, slopes = dw.pet_slice_scaling(sitk.GetArrayFromImage(pet_suv)
+                                          * scanner.suv_to_bqml_factor(tracer, weight_kg, dose))
+    pet_base = dw.base_dataset(patient, study, {
+        "Modality": "PT", "SOPClassUID": dw.PET_STORAGE, "SeriesInstanceUID": dw.uid("realct", tracer, "pet"),
+        "SeriesNumber": 3, "SeriesDate": date, "SeriesTime": time, "AcquisitionDate": date, "AcquisitionTime": time,
+        "ImageType": ["ORIGINAL", "PRIMARY"], "Units": "BQML", "DecayCorrection": "START",
+        "CorrectedImage": ["DECY", "ATTN"], "SeriesType": ["WHOLE BODY", "IMAGE"], "CountsSource": "EMISSION",
+        "RescaleIntercept": "0",
+        "NumberOfSlices": stored.shape[0]})
+    pet_base.RadiopharmaceuticalInformationSequence = [scanner.radiopharmaceutical_item(tracer, INJECTION, dose)]
+
+    half_life = float(scanner.HALF_LIFE_S[protocol.nuclide])
+    t_avg = scanner.t_avg_s(half_life, scanner.FRAME_S)  # one bed position for the whole field
+
+    def per_slice(k, ds):
+        ds.RescaleSlope = f"{slopes[k]:.8g}"
+        ds.ImageIndex = k + 1
+        ds.ActualFrameDuration = int(scanner.FRAME_S * 1000)
+        ds.FrameReferenceTime = f"{t_avg * 1000:.1f}"
+        ds.DecayFactor = f"{2 ** (t_avg / half_life):.6f}"
+
+    dw.write_series(folder / "PET", pet_base, stored, geometry(pet_suv),
+                    [f"PT{k:04d}.dcm" for k in range(stored.shape[0])], per_slice)
+

@@ -99,11 +99,22 @@ def test_bones_are_named_from_their_masks():
 def test_soft_tissue_density_in_the_bone_mask_is_a_node_flagged_with_bone():
     anatomy = _anatomy(hip_left=_box((50, -20, 40), (110, 40, 110)))
     hu = np.full(SIZE[::-1], 40.0, np.float32)  # soft tissue everywhere
-    les = _one(_lesion(60, 10, 75), anatomy, ct_hu=hu)
+    les = _one(_lesion(52, 10, 75), anatomy, ct_hu=hu)  # in the imported bone's edge voxel: a node abutting it
     assert les.region == "nodal" and les.region_uncertain
     assert les.region_candidates[-1] == "distant:bone"
     hu[:] = 700.0  # sclerotic: bone it is
-    assert _one(_lesion(60, 10, 75), anatomy, ct_hu=hu).site == "bone"
+    assert _one(_lesion(52, 10, 75), anatomy, ct_hu=hu).site == "bone"
+    # the CT's own bone mask (its filled rings hold soft tissue): soft-tissue density deep in it is no bone either
+    hu[:] = 40.0
+    assert _one(_lesion(0, 56, 70), _anatomy(), ct_hu=hu).region_candidates[-1] == "distant:bone"
+
+
+def test_soft_tissue_density_deep_in_an_imported_bone_is_bone():
+    # an osteoporotic core (50-120 HU) or a lytic lesion a whole voxel or more inside an imported bone mask
+    anatomy = _anatomy(vertebrae_L3=_box((-20, 20, 200), (20, 50, 230)))
+    hu = np.full(SIZE[::-1], 100.0, np.float32)
+    les = _one(_lesion(0, 36, 216), anatomy, ct_hu=hu)
+    assert (les.region, les.site, les.bone, les.region_uncertain) == ("distant", "bone", "vertebrae_L3", False)
 
 
 def test_lung_nodule_in_a_hole_of_the_air_mask_and_liver():

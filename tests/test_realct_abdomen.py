@@ -192,6 +192,21 @@ def test_a_para_aortic_node_among_hot_loops_is_no_bowel_wall(abdomen, tracer, no
     assert len(lesions) <= len(truth) + 1
 
 
+def test_a_lesion_in_an_osteoporotic_vertebra_is_bone_with_imported_vertebrae(abdomen):
+    # the L3 body's cancellous core reads about 100 HU, under the CT bone mask's 150 HU: with TotalSegmentator's
+    # vertebrae imported (``--anatomy``) the lesion in it is a bone lesion of L3, not a retroperitoneal node
+    _, reference, names, grid = abdomen
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    truth = recurrence_sites(reference, names, grid)
+    pet = simulated_pet(ct, reference, names, grid, lesions=tuple((c, 12.0, 12.0) for c in truth.values()))
+    labels = sitk.ReadImage(str(DATA / "labels.nii.gz"))
+    lesions = find_and_label(ct, pet, "psma_f18_renal", labels, {v: k for k, v in names.items()})
+    distance, lesion = _nearest(lesions, truth["bone"])
+    assert distance <= 2.0
+    assert (lesion.region, lesion.site, lesion.bone) == ("distant", "bone", "vertebrae_L3")
+    assert _nearest(lesions, truth["retroperitoneal"])[1].site == "retroperitoneal"
+
+
 @pytest.mark.parametrize("spacing_mm", [PET_SPACING_MM, (4.0, 4.0, 4.0), (5.0, 5.0, 5.0)])
 def test_totalsegmentator_s_one_lumen_iliac_artery_gives_no_false_bifurcation(spacing_mm):
     # TotalSegmentator's iliac_artery is the common and external iliac, one lumen all the way down; imported onto

@@ -304,7 +304,11 @@ def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu
     in_bone = (marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5
                or _on_rib(marks, point))
     bone_call = replace(site_call("bone"), bone=_bone_name(marks, point)) if in_bone else None
-    if bone_call is not None and (ct_hu is None or _hu_at(marks, ct_hu, point) >= BONE_HU):
+    # soft-tissue HU at the target: a node abutting bone that the bone mask's voxels reach, or the soft tissue in a bony
+    # ring the CT's mask fills (``Landmarks.bone_mask_name``), unless the target lies a whole voxel deep in imported
+    # bone: the bone itself, an osteoporotic core (50-120 HU) or a lytic lesion
+    deep = mask != "bone" and marks.fraction_in(mask, point, float(marks.spacing.max())) >= 1.0
+    if bone_call is not None and (ct_hu is None or deep or _hu_at(marks, ct_hu, point) >= BONE_HU):
         return [bone_call], bone_call.bone
     calls, bone = _soft_tissue(marks, point, voxels, status, promise_version, radius)
     return (calls + [bone_call], bone) if bone_call is not None else (calls, bone)

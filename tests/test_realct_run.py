@@ -1,0 +1,103 @@
+"""``localize run`` on a real CT written as DICOM with a PET simulated on it (tests/data/totalsegmentator-abdomen).
+
+The real abdomen-pelvis CT (its NIfTI's own orientation: rows running to the patient's right, columns to the front)
+and a DCFPyL PET simulated on its reference labels with four 12 mm lesions (SUV + 12) are written as one PET/CT
+study of DICOM files, the PET in Bq/mL decay corrected to its start, as a scanner writes it
+(``localize.sample_data.real_ct.write_dicom_study``). The whole command runs on it: loading, SUV from the headers,
+anatomy, detection, labels and exports; once with the built-in anatomy, once with the labels imported
+(``--anatomy``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers.contract import check_contract
+from helpers.data import REPO
+
+from localize.anatomy.ct_heuristics import axis_mm
+from localize.sample_data.real_ct import (
+    label_names,
+    pet_grid,
+    recurrence_sites,
+    simulated_pet,
+    tracer_uptake,
+    write_dicom_study,
+)
+
+pytestmark = pytest.mark.slow
+
+DATA = REPO / "tests" / "data" / "totalsegmentator-abdomen"
+TARGET_MM = 2.0  # a target within 2 mm of the lesion's centre: under half a PET voxel
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """(study folder, truth centres LPS mm, the simulated PET) for DCFPyL, noise draw 0."""
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    names = label_names(DATA / "labels.json")
+    grid = pet_grid(ct, (4.0, 4.0, 3.0))
+    reference = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(DATA / "labels.nii.gz")), grid,
+                                                     sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    truth = recurrence_sites(reference, names, grid)
+    uptake, rest = tracer_uptake(names, "dcfpyl")
+    pet = simulated_pet(ct, reference, names, grid, uptake, seed=0, rest=rest,
+                        lesions=tuple((c, 12.0, 12.0) for c in truth.values()))
+    folder = tmp_path_factory.mktemp("realct") / "study"
+    write_dicom_study(folder, ct, pet, "dcfpyl")
+    return folder, truth, pet
+
+
+def _run(folder, out, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "localize", "run", str(folder), "--out", str(out), *args],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "findings.json").read_text())
+    check_contract(doc)
+    return doc
+
+
+def _nearest(doc: dict, centre: np.ndarray) -> tuple[float, dict]:
+    return min(((float(np.linalg.norm(np.subtract(les["target_lps_mm"], centre))), les) for les in doc["lesions"]),
+               key=lambda pair: pair[0])
+
+
+def test_the_real_ct_study_runs_end_to_end_with_the_built_in_anatomy(study, tmp_path):
+    folder, truth, pet = study
+    doc = _run(folder, tmp_path / "run")
+    assert doc["tracer"]["agent"] == "DCFPyL" and doc["tracer"]["suv"]["units"] == "BQML"
+    z_mm, y_mm, x_mm = axis_mm(pet)
+    suv = sitk.GetArrayFromImage(pet)
+    for name, centre in truth.items():
+        distance, lesion = _nearest(doc, centre)
+        assert distance <= TARGET_MM, name
+        # SUV from the DICOM headers (Bq/mL, decay to the series start, dose, weight) is the simulated SUV
+        near = ((z_mm[:, None, None] - centre[2]) ** 2 + (y_mm[None, :, None] - centre[1]) ** 2
+                + (x_mm[None, None, :] - centre[0]) ** 2) <= 6.0**2
+        assert lesion["suv_max"] == pytest.approx(float(suv[near].max()), rel=0.01), name
+    assert _nearest(doc, truth["external_iliac"])[1]["site"] == "external_iliac"
+    assert (_nearest(doc, truth["retroperitoneal"])[1]["region"],
+            _nearest(doc, truth["retroperitoneal"])[1]["site"]) == ("distant", "retroperitoneal")
+    assert _nearest(doc, truth["prostate"])[1]["region"] == "local"
+    # the L3 lesion is not asserted here: its osteoporotic core lies outside the built-in bone mask
+    # (docs/limits.md#anatomy-on-real-ct); at most one false lesion besides
+    assert len(doc["lesions"]) <= len(truth) + 1
+
+
+def test_with_the_labels_imported_the_osteoporotic_vertebra_s_lesion_is_bone(study, tmp_path):
+    folder, truth, _ = study
+    doc = _run(folder, tmp_path / "run", "--anatomy", str(DATA / "labels.nii.gz"))
+    distance, lesion = _nearest(doc, truth["bone"])
+    assert distance <= TARGET_MM
+    assert (lesion["region"], lesion["site"], lesion["bone"]) == ("distant", "bone", "vertebrae_L3")
+    labels = {name: (les["region"], les["site"]) for name, les in
+              ((name, _nearest(doc, centre)[1]) for name, centre in truth.items())}
+    assert labels["external_iliac"] == ("nodal", "external_iliac")
+    assert labels["retroperitoneal"] == ("distant", "retroperitoneal")
+    assert labels["prostate"] == ("local", "prostate")  # the imported gland: an intact prostate
+    assert len(doc["lesions"]) == len(truth)
