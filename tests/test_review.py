@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -228,6 +229,20 @@ def test_a_missed_lesion_added_at_its_hottest_point(phantom, tmp_path):
     assert added["id"] == len(found.lesions) + 1 and added["region"] == "unclassified"
     review = json.loads((out / "review.json").read_text())
     assert review["added"][0]["seed_lps_mm"] == pytest.approx(target["center_lps_mm"])
+
+
+def test_the_view_s_temporary_folder_is_removed_when_the_kernel_exits(phantom, tmp_path):
+    # each ``localize.view`` of an analysis writes its volumes to a temporary folder: none may pile up
+    root, _ = phantom(seed=3)
+    script = ("import localize, sys; from localize.review.notebook import write_view_folder; "
+              f"folder = write_view_folder(localize.analyse_study(localize.open_study({str(root / 'dicom')!r}))); "
+              "print(folder); sys.exit(0 if (folder / 'lesions.nii.gz').is_file() else 1)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.parent == tmp_path and folder.name.startswith("localize-view-")
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_view_serves_an_analysis_for_a_notebook(phantom):
