@@ -8,7 +8,6 @@ the PET grid; points are LPS mm.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from localize.anatomy.ct_heuristics import axis_mm
 from localize.sample_data import dicom_writer as dw
 from localize.sample_data import scanner
 from localize.sample_data.imaging import UPTAKE
+from localize.sample_data.study import PET_DAY
 
 # PSMA-like SUVs [REC: DCFPyL liver ~5, spleen ~6, kidney ~20, urine ~40, small bowel ~4, blood pool ~1.8,
 # muscle ~0.8, bone ~1, other soft tissue ~0.5 (docs/detection.md#physiological-uptake-psma)]
@@ -128,9 +128,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-INJECTION = datetime(2024, 3, 15, 10, 2, 0)
-
-
 def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer: str, weight_kg: float = 80.0) -> None:
     """Write ``ct`` (HU) and ``pet_suv`` (SUVbw) as one PET/CT study of DICOM files, as a scanner does: the CT in
     ``folder``/CT (int16 + 1024, its own orientation), the PET in ``folder``/PET (Bq/mL with a slope per slice,
@@ -138,7 +135,7 @@ def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer:
     ``localize.sample_data.scanner.PROTOCOLS``, the patient's weight), one frame of reference."""
     protocol = scanner.PROTOCOLS[tracer]
     dose = scanner.dose_bq(tracer, weight_kg)
-    start = dw.time_plus(INJECTION, protocol.uptake_s)
+    start = dw.time_plus(PET_DAY, protocol.uptake_s)  # the phantom's injection time
     date, time = dw.dt(start)
     patient = {"PatientName": "RealCT^Simulated", "PatientID": "REALCT0001", "PatientBirthDate": "19550101",
                "PatientSex": "M", "PatientWeight": str(weight_kg)}
@@ -167,7 +164,7 @@ def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer:
         "CorrectedImage": ["DECY", "ATTN"], "SeriesType": ["WHOLE BODY", "IMAGE"], "CountsSource": "EMISSION",
         "RescaleIntercept": "0",
         "NumberOfSlices": stored.shape[0]})
-    pet_base.RadiopharmaceuticalInformationSequence = [scanner.radiopharmaceutical_item(tracer, INJECTION, dose)]
+    pet_base.RadiopharmaceuticalInformationSequence = [scanner.radiopharmaceutical_item(tracer, PET_DAY, dose)]
 
     half_life = float(scanner.HALF_LIFE_S[protocol.nuclide])
     t_avg = scanner.t_avg_s(half_life, scanner.FRAME_S)  # one bed position for the whole field
