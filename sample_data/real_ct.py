@@ -35,7 +35,7 @@ UPTAKE_CLASS = {"liver": "liver", "spleen": "spleen", "kidney_left": "kidney", "
                 "gluteus": "muscle", "lung": "lung", "brain": "brain"}
 FWHM_MM = 6.0
 NOISE = 0.15  # relative amplitude of the correlated noise
-FAT_HU = -30.0  # unlabelled tissue below this is fat, above it muscle and other soft tissue
+FAT_MAX_HU = -30.0  # unlabelled tissue below this is fat, above it muscle and other soft tissue
 
 
 def label_names(path: Path) -> dict[str, int]:
@@ -102,11 +102,11 @@ def simulated_pet(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], 
                   lesions: tuple[tuple[np.ndarray, float, float], ...] = (),
                   rest: dict[str, float] | None = None) -> sitk.Image:
     """SUV image on ``grid``: ``uptake`` by the labels ``reference`` (z, y, x on ``grid``), the rest by ``rest``
-    ("bone" for bone labels, "fat" below ``FAT_HU`` and "muscle" above; default 1.0, 0.5, 0.5), air 0, plus
+    ("bone" for bone labels, "fat" below ``FAT_MAX_HU`` and "muscle" above; default 1.0, 0.5, 0.5), air 0, plus
     ``lesions`` (centre LPS mm, diameter mm, SUV added); blurred to ``FWHM_MM``, with ``NOISE`` correlated noise."""
     rest = rest or {"bone": 1.0, "fat": 0.5, "muscle": 0.5}
     hu = sitk.GetArrayFromImage(sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1000.0))
-    suv = np.where(hu > -500, np.where(hu < FAT_HU, rest["fat"], rest["muscle"]), 0.0)
+    suv = np.where(hu > -500, np.where(hu < FAT_MAX_HU, rest["fat"], rest["muscle"]), 0.0)
     suv[np.isin(reference, [v for n, v in names.items() if n.startswith(BONES)])] = rest["bone"]
     for name, value in uptake.items():
         if name in names:
@@ -130,7 +130,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer: str, weight_kg: float = 80.0) -> None:
     """Write ``ct`` (HU) and ``pet_suv`` (SUVbw) as one PET/CT study of DICOM files, as a scanner does: the CT in
-    ``folder``/CT (int16 + 1024, its own orientation), the PET in ``folder``/PET (Bq/mL with a slope per slice,
+    ``folder``/CT (HU + 1024 as unsigned 12-bit values, RescaleIntercept -1024; its own origin, direction and
+    spacing), the PET in ``folder``/PET (Bq/mL with a slope per slice,
     decay corrected to the series start, ``tracer``'s radiopharmaceutical, dose and uptake time from
     ``localize.sample_data.scanner.PROTOCOLS``, the patient's weight), one frame of reference."""
     protocol = scanner.PROTOCOLS[tracer]
