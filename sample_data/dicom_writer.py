@@ -29,6 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import DSfloat
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -186,6 +187,12 @@ def mr_series(folder: Path, pixels_zyx: np.ndarray, **options) -> list[Path]:
     return image_series(folder, pixels_zyx, **{**options, "modality": "MR"})
 
 
+def decimal_strings(values: Sequence[float]) -> list[DSfloat]:
+    """``values`` as decimal strings (DS: at most 16 characters, PS3.5 6.2), each the nearest that fits (pydicom's
+    ``format_number_as_ds``)."""
+    return [DSfloat(float(v), auto_format=True) for v in values]
+
+
 def write_series(folder: Path, base: Dataset, pixels: np.ndarray, geom: Geometry, names: list[str],
                  per_slice=None, skip: set[int] = frozenset()) -> list[Path]:
     """Write ``pixels`` (z, y, x; uint16 or int16) as single-frame instances named ``names[k]``.
@@ -194,7 +201,7 @@ def write_series(folder: Path, base: Dataset, pixels: np.ndarray, geom: Geometry
     """
     nz = pixels.shape[0]
     d = geom.direction
-    iop = [float(round(v, 6)) for v in (*d[:, 0], *d[:, 1])]
+    iop = decimal_strings([round(v, 6) for v in (*d[:, 0], *d[:, 1])])
     paths = []
     for k in range(nz):
         if k in skip:
@@ -204,10 +211,10 @@ def write_series(folder: Path, base: Dataset, pixels: np.ndarray, geom: Geometry
             ds.add(elem)
         ds.SOPInstanceUID = uid(base.SeriesInstanceUID, k)
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [float(round(v, 4)) for v in geom.origin + d[:, 2] * geom.spacing[2] * k]
+        ds.ImagePositionPatient = decimal_strings([round(v, 4) for v in geom.origin + d[:, 2] * geom.spacing[2] * k])
         ds.ImageOrientationPatient = iop
-        ds.PixelSpacing = [float(geom.spacing[1]), float(geom.spacing[0])]
-        ds.SliceThickness = float(geom.spacing[2])
+        ds.PixelSpacing = decimal_strings([geom.spacing[1], geom.spacing[0]])
+        ds.SliceThickness = decimal_strings([geom.spacing[2]])[0]
         if per_slice is not None:
             per_slice(k, ds)
         set_pixels(ds, pixels[k])

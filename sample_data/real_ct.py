@@ -128,12 +128,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer: str, weight_kg: float = 80.0) -> None:
+def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer: str, weight_kg: float = 80.0,
+                      body_part: str = "ABDOMENPELVIS") -> None:
     """Write ``ct`` (HU) and ``pet_suv`` (SUVbw) as one PET/CT study of DICOM files, as a scanner does: the CT in
     ``folder``/CT (HU + 1024 as unsigned 12-bit values, RescaleIntercept -1024; its own origin, direction and
     spacing), the PET in ``folder``/PET (Bq/mL with a slope per slice,
     decay corrected to the series start, ``tracer``'s radiopharmaceutical, dose and uptake time from
-    ``localize.sample_data.scanner.PROTOCOLS``, the patient's weight), one frame of reference."""
+    ``localize.sample_data.scanner.PROTOCOLS``, the patient's weight), one frame of reference, the patient head
+    first supine. ``body_part`` is the BodyPartExamined (PS3.16 Annex L), an unpaired one (no Laterality)."""
     protocol = scanner.PROTOCOLS[tracer]
     dose = scanner.dose_bq(tracer, weight_kg)
     start = dw.time_plus(PET_DAY, protocol.uptake_s)  # the phantom's injection time
@@ -143,7 +145,7 @@ def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer:
     study = {"StudyInstanceUID": dw.uid("realct", tracer, "study"), "StudyDate": date, "StudyTime": time,
              "StudyID": "1", "AccessionNumber": "R000001", "ReferringPhysicianName": "",
              "FrameOfReferenceUID": dw.uid("realct", tracer, "for"), "PositionReferenceIndicator": "",
-             "PatientPosition": "HFS", "Manufacturer": "SIEMENS"}
+             "BodyPartExamined": body_part, "Manufacturer": "SIEMENS"}
 
     def geometry(image: sitk.Image) -> dw.Geometry:
         return dw.Geometry(np.array(image.GetOrigin()), np.array(image.GetDirection()).reshape(3, 3),
@@ -153,7 +155,9 @@ def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer:
     ct_base = dw.base_dataset(patient, study, {
         "Modality": "CT", "SOPClassUID": dw.CT_STORAGE, "SeriesInstanceUID": dw.uid("realct", tracer, "ct"),
         "SeriesNumber": 2, "SeriesDate": date, "SeriesTime": time, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
-        "RescaleIntercept": "-1024", "RescaleSlope": "1", "RescaleType": "HU", "KVP": "120"})
+        "RescaleIntercept": "-1024", "RescaleSlope": "1", "RescaleType": "HU", "KVP": "120",
+        "AcquisitionNumber": None,  # type 2 (PS3.3 C.8.2.1)
+        "PatientPosition": "HFS"})  # the PET has codes instead (scanner.patient_orientation)
     dw.write_series(folder / "CT", ct_base, np.clip(np.rint(hu + 1024), 0, 4095).astype(np.uint16), geometry(ct),
                     [f"CT{k:04d}.dcm" for k in range(hu.shape[0])])
     stored, slopes = dw.pet_slice_scaling(sitk.GetArrayFromImage(pet_suv)
@@ -163,8 +167,8 @@ def write_dicom_study(folder: Path, ct: sitk.Image, pet_suv: sitk.Image, tracer:
         "SeriesNumber": 3, "SeriesDate": date, "SeriesTime": time, "AcquisitionDate": date, "AcquisitionTime": time,
         "ImageType": ["ORIGINAL", "PRIMARY"], "Units": "BQML", "DecayCorrection": "START",
         "CorrectedImage": ["DECY", "ATTN"], "SeriesType": ["WHOLE BODY", "IMAGE"], "CountsSource": "EMISSION",
-        "RescaleIntercept": "0",
-        "NumberOfSlices": stored.shape[0]})
+        "RescaleIntercept": "0", "NumberOfSlices": stored.shape[0],
+        "CollimatorType": "NONE", **scanner.patient_orientation("HFS")})  # PS3.3 C.8.9.1, C.8.4.6
     pet_base.RadiopharmaceuticalInformationSequence = [scanner.radiopharmaceutical_item(tracer, PET_DAY, dose)]
 
     half_life = float(scanner.HALF_LIFE_S[protocol.nuclide])

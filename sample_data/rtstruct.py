@@ -42,13 +42,15 @@ def write_rtstruct(path: Path, structures: dict[str, np.ndarray], grid: Grid, ct
     """Write ``structures`` (TG-263 name -> z, y, x mask on CT ``grid``) referencing the CT series in ``ct_base``."""
     ds = Dataset()
     for key in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-                "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID"):
+                "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "FrameOfReferenceUID",
+                "PositionReferenceIndicator"):
         setattr(ds, key, getattr(ct_base, key))
     ds.SOPClassUID = RTSTRUCT_STORAGE
     ds.SeriesInstanceUID = uid(ct_base.SeriesInstanceUID, "rtstruct")
     ds.SOPInstanceUID = uid(ds.SeriesInstanceUID, 0)
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "RTSTRUCT", 90, 1
     ds.Manufacturer, ds.SeriesDescription = "localize phantom", "Planning structures"
+    ds.OperatorsName = ""  # type 2 (RT Series, PS3.3 C.8.8.1)
     ds.StructureSetLabel, ds.StructureSetName = "PLANNING", "Planning structures"
     ds.StructureSetDate, ds.StructureSetTime = dt(when)
     ds.SeriesDate, ds.SeriesTime = ds.StructureSetDate, ds.StructureSetTime

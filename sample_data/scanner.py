@@ -44,12 +44,26 @@ FRAME_S = 120.0
 BED_MM = 160.0
 GE_SERIES_DELAY_S = 1200.0  # GE writes SeriesTime when the series is reconstructed, after acquisition
 PHILIPS_ACTIVITY_FACTOR = 4.25  # (7053,1009) Bq/mL per stored count unit, the phantom's choice
+# NM/PET Patient Orientation module (PS3.3 C.8.4.6), SNOMED CT codes of PS3.16: recumbent (CID 19), supine
+# (CID 20), headfirst and feet-first (CID 21) by PatientPosition
+RECUMBENT = ("102538003", "SCT", "recumbent")
+SUPINE = ("40199007", "SCT", "supine")
+GANTRY_RELATIONSHIP = {"HFS": ("102540008", "SCT", "headfirst"), "FFS": ("102541007", "SCT", "feet-first")}
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
     c = Dataset()
     c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
     return c
+
+
+def patient_orientation(patient_position: str) -> dict[str, Sequence]:
+    """The NM/PET Patient Orientation module (PS3.3 C.8.4.6) of a man lying supine, ``patient_position`` HFS or
+    FFS. A PET has it in place of PatientPosition, which is not present with it (PS3.3 C.7.3.1)."""
+    orientation = _code(*RECUMBENT)
+    orientation.PatientOrientationModifierCodeSequence = Sequence([_code(*SUPINE)])
+    return {"PatientOrientationCodeSequence": Sequence([orientation]),
+            "PatientGantryRelationshipCodeSequence": Sequence([_code(*GANTRY_RELATIONSHIP[patient_position])])}
 
 
 def dose_bq(tracer: str, weight_kg: float) -> float:

@@ -38,6 +38,10 @@ PET_DAY = datetime(2024, 3, 15, 10, 2, 0)  # injection
 MR_DAY = datetime(2024, 3, 4, 14, 30, 0)
 MR_SIZE, MR_SPACING = (320, 320, 40), (1.125, 1.125, 4.0)
 PELVIS_CENTER = np.array([0.0, 0.0, 30.0])
+# BodyPartExamined of the PET/CT by extent (PS3.3 C.7.3.1, defined terms of PS3.16 Annex L): unpaired, so the
+# series has no Laterality (type 2C)
+BODY_PART = {"pelvis": "PELVIS", "abdomen_pelvis": "ABDOMENPELVIS", "whole_body": "WHOLEBODY",
+             "vertex_to_toes": "WHOLEBODY"}
 
 LANDMARKS = {"femoral_head_center_left": (90, 0, 15), "femoral_head_center_right": (-90, 0, 15),
              "symphysis_top": (0, -60, 0), "symphysis_bottom": (0, -60, -38), "bladder_center": (0, -30, 40),
@@ -233,7 +237,7 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
                    "StudyID": "1", "AccessionNumber": f"A{plan.seed:06d}", "ReferringPhysicianName": "",
                    "StudyDescription": f"PET/CT {protocol.text} restaging",
                    "FrameOfReferenceUID": dw.uid(key, "for"), "PositionReferenceIndicator": "",
-                   "PatientPosition": plan.patient_position, "Manufacturer": manufacturer,
+                   "BodyPartExamined": BODY_PART[plan.extent], "Manufacturer": manufacturer,
                    "ManufacturerModelName": model}
     dicom = out_root / "dicom"
     nested = plan.layout == "nested"
@@ -252,7 +256,8 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
                  "SeriesDate": study_date, "SeriesTime": study_time, "AcquisitionDate": study_date,
                  "AcquisitionTime": study_time, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
                  "RescaleIntercept": "-1024", "RescaleSlope": "1", "RescaleType": "HU", "KVP": "120",
-                 "WindowCenter": "40", "WindowWidth": "400"}
+                 "WindowCenter": "40", "WindowWidth": "400", "AcquisitionNumber": None,  # type 2 (PS3.3 C.8.2.1)
+                 "PatientPosition": plan.patient_position}  # the PET has codes instead (scanner.patient_orientation)
     ct_base = dw.base_dataset(patient, petct_study, ct_series)
     ct_stored = flip(np.clip(np.rint(plan.hu + 1024), 0, 4095).astype(np.uint16))
     nz_ct = ct_grid.size_xyz[2]
@@ -285,7 +290,8 @@ def _write(out_root: Path, plan: Plan) -> StudyTruth:
                      "SeriesTime": mr_time, "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
                      "ScanningSequence": "SE", "SequenceVariant": "SK", "MRAcquisitionType": "2D",
                      "RepetitionTime": "4500", "EchoTime": "100", "MagneticFieldStrength": "3",
-                     "BodyPartExamined": "PELVIS"}
+                     "BodyPartExamined": "PELVIS",
+                     "ScanOptions": None, "EchoTrainLength": None}  # type 2, empty (PS3.3 C.8.3.1)
         mr_geom = dw.Geometry(origin, d, MR_SPACING)
         dw.write_series(mr_dir, dw.base_dataset(patient, mr_study, mr_series), mr, mr_geom,
                         _names("MR", MR_SIZE[2], plan))
@@ -372,7 +378,9 @@ def _write_pet(plan, folder, grid, geometry, flip, patient, study, dose, start) 
               "CorrectedImage": ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"], "SeriesType": ["WHOLE BODY", "IMAGE"],
               "CountsSource": "EMISSION", "RandomsCorrectionMethod": "DLYD", "AttenuationCorrectionMethod": "CT",
               "ReconstructionMethod": "OSEM 3i21s PSF", "NumberOfSlices": grid.size_xyz[2],
-              "RescaleIntercept": "0", "SliceSensitivityFactor": "1"}
+              "RescaleIntercept": "0", "SliceSensitivityFactor": "1",
+              "CollimatorType": "NONE",  # no septa: 3D scanners (PS3.3 C.8.9.1)
+              **scanner.patient_orientation(plan.patient_position)}
     base = dw.base_dataset(patient, study, series)
     if plan.defect != "no_radiopharmaceutical_sequence":
         base.RadiopharmaceuticalInformationSequence = [scanner.radiopharmaceutical_item(plan.tracer, PET_DAY, dose)]
