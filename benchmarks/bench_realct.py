@@ -11,7 +11,7 @@ and the classification, as ``localize run`` does after loading, and is scored on
 - false lesions per draw: lesions more than 10 mm from every truth centre, tallied by the labels at their
   maximum;
 - region and site over found lesions (the L3 body's osteoporotic core lies outside the CT's bone mask on
-  this 3 mm CT: docs/limits.md#anatomy-on-real-ct);
+  this 3 mm CT; its cortex rings it: docs/limits.md#anatomy-on-real-ct);
 - target error (median, mm) and time per draw (s).
 
 Real organ shapes, sizes and positions are what the phantom studies of ``generalize`` cannot give; one
@@ -35,7 +35,6 @@ import SimpleITK as sitk
 
 from benchmarks.common import report
 from localize.anatomy import build_anatomy
-from localize.anatomy.ct_heuristics import ct_on_grid
 from localize.classify import classify_lesions, infer_status
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
@@ -61,7 +60,7 @@ def find_and_label(ct: sitk.Image, pet: sitk.Image, family: str, label_map: sitk
     found = segment_lesions(pet, anatomy, tracer_family=family, references=references)
     status, _ = infer_status(anatomy, sitk.GetArrayViewFromImage(pet))
     return classify_lesions(found.lesions, anatomy, status=status, references=references, tracer_family=family,
-                            labels=found.labels, ct_hu=ct_on_grid(ct, pet)).lesions
+                            labels=found.labels, ct=ct).lesions
 
 
 def one_draw(ct: sitk.Image, reference: np.ndarray, names: dict[str, int], grid: sitk.Image, tracer: str,

@@ -153,7 +153,6 @@ def analyse(pet: PetImage, ct: Volume | None, mr: Volume | None, rtstruct_files:
     import SimpleITK as sitk
 
     from localize.anatomy import build_anatomy, read_label_map, read_mask_folder
-    from localize.anatomy.ct_heuristics import ct_on_grid
     from localize.classify import classify_lesions, infer_status, stage
     from localize.detection.reference import reference_regions
     from localize.detection.segment import GENERIC_PRESET, preset_for, segment_lesions
@@ -218,7 +217,7 @@ def analyse(pet: PetImage, ct: Volume | None, mr: Volume | None, rtstruct_files:
             status, evidence = config.status, f"given by the pipeline {config.name!r}; {evidence}"
         classified = classify_lesions(number_lesions(segmentation.lesions), anatomy, status=status,
                                       references=references, tracer_family=family, labels=segmentation.labels,
-                                      ct_hu=ct_on_grid(ct_image, pet.image) if ct_image is not None else None)
+                                      ct=ct_image)
         lesions = classified.lesions
         warnings += classified.warnings
         if registration is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from helpers.grid import SIZE
 from helpers.grid import box as _box
 from helpers.grid import coords as _coords
@@ -34,6 +35,13 @@ def _anatomy(**extra_masks) -> Anatomy:
         if name.startswith(("vertebrae_", "hip_", "rib_", "sacrum")):
             anatomy.masks["bone"] = anatomy.masks["bone"] | mask
     return anatomy
+
+
+def _ct(hu_zyx: np.ndarray) -> sitk.Image:
+    """A CT in HU on the test grid."""
+    image = sitk.GetImageFromArray(hu_zyx)
+    image.CopyInformation(_grid())
+    return image
 
 
 def _one(lesion, anatomy=None, status="post_prostatectomy", **kw) -> Lesion:
@@ -99,22 +107,54 @@ def test_bones_are_named_from_their_masks():
 def test_soft_tissue_density_in_the_bone_mask_is_a_node_flagged_with_bone():
     anatomy = _anatomy(hip_left=_box((50, -20, 40), (110, 40, 110)))
     hu = np.full(SIZE[::-1], 40.0, np.float32)  # soft tissue everywhere
-    les = _one(_lesion(52, 10, 75), anatomy, ct_hu=hu)  # in the imported bone's edge voxel: a node abutting it
+    les = _one(_lesion(52, 10, 75), anatomy, ct=_ct(hu))  # in the imported bone's edge voxel: a node abutting it
     assert les.region == "nodal" and les.region_uncertain
     assert les.region_candidates[-1] == "distant:bone"
     hu[:] = 700.0  # sclerotic: bone it is
-    assert _one(_lesion(52, 10, 75), anatomy, ct_hu=hu).site == "bone"
+    assert _one(_lesion(52, 10, 75), anatomy, ct=_ct(hu)).site == "bone"
     # the CT's own bone mask (its filled rings hold soft tissue): soft-tissue density deep in it is no bone either
     hu[:] = 40.0
-    assert _one(_lesion(0, 56, 70), _anatomy(), ct_hu=hu).region_candidates[-1] == "distant:bone"
+    assert _one(_lesion(0, 56, 70), _anatomy(), ct=_ct(hu)).region_candidates[-1] == "distant:bone"
 
 
 def test_soft_tissue_density_deep_in_an_imported_bone_is_bone():
     # an osteoporotic core (50-120 HU) or a lytic lesion a whole voxel or more inside an imported bone mask
     anatomy = _anatomy(vertebrae_L3=_box((-20, 20, 200), (20, 50, 230)))
     hu = np.full(SIZE[::-1], 100.0, np.float32)
-    les = _one(_lesion(0, 36, 216), anatomy, ct_hu=hu)
+    les = _one(_lesion(0, 36, 216), anatomy, ct=_ct(hu))
     assert (les.region, les.site, les.bone, les.region_uncertain) == ("distant", "bone", "vertebrae_L3", False)
+
+
+def _vertebra_ct(centre_lps_mm, core_hu: float = 100.0) -> sitk.Image:
+    """A 1 mm CT (HU) stored right-to-left and front-to-back, as many scanners write it, of an osteoporotic lumbar
+    body: a 44 x 34 mm ellipse of cortex (1-1.5 mm of 400 HU, open behind where the basivertebral veins leave) round a
+    100 HU core, in 40 HU soft tissue."""
+    n = (121, 121, 21)  # x, y, z voxels
+    x = centre_lps_mm[0] + 60.0 - np.arange(n[0])  # LPS mm of the columns and rows
+    y = centre_lps_mm[1] + 60.0 - np.arange(n[1])
+    r = np.hypot((x[None, :] - centre_lps_mm[0]) / 22.0, (y[:, None] - centre_lps_mm[1]) / 17.0)
+    section = np.where(r <= 1.0, core_hu, 40.0)
+    cortex = (r > 0.93) & (r <= 1.0) & ~((y[:, None] > centre_lps_mm[1]) & (np.abs(x[None, :] - centre_lps_mm[0]) < 4))
+    section[cortex] = 400.0
+    image = sitk.GetImageFromArray(np.repeat(section[None].astype(np.float32), n[2], axis=0))
+    image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    image.SetOrigin(tuple(np.add(centre_lps_mm, (60.0, 60.0, -10.0))))
+    return image
+
+
+def test_soft_tissue_density_ringed_by_bone_on_the_ct_is_bone():
+    # an osteoporotic core reads as soft tissue and lies outside the bone mask; the CT's cortex rings it round
+    anatomy = _anatomy()
+    ct = _vertebra_ct((0.0, 40.0, 262.0))
+    core = _one(_lesion(4, 38, 262, diameter=12), anatomy, ct=ct)
+    assert (core.region, core.site, core.mitnm) == ("distant", "bone", "miM1b")
+    assert core.region_uncertain and core.region_candidates[0] == "distant:bone"
+    assert _one(_lesion(4, 38, 262, diameter=12), anatomy).site != "bone"  # no CT: nothing to ring it
+    beside = _one(_lesion(36, 40, 262, diameter=12), anatomy, ct=ct)  # a node 14 mm beside the body
+    assert beside.site != "bone" and "distant:bone" not in beside.region_candidates
+    # fat ringed by bone (a node deep in the pelvis, the hip bones and sacrum round it): no medulla
+    in_fat = _one(_lesion(4, 38, 262, diameter=12), anatomy, ct=_vertebra_ct((0.0, 40.0, 262.0), core_hu=-100.0))
+    assert in_fat.site != "bone" and "distant:bone" not in in_fat.region_candidates
 
 
 def test_lung_nodule_in_a_hole_of_the_air_mask_and_liver():

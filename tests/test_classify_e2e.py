@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from localize.anatomy import build_anatomy, read_label_map
-from localize.anatomy.ct_heuristics import ct_on_grid
 from localize.classify import classify_lesions, stage
 from localize.detection.reference import reference_regions
 from localize.detection.segment import segment_lesions
@@ -48,7 +47,7 @@ def _classified(root: Path, truth, status: str):
     refs = reference_regions(pet.image, anatomy, family)
     seg = segment_lesions(pet.image, anatomy, tracer_family=family, references=refs)
     return classify_lesions(seg.lesions, anatomy, status=status, references=refs, tracer_family=family,
-                            labels=seg.labels, ct_hu=ct_on_grid(ct.image, pet.image)).lesions, family
+                            labels=seg.labels, ct=ct.image).lesions, family
 
 
 @pytest.fixture(scope="module")

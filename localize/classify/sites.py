@@ -49,7 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from localize.anatomy.ct_heuristics import BONE_HU
+from localize.anatomy.ct_heuristics import BONE_HU, FAT_HU, ct_on_grid
 from localize.anatomy.model import Anatomy
 from localize.anatomy.names import NAMED_BONES
 from localize.classify.landmarks import Landmarks
@@ -60,6 +60,14 @@ STATUSES = ("post_prostatectomy", "post_radiotherapy", UNKNOWN)
 BOUNDARY_MARGIN_MM = 10.0  # docs/classification.md#boundary-margin
 COMMON_ILIAC_SPAN_MM = 50.0  # the common iliac arteries' length above the pelvic brim [R: Gray's Anatomy, 40-60 mm]
 MIDLINE_MM = 5.0  # a target this close to the midline is "midline"
+# A bone's medulla can read as soft tissue: an osteoporotic vertebral body's cancellous bone reads under 110 HU
+# (Pickhardt et al., Ann Intern Med 2013;158:588-95), under the bone threshold, inside a cortex that a PET-sized grid
+# blurs open. A target outside the bone mask lies in a bone when, on RING_MIN of RING_RAYS axial rays, the CT shows
+# bone within RING_MM with no fat before it: a lumbar body is about 45 mm wide and 35 mm deep (Panjabi et al., Spine
+# 1992;17:299-306), so from any point of it the cortex lies within 30 mm on every ray but those through the
+# basivertebral foramen behind, across trabecular bone denser than fat. A node beside a bone has bone on one side of
+# it; one deep in the pelvis, where the hip bones and sacrum lie all round within 30 mm, has fat between.
+RING_RAYS, RING_MIN, RING_MM = 12, 11, 30.0
 PRESACRAL_HALF_WIDTH_MM = 25.0
 PRESACRAL_DEPTH_MM = 30.0
 # A node along the internal iliac vessels lies within 7 mm of them (the region's margin round the vessels; the
@@ -215,7 +223,7 @@ def classify_lesions(
     tracer_family: str = "unknown",
     promise_version: int = 2,
     labels: sitk.Image | None = None,
-    ct_hu: np.ndarray | None = None,
+    ct: sitk.Image | None = None,
 ) -> Classification:
     """Set region, site, mitnm, laterality, bone and the uncertainty flags of each lesion (in place).
 
@@ -224,12 +232,13 @@ def classify_lesions(
     seen, none ruled out) a lesion in the prostate-bed envelope is local / prostate_bed /
     miTr, flagged ``region_uncertain`` with ``local:prostate`` as the other candidate.
     ``labels``: the lesion label image on the PET grid (lesion ``label`` values), used
-    for laterality and overlaps when given. ``ct_hu``: the CT in HU on the PET grid (z, y, x;
-    ``anatomy.ct_heuristics.ct_on_grid``): a lesion in the bone mask whose CT is of
-    soft-tissue density at its target voxel (below 150 HU) is then a node or organ lesion abutting
-    bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
-    the case this can miss). With ``references`` the expression scores are set too
-    (``scores.expression_scores``). Returns the lesions and the warnings of their labelling.
+    for laterality and overlaps when given. ``ct``: the CT in HU (its own grid, the PET's frame of reference): a
+    lesion in the bone mask whose CT is of soft-tissue density at its target voxel (below 150 HU) is then a node or
+    organ lesion abutting bone, flagged uncertain with bone as the other candidate (a lytic metastasis is
+    the case this can miss); one outside the bone mask whose target the CT's bone rings round (``ringed_by_bone``) is
+    a bone lesion, flagged uncertain with the soft-tissue reading as the other candidate. With ``references`` the
+    expression scores are set too (``scores.expression_scores``). Returns the lesions and the warnings of their
+    labelling.
     """
     from localize.classify.scores import expression_scores
 
@@ -240,6 +249,7 @@ def classify_lesions(
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
     marks = Landmarks(anatomy)
+    ct_hu = ct_on_grid(ct, anatomy.grid) if ct is not None else None
     label_array = sitk.GetArrayViewFromImage(labels) if labels is not None else None
     if anatomy.midline_x_mm is None and lesions:
         warnings.append("no patient midline found: no laterality given")
@@ -250,7 +260,7 @@ def classify_lesions(
     for lesion in lesions:
         point = np.asarray(lesion.target_lps_mm, float)
         voxels = _lesion_points(marks, label_array, lesion.label)
-        calls, bone = _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu)
+        calls, bone = _classify_point(marks, point, lesion, voxels, status, promise_version, ct, ct_hu)
         lesion.region, lesion.site, lesion.mitnm = calls[0].region, calls[0].site, calls[0].mitnm
         if calls[0].reason:
             where = ", ".join(f"{v:.1f}" for v in point)
@@ -298,7 +308,7 @@ def _laterality(midline_x_mm: float, point: np.ndarray, voxels: np.ndarray | Non
     return "left" if dx > 0 else "right"
 
 
-def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu) -> tuple[list[Call], str | None]:
+def _classify_point(marks, point, lesion, voxels, status, promise_version, ct, ct_hu) -> tuple[list[Call], str | None]:
     radius = max(lesion.max_diameter_mm / 2.0, float(marks.spacing.max()))
     mask = marks.bone_mask_name
     in_bone = (marks.at(mask, point) or marks.fraction_in(mask, point, lesion.max_diameter_mm / 2.0) >= 0.5
@@ -311,7 +321,31 @@ def _classify_point(marks, point, lesion, voxels, status, promise_version, ct_hu
     if bone_call is not None and (ct_hu is None or deep or _hu_at(marks, ct_hu, point) >= BONE_HU):
         return [bone_call], bone_call.bone
     calls, bone = _soft_tissue(marks, point, voxels, status, promise_version, radius)
+    if bone_call is None and ct is not None and ringed_by_bone(ct, point):
+        ringed = replace(site_call("bone"), bone=_bone_name(marks, point, RING_MM))
+        return [ringed] + calls, ringed.bone
     return (calls + [bone_call], bone) if bone_call is not None else (calls, bone)
+
+
+def ringed_by_bone(ct: sitk.Image, point: np.ndarray) -> bool:
+    """True when, on at least ``RING_MIN`` of ``RING_RAYS`` rays spread over the axial plane from the LPS point
+    ``point`` (mm), bone (``BONE_HU`` or more on ``ct``, HU on its own grid) lies within ``RING_MM`` with no fat
+    before it: the point lies in a bone's medulla, inside its cortex. Read on the CT's own voxels, where a cortex one
+    voxel thick keeps its density."""
+    angles = np.linspace(0.0, 2 * np.pi, RING_RAYS, endpoint=False)
+    step = min(ct.GetSpacing()) / 2.0  # no voxel of cortex stepped over
+    steps = np.arange(step, RING_MM + step / 2, step)
+    offsets = np.stack([np.cos(angles)[:, None] * steps, np.sin(angles)[:, None] * steps,
+                        np.zeros((RING_RAYS, steps.size))], axis=-1)  # rays, steps, LPS xyz (mm)
+    to_index = np.linalg.inv(np.reshape(ct.GetDirection(), (3, 3)) * np.asarray(ct.GetSpacing()))
+    xyz = np.rint((np.asarray(point, float) + offsets - np.asarray(ct.GetOrigin())) @ to_index.T).astype(int)
+    inside = np.all((xyz >= 0) & (xyz < np.asarray(ct.GetSize())), axis=-1)
+    hu = np.full(inside.shape, -1000.0)  # beyond the CT: air
+    hu[inside] = sitk.GetArrayViewFromImage(ct)[xyz[inside][:, 2], xyz[inside][:, 1], xyz[inside][:, 0]]
+    last = steps.size  # a ray's first sample of bone, and of fat or air: the cortex is met before any fat
+    bone_at = np.where((hu >= BONE_HU).any(axis=1), np.argmax(hu >= BONE_HU, axis=1), last)
+    fat_at = np.where((hu < FAT_HU[1]).any(axis=1), np.argmax(hu < FAT_HU[1], axis=1), last)
+    return int(np.count_nonzero(bone_at < fat_at)) >= RING_MIN
 
 
 def _hu_at(marks: Landmarks, ct_hu: np.ndarray, point: np.ndarray) -> float:
@@ -346,9 +380,9 @@ def _on_rib(marks: Landmarks, point: np.ndarray) -> bool:
     return any(marks.distance_mm(name, point) <= voxel for name in marks.anatomy.masks if name.startswith("rib_"))
 
 
-def _bone_name(marks: Landmarks, point: np.ndarray) -> str:
-    """The nearest named bone mask within 6 mm; otherwise 'rib' for lateral chest-wall bone, else 'bone'."""
-    best, best_d = None, 6.0
+def _bone_name(marks: Landmarks, point: np.ndarray, within_mm: float = 6.0) -> str:
+    """The nearest named bone mask within ``within_mm``; otherwise 'rib' for lateral chest-wall bone, else 'bone'."""
+    best, best_d = None, within_mm
     for name in marks.anatomy.masks:
         if name.startswith(NAMED_BONES) or name == "pubic_symphysis":
             d = marks.distance_mm(name, point)
