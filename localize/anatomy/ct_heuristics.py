@@ -411,9 +411,7 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
         return out
     z_crop, shape = z_mm[crop[0]], body.shape
     box = zsel[crop[0]][:, None, None] & ysel[crop[1]][None, :, None] & xsel[crop[2]][None, None, :]
-    # from water density up: a small gland on a noisy non-contrast CT reads -20 to 60 HU voxel by voxel, with the
-    # fat round it averaged in (tests/data/totalsegmentator-abdomen: median 10 HU); the urine is taken out below
-    tissue = (hu[crop] > FLUID_HU[0]) & (hu[crop] < 100.0) & body[crop] & box & ~ctx.bone[crop]
+    tissue = (hu[crop] > 0.0) & (hu[crop] < 100.0) & body[crop] & box & ~ctx.bone[crop]
     if "urinary_bladder" in masks:
         tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"][crop], iterations=1)
     tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
@@ -624,9 +622,7 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray 
     half fat (``BLADDER_EDGE_HU``), one voxel out at most and only where the PET shows urine
     (SUV at least ``BLADDER_EDGE_FRACTION`` x the urine median), so the mask is as wide on
     every side, also where the grid cuts the base or dome between two slices. Tissue at the
-    wall that is cooler than urine (a recurrence at the bladder base) stays outside, and so does
-    fluid-density tissue that the PET shows cooler than that edge: urine is mixed, its activity
-    even, and a prostate can read as water on a non-contrast CT, under the bladder and joined to it.
+    wall that is cooler than urine (a recurrence at the bladder base) stays outside.
     """
     x_mm, z_mm, midline_x = ctx.x_mm, ctx.z_mm, ctx.midline_x_mm
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
@@ -643,11 +639,8 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray 
     fluid &= window[crop[0]][:, None, None] & near[crop[2]][None, None, :]
     if not fluid.any():
         return None
-    target, fewest = None if symphysis is None else symphysis[crop], BLADDER_MIN_FLUID_ML / ctx.voxel_ml
-    urine = _nearest(fluid, target, ctx.spacing, fewest)
-    cool = suv < BLADDER_EDGE_FRACTION * float(np.median(suv[urine])) if urine.any() else None
-    if cool is not None and (urine & cool).any():
-        urine = _nearest(urine & ~cool, target, ctx.spacing, fewest)
+    urine = _nearest(fluid, None if symphysis is None else symphysis[crop], ctx.spacing,
+                     BLADDER_MIN_FLUID_ML / ctx.voxel_ml)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
     return _in_volume(urine | edge, crop, ctx.body.shape)
