@@ -126,9 +126,9 @@ def test_soft_tissue_density_deep_in_an_imported_bone_is_bone():
 
 
 def _vertebra_ct(centre_lps_mm, core_hu: float = 100.0) -> sitk.Image:
-    """A 1 mm CT (HU) stored right-to-left and front-to-back, as many scanners write it, of an osteoporotic lumbar
-    body: a 44 x 34 mm ellipse of cortex (1-1.5 mm of 400 HU, open behind where the basivertebral veins leave) round a
-    100 HU core, in 40 HU soft tissue."""
+    """A 1 mm CT (HU) whose columns run to the patient's right and rows to the front (direction -x, -y, as a
+    NIfTI stored in RAS order reads in LPS) of an osteoporotic lumbar body: a 44 x 34 mm ellipse of cortex (1-1.5 mm
+    of 400 HU, open behind where the basivertebral veins leave) round a ``core_hu`` core, in 40 HU soft tissue."""
     n = (121, 121, 21)  # x, y, z voxels
     x = centre_lps_mm[0] + 60.0 - np.arange(n[0])  # LPS mm of the columns and rows
     y = centre_lps_mm[1] + 60.0 - np.arange(n[1])
