@@ -293,7 +293,7 @@ def test_noise_peaks_of_lukewarm_urine_off_its_ct_mask_and_a_ureter_bolus_are_no
     assert any(c["suv_max"] > 5.0 for c in tubes), doc["candidates"]
 
 
-def test_lone_voxels_beside_very_hot_urine_are_no_lesions(varied, tmp_path):
+def test_hot_spots_beside_very_hot_urine_are_no_lesions(varied, tmp_path):
     # seed 20 (Ga-68 PSMA-11, pelvis, urine of SUV ~130 reaching past its CT mask): three hot spots beside the
     # bladder (SUV 4-40) stood out of the urine's spill-over model by one voxel each, their neighbours residue
     # of that model; they were reported as external iliac nodes. The four lesions found stay found.
@@ -302,6 +302,27 @@ def test_lone_voxels_beside_very_hot_urine_are_no_lesions(varied, tmp_path):
     found = [row for row in result["lesions"] if row["found"]]
     assert len(found) >= 4 and all(row["distance_mm"] <= 4.0 and row["region"] == row["truth_region"]
                                    for row in found), result["lesions"]
-    assert result["false"] == [], result["false"]
-    lone = [c for c in doc["candidates"] if c["reason"].startswith("a lone voxel")]
-    assert any(c["suv_max"] > 30.0 for c in lone), doc["candidates"]
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    beyond = ndimage.distance_transform_edt(~_truth_mask(root, truth, "urinary_bladder", pet),
+                                            sampling=pet.GetSpacing()[::-1])
+    beside = [row for row in result["false"]
+              if beyond[pet.TransformPhysicalPointToIndex(row["target_lps_mm"])[::-1]] <= 15.0]
+    assert beside == [], result["false"]
+
+
+def test_a_fluid_loop_joined_to_the_bladder_on_ct_is_no_urine(varied):
+    # seed 20's low-dose CT joins a fluid-filled small-bowel loop (bowel content ~0 HU) to the bladder's dome;
+    # the PET shows it cool against urine of SUV ~130. The bladder took in 21 ml of it (6 %); it now leaves out
+    # the fluid cooler than the urine's edge deeper than the PET's blur (2.5 ml left), and keeps the urine's own
+    # blurred rim.
+    root, truth = varied(VariedSpec(20, tracer="psma11", extent="pelvis", status="post_radiotherapy", **CAPS))
+    pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
+    ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image
+    anatomy = build_anatomy(ct, pet)
+    bladder = anatomy.masks["urinary_bladder"]
+    reference = sitk.Resample(sitk.ReadImage(str(root / "truth" / "organs.nii.gz")), anatomy.grid, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0)
+    labels = sitk.GetArrayFromImage(reference)
+    urine = labels == truth.organ_classes["urinary_bladder"]
+    assert (bladder & (labels == truth.organ_classes["small_bowel"])).sum() <= 0.02 * bladder.sum()
+    assert (bladder & urine).sum() >= 0.9 * urine.sum()

@@ -17,6 +17,7 @@ from scipy import ndimage
 from benchmarks.bench_realct import find_and_label
 from localize.anatomy import build_anatomy, read_label_map
 from localize.anatomy.ct_heuristics import axis_mm
+from localize.classify import infer_status
 from localize.classify.landmarks import Landmarks
 from localize.sample_data.real_ct import (
     PSMA_SUV,
@@ -108,7 +109,13 @@ def test_the_pelvis_and_the_bladder(abdomen):
     z_mm, _, _ = axis_mm(grid)
     s1_top = float(z_mm[np.flatnonzero((reference == names["vertebrae_S1"]).any((1, 2)))].max())
     assert abs(anatomy.levels_z_mm["pelvic_inlet"] - s1_top) <= HALF_VERTEBRA_MM  # the sacral promontory
-    assert dice(anatomy.masks["urinary_bladder"], reference == names["urinary_bladder"]) >= 0.8
+    # on this non-contrast CT the 15 ml prostate reads as water (median 10 HU) under the bladder and joined to it;
+    # the PET's urine tells them apart: the bladder takes in none of the gland (it took 74 %, Dice 0.83), and the
+    # anatomy says no more that the gland was removed
+    bladder, gland = anatomy.masks["urinary_bladder"], reference == names["prostate"]
+    assert dice(bladder, reference == names["urinary_bladder"]) >= 0.9
+    assert (bladder & gland).sum() <= 0.1 * gland.sum()
+    assert infer_status(anatomy)[0] != "post_prostatectomy"
     for side in ("left", "right"):  # the hip bones, each on its own side (LPS +x is the patient's left)
         hip = anatomy.masks[f"hip_{side}"]
         assert (hip & (reference == names[f"hip_{side}"])).sum() >= 0.5 * hip.sum(), side

@@ -687,6 +687,23 @@ def test_a_6_mm_lesion_centred_in_a_coarse_voxel_is_found_and_no_lone_voxel(voxe
     assert found >= 5
 
 
+def test_a_hot_voxel_alone_is_a_lone_voxel_not_a_lesion():
+    # one 5 mm voxel of SUV 12 on a background of 0.5 (10 % noise), its six neighbours at SUV 2 (under 30 % of the
+    # way up): a noise peak or a remnant of the urine's spill-over model, not a 6 mm lesion, which the scanner's
+    # blur spreads over several voxels (test above); on 5 mm voxels one voxel is enough to pass "too small"
+    shape = (20, 20, 20)
+    for seed in range(3):
+        suv = 0.5 * (1 + 0.1 * np.random.default_rng(seed).standard_normal(shape))
+        suv[9:12, 10, 10] = suv[10, 9:12, 10] = suv[10, 10, 9:12] = 2.0
+        suv[10, 10, 10] = 12.0
+        image = sitk.GetImageFromArray(suv.astype(np.float32))
+        image.SetSpacing((5.0,) * 3)
+        seg = segment_lesions(image, Anatomy(grid=image, masks={"bone": np.zeros(shape, bool)}),
+                              tracer_family="psma_f18_renal")
+        assert not seg.lesions, seed
+        assert [c.reason for c in seg.candidates if c.suv_max > 10.0] == [LONE_VOXEL], seed
+
+
 def test_a_small_ureter_bolus_is_no_node_but_a_small_node_is():
     # a bolus of urine 9 mm wide and 22 mm tall (2.4:1) in a ureter, SUV 30 on 0.5 with noise: its half-maximum
     # region holds only ~14 voxels of 4 mm, too few for the resolved-shape bound, but no node blurred by 6 mm
