@@ -135,9 +135,9 @@ def one_slice(pixels: np.ndarray | None = None, position: Sequence[float] = (0.0
     ds.SOPClassUID = STORAGE.get(modality, CT_STORAGE)
     ds.SOPInstanceUID = generate_uid()
     ds.Modality = modality
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in orientation]
-    ds.PixelSpacing = [float(v) for v in spacing_rc]
+    ds.ImagePositionPatient = decimal_strings(position)
+    ds.ImageOrientationPatient = decimal_strings(orientation)
+    ds.PixelSpacing = decimal_strings(spacing_rc)
     set_pixels(ds, np.zeros((4, 4), np.uint16) if pixels is None else pixels)
     for keyword, value in attributes.items():
         setattr(ds, keyword, value)
@@ -164,7 +164,8 @@ def image_series(folder: Path, pixels_zyx: np.ndarray, *, modality: str = "CT",
     for k in range(pixels_zyx.shape[0]):
         ds = one_slice(pixels_zyx[k], np.asarray(origin, float) + k * float(spacing[2]) * normal, modality=modality,
                        orientation=orientation, spacing_rc=(spacing[1], spacing[0]),
-                       **{**uids, "InstanceNumber": k + 1, "SliceThickness": float(spacing[2]), **attributes})
+                       **{**uids, "InstanceNumber": k + 1, "SliceThickness": decimal_strings([spacing[2]])[0],
+                          **attributes})
         if per_slice is not None:
             per_slice(k, ds)
         paths.append(save(ds, folder / (names[k] if names else f"{k:04d}.dcm")))
