@@ -160,8 +160,11 @@ def ureter_tracks(
     pixel_mm2 = float(spacing_zyx[1] * spacing_zyx[2])
     narrow = np.zeros(hot.shape, bool)
     for z in np.flatnonzero(hot.any((1, 2))):
-        sections, _ = ndimage.label(hot[z])
-        areas = np.bincount(sections.ravel()) * pixel_mm2
+        sections, n = ndimage.label(hot[z])
+        # a section's width is read at half its own maximum: a hot tube's blur spreads it wide at the threshold
+        levels = np.maximum(threshold_suv, 0.5 * np.asarray(ndimage.maximum(detection[z], sections, np.arange(n + 1))))
+        areas = np.bincount(sections.ravel(), weights=detection[z].ravel() >= levels[sections].ravel(),
+                            minlength=n + 1) * pixel_mm2
         small = areas <= max_area_mm2
         small[0] = False
         narrow[z] = small[sections]
