@@ -313,8 +313,8 @@ def test_hot_spots_beside_very_hot_urine_are_no_lesions(varied, tmp_path):
 def test_a_fluid_loop_joined_to_the_bladder_on_ct_is_no_urine(varied):
     # seed 20's low-dose CT joins a fluid-filled small-bowel loop (bowel content ~0 HU) to the bladder's dome;
     # the PET shows it cool against urine of SUV ~130. The bladder took in 21 ml of it (6 %); it now leaves out
-    # the fluid cooler than the urine's edge deeper than the PET's blur (2.5 ml left), and keeps the urine's own
-    # blurred rim.
+    # the fluid cooler than the urine's edge (2.5 ml left) and keeps the urine (its own blurred edge reads at
+    # least half of it).
     root, truth = varied(VariedSpec(20, tracer="psma11", extent="pelvis", status="post_radiotherapy", **CAPS))
     pet = load_pet(sorted((root / truth.series_dirs["PT"]).iterdir())).image
     ct = load_series(sorted((root / truth.series_dirs["CT"]).iterdir())).image

@@ -625,7 +625,10 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray 
     (SUV at least ``BLADDER_EDGE_FRACTION`` x the urine median), so the mask is as wide on
     every side, also where the grid cuts the base or dome between two slices. Tissue at the
     wall that is cooler than urine (a recurrence at the bladder base) stays outside, and so does
-    cool fluid-density tissue beyond the PET's blur from the urine (``BLADDER_COOL_MM``).
+    fluid-density tissue that the PET shows cooler than that edge: urine is mixed and its activity
+    even, while a prostate can read as water on a non-contrast CT (tests/data/totalsegmentator-abdomen:
+    10 HU, the urine 13), beneath the bladder and joined to it, and so can a fluid-filled loop at the
+    dome on a low-dose CT (training seed 20) [REC].
     """
     x_mm, z_mm, midline_x = ctx.x_mm, ctx.z_mm, ctx.midline_x_mm
     if "symphysis_top" not in levels or "pelvic_inlet" not in levels:
@@ -644,12 +647,9 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray 
         return None
     target, fewest = None if symphysis is None else symphysis[crop], BLADDER_MIN_FLUID_ML / ctx.voxel_ml
     urine = _nearest(fluid, target, ctx.spacing, fewest)
-    cool = urine & (suv < BLADDER_EDGE_FRACTION * float(np.median(suv[urine])))
-    if cool.any() and not cool.all():
-        # cool fluid deeper than the PET's blur from the urine's activity is tissue, with the cool fluid joined to it
-        core = cool & (ndimage.distance_transform_edt(~(urine & ~cool), sampling=ctx.spacing) > BLADDER_COOL_MM)
-        if core.any():
-            urine = _nearest(urine & ~ndimage.binary_propagation(core, mask=cool), target, ctx.spacing, fewest)
+    cool = suv < BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))  # fewer than half the voxels: never all
+    if (urine & cool).any():
+        urine = _nearest(urine & ~cool, target, ctx.spacing, fewest)
     edge = (ndimage.binary_dilation(urine) & body & (hu > BLADDER_EDGE_HU) & (hu < FLUID_HU[1])
             & (suv >= BLADDER_EDGE_FRACTION * float(np.median(suv[urine]))))
     return _in_volume(urine | edge, crop, ctx.body.shape)
@@ -658,12 +658,6 @@ def _bladder(ctx: CTContext, levels: Mapping[str, float], symphysis: np.ndarray 
 # Half water (~0 HU) and half fat (~-100 HU) reads about -50 HU [REC]: the partial-volume edge of the urine.
 BLADDER_EDGE_HU = -50.0
 BLADDER_EDGE_FRACTION = 0.4  # a blurred edge voxel of urine keeps about half its activity; a base lesion less [REC]
-# Urine is mixed and its activity even, so fluid-density voxels that the PET shows cooler than that edge, deeper
-# than the PET's blur from the urine's activity (a PSF of 4-8 mm FWHM and a voxel of up to 5.5 mm), are no urine:
-# a prostate that reads as water on a non-contrast CT (tests/data/totalsegmentator-abdomen: 10 HU, the urine 13)
-# beneath the bladder and joined to it. Within that reach a cool rim is the blurred edge of very hot urine, or a CT
-# bladder a little fuller than the PET's (training seed 20: 29 ml of a 370 ml bladder at SUV 0.8-33 of 130) [REC].
-BLADDER_COOL_MM = 10.0
 
 
 def _avid_organs(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[str, float],
