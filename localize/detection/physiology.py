@@ -148,8 +148,9 @@ def ureter_tracks(
     """Hot thin tubes running along z (ureters with urine), as a bool mask (z, y, x).
 
     Axial cross-sections of ``detection >= threshold_suv`` outside ``organs`` of at most
-    ``max_area_mm2`` make up pieces (gaps of up to two slices along z bridged: a thin tube
-    dips on a coarse grid); pieces much taller than wide are chained (see ``URETER_GAP_MM``)
+    ``max_area_mm2`` (read at half the section's own maximum when that is higher) make up
+    pieces (gaps of up to two slices along z bridged: a thin tube dips on a coarse grid);
+    pieces much taller than wide are chained (see ``URETER_GAP_MM``)
     and a chain spanning at least ``min_length_mm`` in z is a ureter. The mask follows the
     tube's path slice by slice, out to its own radius plus ``margin_mm``: a node beside the
     ureter (a cross-section bulging to ``URETER_BULGE`` x the tube's median area there) stays
