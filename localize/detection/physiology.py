@@ -163,8 +163,9 @@ def ureter_tracks(
     for z in np.flatnonzero(hot.any((1, 2))):
         sections, n = ndimage.label(hot[z])
         # a section's width is read at half its own maximum: a hot tube's blur spreads it wide at the threshold
-        levels = np.maximum(threshold_suv, 0.5 * np.asarray(ndimage.maximum(detection[z], sections, np.arange(n + 1))))
-        areas = np.bincount(sections.ravel(), weights=detection[z].ravel() >= levels[sections].ravel(),
+        peaks = np.asarray(ndimage.maximum(detection[z], sections, np.arange(n + 1)))
+        half_max = np.maximum(threshold_suv, 0.5 * peaks)
+        areas = np.bincount(sections.ravel(), weights=detection[z].ravel() >= half_max[sections].ravel(),
                             minlength=n + 1) * pixel_mm2
         small = areas <= max_area_mm2
         small[0] = False
