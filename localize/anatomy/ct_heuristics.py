@@ -420,9 +420,21 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     soft = ndimage.binary_opening(tissue, iterations=1) & (z_crop <= levels["symphysis_top"])[:, None, None]
     if not soft.any():
         return out
+
+    def problem(part: np.ndarray) -> str | None:
+        behind = float(y_mm[crop[1]][np.argwhere(part)[:, 1]].mean()) - pubis_y
+        return gland_problem(_in_volume(part, crop, shape), spacing, voxel_ml, z_mm, masks.get("urinary_bladder"),
+                             behind)
+
     gland = _largest(soft)
-    behind = float(y_mm[crop[1]][np.argwhere(gland)[:, 1]].mean()) - pubis_y
-    why = gland_problem(_in_volume(gland, crop, shape), spacing, voxel_ml, z_mm, masks.get("urinary_bladder"), behind)
+    why = problem(gland)
+    if why:  # the CT joins the gland to the pelvic floor's muscles: its uptake parts them (GLAND_OVER_MUSCLE)
+        suv = ctx.suv[crop]
+        avid = tissue & (z_crop <= levels["symphysis_top"])[:, None, None] \
+            & (suv >= GLAND_OVER_MUSCLE * float(np.median(suv[gland])))
+        part = _largest(avid) if avid.any() else avid
+        if part.any() and problem(part) is None:
+            gland, why = part, None
     if why:
         if gland.sum() * voxel_ml >= GLAND_EVIDENCE_ML:  # smaller tissue is no evidence of a gland either way
             out.add(CTParts.rejected(["prostate"],
@@ -441,6 +453,14 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     if vesicles.any():
         out.masks["seminal_vesicles"] = _in_volume(vesicles, crop, shape)
     return out
+
+
+# The intact gland takes up PSMA ligands above the muscle round it (docs/detection.md): on a non-contrast CT the
+# pelvic floor's muscles join the gland, and where they are most of what the CT shows, the part of it at least
+# GLAND_OVER_MUSCLE x its median SUV is the gland when it passes the gland's checks (real CT
+# tests/data/totalsegmentator-abdomen: a 21 ml component, 6.6 : 1, of muscle at SUV 0.6 and a gland at 2.5). Not
+# a fraction of its hottest uptake: a lesion in the gland would be all of that [REC].
+GLAND_OVER_MUSCLE = 2.0
 
 
 def _in_volume(part: np.ndarray, crop: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
