@@ -52,7 +52,7 @@ from localize.anatomy.ct_context import CTContext, CTParts
 from localize.anatomy.grids import bounding_box
 from localize.anatomy.slices import fill_slices, fill_small_holes
 from localize.anatomy.spine import BODY_AHEAD_MM, Spine, body_per_slice, find_spine
-from localize.detection.metrics import ball, zyx_to_lps
+from localize.detection.metrics import ball, robust_mean_sd, zyx_to_lps
 
 BONE_HU = 150.0
 # Metal (a hip prosthesis reads 3000 HU and more, cortical bone under 2000 HU [R]) throws bright and dark streaks
@@ -417,7 +417,8 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     if "urinary_bladder" in masks:
         tissue &= ~ndimage.binary_dilation(masks["urinary_bladder"][crop], iterations=1)
     tissue[tissue.sum((1, 2)) > 0.6 * box.sum((1, 2))] = False  # slices filled wall to wall: pelvic floor, not a gland
-    soft = ndimage.binary_opening(tissue, iterations=1) & (z_crop <= levels["symphysis_top"])[:, None, None]
+    low = (z_crop <= levels["symphysis_top"])[:, None, None]
+    soft = ndimage.binary_opening(tissue, iterations=1) & low
     if not soft.any():
         return out
 
@@ -430,8 +431,7 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     why = problem(gland)
     if why:  # the CT joins the gland to the pelvic floor's muscles: its uptake parts them (GLAND_OVER_MUSCLE)
         suv = ctx.suv[crop]
-        avid = tissue & (z_crop <= levels["symphysis_top"])[:, None, None] \
-            & (suv >= GLAND_OVER_MUSCLE * float(np.median(suv[gland])))
+        avid = tissue & low & (suv >= GLAND_OVER_MUSCLE * float(np.median(suv[gland])))
         part = _largest(avid) if avid.any() else avid
         if part.any() and problem(part) is None:
             gland, why = part, None
@@ -455,9 +455,9 @@ def _prostate(ctx: CTContext, masks: Mapping[str, np.ndarray], levels: Mapping[s
     return out
 
 
-# The intact gland takes up PSMA ligands above the muscle round it (docs/detection.md): on a non-contrast CT the
-# pelvic floor's muscles join the gland, and where they are most of what the CT shows, the part of it at least
-# GLAND_OVER_MUSCLE x its median SUV is the gland when it passes the gland's checks (real CT
+# The intact gland takes up PSMA ligands above the muscle round it (docs/detection.md#physiological-uptake-psma).
+# On a non-contrast CT the pelvic floor's muscles join the gland; where they are most of what the CT shows, the
+# part of it at least GLAND_OVER_MUSCLE x its median SUV is the gland when it passes the gland's checks (real CT
 # tests/data/totalsegmentator-abdomen: a 21 ml component, 6.6 : 1, of muscle at SUV 0.6 and a gland at 2.5). Not
 # a fraction of its hottest uptake: a lesion in the gland would be all of that [REC].
 GLAND_OVER_MUSCLE = 2.0
@@ -694,10 +694,9 @@ UNLIKE_MIN_ML = 3.0
 
 def _unlike_urine(suv: np.ndarray, urine: np.ndarray, voxel_ml: float) -> np.ndarray:
     """The bodies of ``urine`` (bool z, y, x) whose SUV departs from the urine's (see URINE_BAND), bool."""
-    level = float(np.median(suv[urine]))
-    spread = URINE_BAND_SD * 1.4826 * float(np.median(np.abs(suv[urine] - level)))
-    unlike = urine & ((suv < min(URINE_BAND[0] * level, level - spread))
-                      | (suv > max(URINE_BAND[1] * level, level + spread)))
+    level, sd = robust_mean_sd(suv[urine])
+    unlike = urine & ((suv < min(URINE_BAND[0] * level, level - URINE_BAND_SD * sd))
+                      | (suv > max(URINE_BAND[1] * level, level + URINE_BAND_SD * sd)))
     labels, n = ndimage.label(ndimage.binary_opening(unlike, iterations=1))
     if n == 0:
         return np.zeros(urine.shape, bool)

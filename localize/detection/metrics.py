@@ -74,6 +74,12 @@ def crop_around(seed: np.ndarray, radius_mm: float, spacing: np.ndarray,
     return lo, tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
+def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x median absolute deviation): the mean and SD of the normal part of ``values``."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
+
+
 def peak_means(suv: np.ndarray, spacing_zyx: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """IBSI 1 cm3 sphere means of ``suv`` centred on each voxel index row of ``centres`` (n, 3)."""
     kernel = ball(PEAK_RADIUS_MM, spacing_zyx)

@@ -27,7 +27,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import reconstruction
 
-from localize.detection.metrics import ball, ball_mask, crop_around
+from localize.detection.metrics import ball, ball_mask, crop_around, robust_mean_sd
 
 if TYPE_CHECKING:  # segment imports this module
     from localize.detection.segment import SegmentationSettings
@@ -539,12 +539,6 @@ def limit_away_from(suv: np.ndarray, organ: np.ndarray, seed: np.ndarray, spacin
         return float("inf")
     mean, sd = robust_mean_sd(suv[crop][around])
     return mean + excess_sd * sd
-
-
-def robust_mean_sd(values: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826 x median absolute deviation): the mean and SD of the normal part of ``values``."""
-    median = float(np.median(values))
-    return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def faint_urine(suv: np.ndarray, organ: np.ndarray) -> bool:

@@ -21,7 +21,7 @@ from scipy.signal import fftconvolve
 
 from localize.anatomy.grids import bounding_box, mean_index
 from localize.anatomy.model import Anatomy
-from localize.detection.metrics import ball, spacing_zyx_mm, zyx_to_lps
+from localize.detection.metrics import ball, robust_mean_sd, spacing_zyx_mm, zyx_to_lps
 from localize.tracers import GENERIC_PLAUSIBLE_SUV, tracer_profile
 
 LIVER_SPHERE_RADIUS_MM = 15.0  # 3 cm sphere (PERCIST / EANM liver VOI, docs/detection.md#reference-regions)
@@ -153,8 +153,7 @@ def _dilated(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
 def _without_outliers(values: np.ndarray, k: float = 3.0) -> np.ndarray:
     """``values`` without those above median + k x robust SD (1.4826 MAD): a metastasis inside a
     vertebral body must not raise the marrow reference [REC]."""
-    median = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - median)))
+    median, spread = robust_mean_sd(values)
     kept = values[values <= median + k * max(spread, 1e-6)]
     return kept if kept.size else values
 

@@ -27,6 +27,7 @@ from localize.detection.metrics import (
     ball_mask,
     crop_around,
     measure_lesion,
+    robust_mean_sd,
     spacing_zyx_mm,
     voxel_volume_ml,
     zyx_to_lps,
@@ -43,7 +44,6 @@ from localize.detection.physiology import (
     hollow_organ_masks,
     limit_away_from,
     mirrored_glands,
-    robust_mean_sd,
     suppression_for,
     walled_lumen,
 )
