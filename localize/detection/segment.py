@@ -314,7 +314,7 @@ def segment_lesions(
         accepted.append(seed)
 
     parenchyma = [m for m in (group_mask(anatomy.masks, group) for group in s.suppress_excess_organs) if m is not None]
-    masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s, in_marrow)
+    masks = _grow(detect, accepted, organ_any, parenchyma, threshold, spacing, s, in_marrow, ct_bone)
 
     if physio.walls is not None:
         masks = [_to_wall(mask, seed, suv, detect, physio.walls, spacing, s) for seed, mask in zip(accepted, masks)]
@@ -846,6 +846,16 @@ def _distinct(
     return not region[tuple(others[inside].T)].any()
 
 
+# MARROW_CORE: an osteoporotic vertebral body reads 60-140 HU, its cortex included (Pickhardt et al., Ann Intern Med
+# 2013;158:588: 110 HU or less at L1 is osteoporosis), so the CT's bone holds its arch and endplates but not its core.
+# A lesion there, grown at ``percent_of_max`` of its SUVmax under a marrow-avid tracer, floods the marrow round it: when
+# this share of its region or more lies in the CT's bone, it is grown against the marrow as a lesion of the bone is.
+# The real CT tests/data/totalsegmentator-abdomen: its bone covers 65 % of L3's reference label and none of a 10 mm
+# lesion's core; under fluciclovine that lesion's region at 41 % held 700-790 voxels, 51-56 % of them in the bone, and
+# it was set aside as flooding its marrow in 25 of 40 draws (now 16); training seeds 1-100: no lesion lost [REC].
+MARROW_CORE = 0.5
+
+
 def _grow(
     suv: np.ndarray,
     seeds: list[np.ndarray],
@@ -855,6 +865,7 @@ def _grow(
     spacing: np.ndarray,
     s: SegmentationSettings,
     marrow: tuple[np.ndarray, float] | None = None,
+    bone: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Per-seed lesion masks: grown regions, split between seeds (and organs) by a watershed on the SUV.
 
@@ -863,7 +874,9 @@ def _grow(
     One that starts in such an organ (a recurrence in an irradiated gland) is delineated at least
     ``ORGAN_DELINEATION`` of the way from the organ's median uptake to its peak, not over the organ.
     One that starts in ``marrow`` (marrow-bearing bone, its reference SUVmean) is grown at least
-    ``percent_of_max`` of the way from that mean to its peak.
+    ``percent_of_max`` of the way from that mean to its peak; so is one whose region grown otherwise lies
+    mostly in the CT's ``bone``: a lesion in an osteoporotic core, which the CT does not read as bone (see
+    MARROW_CORE).
     """
     if not seeds:
         return []
@@ -885,6 +898,10 @@ def _grow(
                 background = float(np.median(suv[crop][organ[crop]]))
                 level = max(level, background + ORGAN_DELINEATION * (value - background))
         region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
+        if marrow is not None and bone is not None and not marrow[0][tuple(seed)] \
+                and np.count_nonzero(region & bone[crop]) >= MARROW_CORE * np.count_nonzero(region):
+            level = max(level, marrow[1] + s.percent_of_max * (value - marrow[1]))
+            region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
         regions.append((crop, region))
         union[crop] |= region
     # watershed per connected component of the union; organs compete as one extra marker
