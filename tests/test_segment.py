@@ -174,21 +174,30 @@ def test_a_noisy_marrow_sets_the_bone_threshold_above_its_noise_peaks():
         assert detection_thresholds(s, {"blood_pool": blood, "marrow": marrow})[1] == pytest.approx(expected)
 
 
+def _lesion_in_marrow(marrow_suv: float, noise_sd: float, centre: tuple[float, float, float], radius_mm: float,
+                      added_suv: float, seed: int) -> tuple[sitk.Image, np.ndarray]:
+    """(PET, marrow) of a 48 x 40 x 48 mm block of marrow of ``marrow_suv`` in soft tissue of SUV 0.5 with a ball
+    lesion (``centre`` LPS mm, ``radius_mm``) ``added_suv`` above it, blurred (FWHM_MM) with short-range noise of
+    ``noise_sd`` at the marrow's level (variance proportional to the SUV)."""
+    z, y, x = _grid_mm()
+    marrow = (np.abs(x + 20.0) <= 24.0) & (np.abs(y) <= 20.0) & (np.abs(z) <= 24.0)
+    activity = np.where(marrow, marrow_suv, 0.5)
+    activity[np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= radius_mm] += added_suv
+    clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
+    white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.5)
+    noisy = clean + noise_sd * white / white.std() * np.sqrt(clean / marrow_suv)
+    return _as_image(noisy.astype(np.float32)), marrow
+
+
 def test_a_bone_lesion_in_marrow_is_delineated_against_the_marrow_not_over_it():
     # PSMA-1007, marrow SUV 2.2 (SD 0.45) in a 48 x 40 x 48 mm block of bone with a cortex of two voxels, a
     # 13 mm lesion (1.15 ml) 2.4 SUV above it: at 41 % of its SUVmax (~2.0) it would take the marrow around it
     # (20-60 ml, its target pulled 5-7 mm off); at 41 % of its contrast over the marrow it keeps its own size
-    z, y, x = _grid_mm()
-    marrow = (np.abs(x + 20.0) <= 24.0) & (np.abs(y) <= 20.0) & (np.abs(z) <= 24.0)
     centre = (-12.0, 0.0, 0.0)
     refs = {"spleen": ReferenceRegion("spleen", 8.0, 0.8, (0.0, 0.0, 0.0), 500),
             "marrow": ReferenceRegion("marrow", 2.2, 0.45, (0.0, 0.0, 0.0), 100)}
     for seed in range(3):
-        activity = np.where(marrow, 2.2, 0.5)
-        activity[np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= 6.5] += 2.4
-        clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-        white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.5)
-        image = _as_image((clean + 0.45 * white / white.std() * np.sqrt(clean / 2.2)).astype(np.float32))
+        image, marrow = _lesion_in_marrow(2.2, 0.45, centre, 6.5, 2.4, seed)
         anatomy = Anatomy(grid=image, masks={"bone": ndimage.binary_dilation(marrow, iterations=2)})
         seg = segment_lesions(image, anatomy, tracer_family="psma_f18_hepatobiliary", references=refs)
         assert len(seg.lesions) == 1, seed
@@ -202,17 +211,12 @@ def test_a_bone_lesion_in_an_osteoporotic_core_the_ct_does_not_read_as_bone_is_d
     # that core: at 41 % of its SUVmax it takes the marrow round it (its region mostly the CT's bone) and was set
     # aside as flooding it; grown against the marrow, as in bone, it keeps its own size
     z, y, x = _grid_mm()
-    marrow = (np.abs(x + 20.0) <= 24.0) & (np.abs(y) <= 20.0) & (np.abs(z) <= 24.0)
     centre = (-20.0, 0.0, 0.0)
     core = np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= 12.0
     refs = {"blood_pool": ReferenceRegion("blood_pool", 1.5, 0.2, (0.0, 0.0, 0.0), 500),
             "marrow": ReferenceRegion("marrow", 2.8, 0.4, (0.0, 0.0, 0.0), 100)}
     for seed in range(3):
-        activity = np.where(marrow, 2.8, 0.5)
-        activity[np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= 6.0] += 4.0
-        clean = ndimage.gaussian_filter(activity, FWHM_MM / 2.3548 / SPACING)
-        white = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 0.5)
-        image = _as_image((clean + 0.3 * white / white.std() * np.sqrt(clean / 2.8)).astype(np.float32))
+        image, marrow = _lesion_in_marrow(2.8, 0.3, centre, 6.0, 4.0, seed)
         anatomy = Anatomy(grid=image, masks={"bone": ndimage.binary_dilation(marrow, iterations=2) & ~core})
         seg = segment_lesions(image, anatomy, tracer_family="fluciclovine", references=refs)
         assert len(seg.lesions) == 1, (seed, [c.reason for c in seg.candidates][:3])
