@@ -889,8 +889,6 @@ def _grow(
         lo, crop = crop_around(seed, s.max_radius_mm, spacing, suv.shape)
         inside = ball_mask(seed - lo, suv[crop].shape, s.max_radius_mm, spacing)
         barrier = organ_any[crop].copy()
-        if marrow is not None and marrow[0][tuple(seed)]:
-            level = max(level, marrow[1] + s.percent_of_max * (value - marrow[1]))
         for organ in parenchyma:
             if not organ[tuple(seed)]:
                 barrier |= organ[crop]
@@ -898,10 +896,11 @@ def _grow(
                 background = float(np.median(suv[crop][organ[crop]]))
                 level = max(level, background + ORGAN_DELINEATION * (value - background))
         region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
-        if marrow is not None and bone is not None and not marrow[0][tuple(seed)] \
-                and np.count_nonzero(region & bone[crop]) >= MARROW_CORE * np.count_nonzero(region):
-            level = max(level, marrow[1] + s.percent_of_max * (value - marrow[1]))
-            region = _component_at((suv[crop] >= level) & inside & ~barrier, seed - lo)
+        in_core = bone is not None and np.count_nonzero(region & bone[crop]) >= MARROW_CORE * np.count_nonzero(region)
+        if marrow is not None and (marrow[0][tuple(seed)] or in_core):
+            over_marrow = marrow[1] + s.percent_of_max * (value - marrow[1])
+            if over_marrow > level:
+                region = _component_at((suv[crop] >= over_marrow) & inside & ~barrier, seed - lo)
         regions.append((crop, region))
         union[crop] |= region
     # watershed per connected component of the union; organs compete as one extra marker
