@@ -208,8 +208,8 @@ def test_a_bone_lesion_in_marrow_is_delineated_against_the_marrow_not_over_it():
 def test_a_bone_lesion_in_an_osteoporotic_core_the_ct_does_not_read_as_bone_is_delineated_against_the_marrow():
     # fluciclovine, marrow SUV 2.8 in a 48 x 40 x 48 mm vertebral body whose core (a 12 mm ball) reads under the
     # CT's bone threshold, as an osteoporotic core does (60-140 HU); a 12 mm lesion 4 SUV above the marrow in
-    # that core: at 41 % of its SUVmax it takes the marrow round it (its region mostly the CT's bone) and was set
-    # aside as flooding it; grown against the marrow, as in bone, it keeps its own size
+    # that core: at 41 % of its SUVmax it takes the marrow round it (~50 ml, mostly the CT's bone; on real CT such a
+    # lesion was set aside as flooding it); grown against the marrow, as in bone, it keeps its own size
     z, y, x = _grid_mm()
     centre = (-20.0, 0.0, 0.0)
     core = np.hypot(np.hypot(x - centre[0], y - centre[1]), z - centre[2]) <= 12.0
