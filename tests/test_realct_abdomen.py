@@ -145,6 +145,23 @@ def test_a_small_faint_lesion_in_the_gland_is_found_as_local(abdomen):
     assert distance <= 4.0 and (lesion.region, lesion.site) == ("local", "prostate")  # within a 4 mm voxel
 
 
+@pytest.mark.parametrize("draw", [1, 2])
+def test_a_lesion_in_the_osteoporotic_l3_core_is_measured_against_the_marrow_under_fluciclovine(abdomen, draw):
+    # this CT's L3 body reads 60-140 HU, so its core is no bone on the CT; a 10 mm lesion of SUV + 5 there (0.52 ml),
+    # grown at 41 % of its SUVmax, took 700-790 voxels of the marrow round it and was set aside as flooding it in
+    # these two noise draws. Grown against the marrow (MARROW_CORE), it is an L3 lesion of its own size. (Draw 3
+    # still misses it: it stands under 4 robust SD over the marrow; docs/limits.md#anatomy-on-real-ct)
+    _, reference, names, grid = abdomen
+    ct = sitk.ReadImage(str(DATA / "ct.nii.gz"), sitk.sitkFloat32)
+    truth = recurrence_sites(reference, names, grid)
+    uptake, rest = tracer_uptake(names, "fluciclovine")
+    pet = simulated_pet(ct, reference, names, grid, uptake, seed=draw, rest=rest,
+                        lesions=tuple((c, 10.0, 5.0) for c in truth.values()))
+    distance, lesion = _nearest(find_and_label(ct, pet, TRACER_FAMILY["fluciclovine"]), truth["bone"])
+    assert distance <= 4.0 and (lesion.site, lesion.bone) == ("bone", "vertebrae_L3")  # target within a voxel, mm
+    assert 0.3 <= lesion.volume_ml <= 1.5  # not the marrow round it
+
+
 @pytest.mark.parametrize("tracer", ["psma1007", "fluciclovine"])
 def test_a_gland_the_ct_reads_as_water_is_no_urine_whatever_the_urine_s_activity(abdomen, tracer):
     # the gland (SUV 2.5 under PSMA-1007, 2 under fluciclovine) is neither the urine's activity (5 and 1) nor cooler
