@@ -846,8 +846,9 @@ def _distinct(
     return not region[tuple(others[inside].T)].any()
 
 
-# MARROW_CORE: an osteoporotic vertebral body reads 60-140 HU, its cortex included (Pickhardt et al., Ann Intern Med
-# 2013;158:588: 110 HU or less at L1 is osteoporosis), so the CT's bone holds its arch and endplates but not its core.
+# MARROW_CORE: an osteoporotic vertebral body can read 60-140 HU, its cortex included (Pickhardt et al., Ann Intern Med
+# 2013;158:588-95: trabecular L1 of 110 HU or less is over 90 % specific for osteoporosis), so the CT's bone (HU over
+# 150) holds its arch and endplates but not its core.
 # A lesion there, grown at ``percent_of_max`` of its SUVmax under a marrow-avid tracer, floods the marrow round it: when
 # this share of its region or more lies in the CT's bone, it is grown against the marrow as a lesion of the bone is.
 # The real CT tests/data/totalsegmentator-abdomen: its bone covers 65 % of L3's reference label and none of a 10 mm
